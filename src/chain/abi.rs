@@ -1,0 +1,84 @@
+//! Solidity interfaces the sidecar talks to, as `sol!` bindings.
+
+use alloy::sol;
+
+sol! {
+    /// Multicall3 (canonical at 0xcA11bde05977b3631167028862bE2a173976CA11).
+    #[sol(rpc)]
+    interface IMulticall3 {
+        struct Call3 { address target; bool allowFailure; bytes callData; }
+        struct Result { bool success; bytes returnData; }
+        function aggregate3(Call3[] calldata calls) external payable returns (Result[] memory returnData);
+        function getEthBalance(address addr) external view returns (uint256 balance);
+        function getBlockNumber() external view returns (uint256 blockNumber);
+        function getCurrentBlockTimestamp() external view returns (uint256 timestamp);
+        function getBasefee() external view returns (uint256 basefee);
+    }
+
+    /// ERC20, as far as the sidecar uses it. `approve`/`transfer` are called
+    /// without decoding a return value: USDT returns none.
+    #[sol(rpc)]
+    interface IERC20 {
+        event Transfer(address indexed from, address indexed to, uint256 value);
+        function balanceOf(address owner) external view returns (uint256);
+        function decimals() external view returns (uint8);
+        function symbol() external view returns (string);
+        function allowance(address owner, address spender) external view returns (uint256);
+        function approve(address spender, uint256 value) external;
+        function transfer(address to, uint256 value) external;
+    }
+
+    /// WETH9.
+    #[sol(rpc)]
+    interface IWETH9 {
+        event Withdrawal(address indexed src, uint256 wad);
+        function deposit() external payable;
+        function withdraw(uint256 wad) external;
+    }
+
+    /// Chainlink AggregatorV3Interface.
+    #[sol(rpc)]
+    interface AggregatorV3Interface {
+        function decimals() external view returns (uint8);
+        function description() external view returns (string memory);
+        function latestRoundData() external view returns (uint80 roundId, int256 answer, uint256 startedAt, uint256 updatedAt, uint80 answeredInRound);
+    }
+
+    /// Uniswap V2 Router02 (and compatible: SushiSwap, Camelot...).
+    #[sol(rpc)]
+    interface IUniswapV2Router02 {
+        function WETH() external pure returns (address);
+        function getAmountsIn(uint amountOut, address[] calldata path) external view returns (uint[] memory amounts);
+        function swapTokensForExactETH(uint amountOut, uint amountInMax, address[] calldata path, address to, uint deadline) external returns (uint[] memory amounts);
+    }
+
+    /// Uniswap SwapRouter02 (swap-router-contracts).
+    #[sol(rpc)]
+    interface ISwapRouter02 {
+        struct ExactOutputSingleParams {
+            address tokenIn;
+            address tokenOut;
+            uint24 fee;
+            address recipient;
+            uint256 amountOut;
+            uint256 amountInMaximum;
+            uint160 sqrtPriceLimitX96;
+        }
+        function exactOutputSingle(ExactOutputSingleParams calldata params) external payable returns (uint256 amountIn);
+        function unwrapWETH9(uint256 amountMinimum, address recipient) external payable;
+        function multicall(uint256 deadline, bytes[] calldata data) external payable returns (bytes[] memory results);
+    }
+
+    /// Uniswap V3 QuoterV2 (v3-periphery lens).
+    #[sol(rpc)]
+    interface IQuoterV2 {
+        struct QuoteExactOutputSingleParams {
+            address tokenIn;
+            address tokenOut;
+            uint256 amount;
+            uint24 fee;
+            uint160 sqrtPriceLimitX96;
+        }
+        function quoteExactOutputSingle(QuoteExactOutputSingleParams memory params) external returns (uint256 amountIn, uint160 sqrtPriceX96After, uint32 initializedTicksCrossed, uint256 gasEstimate);
+    }
+}

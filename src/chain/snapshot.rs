@@ -1,0 +1,337 @@
+//! The wallet snapshot: ETH balance, every token balance and allowance, every
+//! price feed, block number, timestamp and base fee, in ONE `eth_call`.
+//!
+//! Every inner call is made with `allowFailure = true` so that a failing
+//! feed or token is reported by name instead of failing the whole read
+//! anonymously; a failure is always an error, never a zero.
+
+use alloy::{
+    eips::BlockId,
+    primitives::{Address, I256, U256},
+    sol_types::SolCall,
+};
+
+use super::{
+    ChainClient, ChainError,
+    abi::{AggregatorV3Interface, IERC20, IMulticall3},
+};
+use crate::money::Price;
+
+/// Decimals read once from the chain.
+#[derive(Clone, Debug)]
+pub struct ChainMeta {
+    /// Decimals of the ETH/USD feed.
+    pub eth_feed_decimals: u8,
+    /// Per configured token (same order): decimals of its USD feed.
+    pub token_feed_decimals: Vec<u8>,
+}
+
+/// One token as read in a snapshot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenReading {
+    pub balance: U256,
+    pub price: Price,
+    /// Allowance granted by the wallet to each configured venue's router,
+    /// in venue order. Empty for WETH (unwrapping needs none).
+    pub allowances: Vec<U256>,
+}
+
+/// The wallet on one chain at one block.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    pub block_number: u64,
+    pub block_timestamp: u64,
+    pub base_fee_wei: U256,
+    pub eth_balance: U256,
+    pub eth_price: Price,
+    /// Per configured token, in configuration order.
+    pub tokens: Vec<TokenReading>,
+}
+
+struct Batch {
+    calls: Vec<IMulticall3::Call3>,
+    names: Vec<String>,
+}
+
+impl Batch {
+    fn new() -> Batch {
+        Batch {
+            calls: Vec::new(),
+            names: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, target: Address, call: impl SolCall, name: String) -> usize {
+        self.calls.push(IMulticall3::Call3 {
+            target,
+            allowFailure: true,
+            callData: call.abi_encode().into(),
+        });
+        self.names.push(name);
+        self.calls.len() - 1
+    }
+}
+
+struct Results<'a> {
+    chain: &'a str,
+    names: Vec<String>,
+    results: Vec<IMulticall3::Result>,
+}
+
+impl Results<'_> {
+    fn decode<C: SolCall>(&self, i: usize) -> Result<C::Return, ChainError> {
+        let fail = |reason: String| ChainError::CallFailed {
+            chain: self.chain.into(),
+            what: self.names.get(i).cloned().unwrap_or_default(),
+            reason,
+        };
+        let r = self
+            .results
+            .get(i)
+            .ok_or_else(|| fail("missing from the multicall answer".into()))?;
+        if !r.success {
+            return Err(fail(format!(
+                "reverted (0x{})",
+                alloy::hex::encode(&r.returnData)
+            )));
+        }
+        C::abi_decode_returns(&r.returnData).map_err(|e| fail(format!("undecodable answer: {e}")))
+    }
+}
+
+async fn run(
+    client: &ChainClient,
+    batch: Batch,
+    block: BlockId,
+) -> Result<Results<'_>, ChainError> {
+    let results = client.aggregate3(batch.calls, block).await?;
+    if results.len() != batch.names.len() {
+        return Err(ChainError::CallFailed {
+            chain: client.name().into(),
+            what: "Multicall3.aggregate3".into(),
+            reason: format!("{} results for {} calls", results.len(), batch.names.len()),
+        });
+    }
+    Ok(Results {
+        chain: client.name(),
+        names: batch.names,
+        results,
+    })
+}
+
+/// Reads token and feed decimals (one multicall) and checks token decimals
+/// against the config: decimals are never guessed.
+pub(super) async fn read_meta(client: &ChainClient) -> Result<ChainMeta, ChainError> {
+    let cfg = client.config();
+    let mut b = Batch::new();
+    let eth_feed = b.push(
+        cfg.eth_usd_feed,
+        AggregatorV3Interface::decimalsCall {},
+        "ETH/USD feed decimals()".into(),
+    );
+    let mut idx = Vec::new();
+    for t in &cfg.tokens {
+        let td = b.push(
+            t.address,
+            IERC20::decimalsCall {},
+            format!("{} decimals()", t.symbol),
+        );
+        let fd = b.push(
+            t.usd_feed,
+            AggregatorV3Interface::decimalsCall {},
+            format!("{}/USD feed decimals()", t.symbol),
+        );
+        idx.push((td, fd));
+    }
+    let r = run(client, b, BlockId::latest()).await?;
+    let eth_feed_decimals = r.decode::<AggregatorV3Interface::decimalsCall>(eth_feed)?;
+    let mut token_feed_decimals = Vec::new();
+    for (t, (td, fd)) in cfg.tokens.iter().zip(idx) {
+        let actual = r.decode::<IERC20::decimalsCall>(td)?;
+        if actual != t.decimals {
+            return Err(ChainError::DecimalsMismatch {
+                chain: client.name().into(),
+                symbol: t.symbol.clone(),
+                configured: t.decimals,
+                actual,
+            });
+        }
+        token_feed_decimals.push(r.decode::<AggregatorV3Interface::decimalsCall>(fd)?);
+    }
+    Ok(ChainMeta {
+        eth_feed_decimals,
+        token_feed_decimals,
+    })
+}
+
+/// Validates one `latestRoundData` answer: positive, and not older than the
+/// chain's staleness limit at the snapshot's block time.
+fn feed_price(
+    client: &ChainClient,
+    feed: &str,
+    address: Address,
+    round: AggregatorV3Interface::latestRoundDataReturn,
+    decimals: u8,
+    block_timestamp: u64,
+) -> Result<Price, ChainError> {
+    if round.answer <= I256::ZERO {
+        return Err(ChainError::BadPrice {
+            chain: client.name().into(),
+            feed: feed.into(),
+            address,
+            answer: round.answer.to_string(),
+        });
+    }
+    let updated: u64 = round.updatedAt.try_into().unwrap_or(u64::MAX);
+    let max_age = client.config().feed_max_age.as_secs();
+    let age = block_timestamp.saturating_sub(updated);
+    if updated == 0 || age > max_age {
+        return Err(ChainError::StaleFeed {
+            chain: client.name().into(),
+            feed: feed.into(),
+            address,
+            age_secs: age,
+            max_age_secs: max_age,
+        });
+    }
+    Ok(Price {
+        answer: round.answer.into_raw(),
+        decimals,
+    })
+}
+
+/// Reads the snapshot at `block` in one `eth_call`.
+pub async fn read(client: &ChainClient, block: BlockId) -> Result<Snapshot, ChainError> {
+    let cfg = client.config();
+    let meta = client.meta()?;
+    let wallet = client.wallet();
+    let mc = cfg.multicall3;
+    let mut b = Batch::new();
+    let i_block = b.push(
+        mc,
+        IMulticall3::getBlockNumberCall {},
+        "getBlockNumber()".into(),
+    );
+    let i_time = b.push(
+        mc,
+        IMulticall3::getCurrentBlockTimestampCall {},
+        "getCurrentBlockTimestamp()".into(),
+    );
+    let i_fee = b.push(mc, IMulticall3::getBasefeeCall {}, "getBasefee()".into());
+    let i_eth = b.push(
+        mc,
+        IMulticall3::getEthBalanceCall { addr: wallet },
+        "getEthBalance(wallet)".into(),
+    );
+    let i_eth_feed = b.push(
+        cfg.eth_usd_feed,
+        AggregatorV3Interface::latestRoundDataCall {},
+        "ETH/USD feed latestRoundData()".into(),
+    );
+    let i_seq = cfg.sequencer_uptime_feed.map(|f| {
+        b.push(
+            f,
+            AggregatorV3Interface::latestRoundDataCall {},
+            "sequencer uptime feed latestRoundData()".into(),
+        )
+    });
+    let mut idx = Vec::new();
+    for t in &cfg.tokens {
+        let bal = b.push(
+            t.address,
+            IERC20::balanceOfCall { owner: wallet },
+            format!("{} balanceOf(wallet)", t.symbol),
+        );
+        let feed = b.push(
+            t.usd_feed,
+            AggregatorV3Interface::latestRoundDataCall {},
+            format!("{}/USD feed latestRoundData()", t.symbol),
+        );
+        let allowances: Vec<usize> = if t.is_weth {
+            Vec::new()
+        } else {
+            cfg.venues
+                .iter()
+                .map(|v| {
+                    b.push(
+                        t.address,
+                        IERC20::allowanceCall {
+                            owner: wallet,
+                            spender: v.kind.router(),
+                        },
+                        format!("{} allowance(wallet, {})", t.symbol, v.name),
+                    )
+                })
+                .collect()
+        };
+        idx.push((bal, feed, allowances));
+    }
+
+    let r = run(client, b, block).await?;
+    let to_u64 = |v: U256| u64::try_from(v).unwrap_or(u64::MAX);
+    let block_number = to_u64(r.decode::<IMulticall3::getBlockNumberCall>(i_block)?);
+    let block_timestamp = to_u64(r.decode::<IMulticall3::getCurrentBlockTimestampCall>(i_time)?);
+    let base_fee_wei = r.decode::<IMulticall3::getBasefeeCall>(i_fee)?;
+    let eth_balance = r.decode::<IMulticall3::getEthBalanceCall>(i_eth)?;
+
+    if let (Some(i), Some(addr)) = (i_seq, cfg.sequencer_uptime_feed) {
+        let round = r.decode::<AggregatorV3Interface::latestRoundDataCall>(i)?;
+        let started: u64 = round.startedAt.try_into().unwrap_or(u64::MAX);
+        let grace = cfg.sequencer_grace.as_secs();
+        // Chainlink: answer 0 = up, 1 = down; prices are untrusted during the
+        // grace period after the sequencer comes back.
+        if round.answer != I256::ZERO || block_timestamp.saturating_sub(started) < grace {
+            tracing::warn!(chain = client.name(), sequencer_feed = %addr, "sequencer down or in grace period");
+            return Err(ChainError::SequencerDown {
+                chain: client.name().into(),
+                grace_secs: grace,
+            });
+        }
+    }
+
+    let eth_price = feed_price(
+        client,
+        "ETH/USD",
+        cfg.eth_usd_feed,
+        r.decode::<AggregatorV3Interface::latestRoundDataCall>(i_eth_feed)?,
+        meta.eth_feed_decimals,
+        block_timestamp,
+    )?;
+    let mut tokens = Vec::with_capacity(cfg.tokens.len());
+    for ((t, (bal, feed, allow)), feed_decimals) in
+        cfg.tokens.iter().zip(idx).zip(&meta.token_feed_decimals)
+    {
+        let price = feed_price(
+            client,
+            &format!("{}/USD", t.symbol),
+            t.usd_feed,
+            r.decode::<AggregatorV3Interface::latestRoundDataCall>(feed)?,
+            *feed_decimals,
+            block_timestamp,
+        )?;
+        let allowances = allow
+            .into_iter()
+            .map(|i| r.decode::<IERC20::allowanceCall>(i))
+            .collect::<Result<Vec<_>, _>>()?;
+        tokens.push(TokenReading {
+            balance: r.decode::<IERC20::balanceOfCall>(bal)?,
+            price,
+            allowances,
+        });
+    }
+    Ok(Snapshot {
+        block_number,
+        block_timestamp,
+        base_fee_wei,
+        eth_balance,
+        eth_price,
+        tokens,
+    })
+}
+
+impl ChainClient {
+    /// The wallet snapshot at `block`, in one JSON-RPC request.
+    pub async fn snapshot(&self, block: BlockId) -> Result<Snapshot, ChainError> {
+        read(self, block).await
+    }
+}

@@ -1,0 +1,186 @@
+//! The pooled JSON-RPC transport: ordered failover over a chain's endpoints.
+//!
+//! Each request goes to ONE endpoint at a time, the one that answered last,
+//! with a per-call timeout; on a transport failure (connection refused,
+//! timeout, HTTP error) the next endpoint is tried, then the whole list again
+//! after a backoff, up to the configured number of rounds. Nothing is ever
+//! sent to two endpoints in parallel: a signed transaction may be re-sent to
+//! another endpoint after a failure (the same bytes, so the same hash), never
+//! raced. JSON-RPC error responses (reverts, "nonce too low"...) are answers,
+//! not failures, and are returned as they are.
+//!
+//! Endpoints are identified in logs and spans by host only: URLs often carry
+//! API keys in their path or query.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    task::{Context, Poll},
+    time::{Duration, Instant},
+};
+
+use alloy::{
+    rpc::json_rpc::{RequestPacket, ResponsePacket},
+    transports::{
+        TransportError, TransportErrorKind, TransportFut,
+        http::{Http, reqwest},
+    },
+};
+use tower::Service;
+use tracing::Instrument;
+use url::Url;
+
+/// An endpoint's name safe to log: scheme, host and port, nothing else.
+pub fn redact_url(url: &Url) -> String {
+    match (url.host_str(), url.port()) {
+        (Some(h), Some(p)) => format!("{}://{h}:{p}", url.scheme()),
+        (Some(h), None) => format!("{}://{h}", url.scheme()),
+        _ => format!("{}://<no host>", url.scheme()),
+    }
+}
+
+#[derive(Clone)]
+struct Endpoint {
+    http: Http<reqwest::Client>,
+    label: Arc<str>,
+}
+
+/// Ordered failover over several HTTP endpoints. Cheap to clone; clones share
+/// the connection pool and the "current endpoint" cursor.
+#[derive(Clone)]
+pub struct FailoverTransport {
+    endpoints: Arc<Vec<Endpoint>>,
+    current: Arc<AtomicUsize>,
+    timeout: Duration,
+    rounds: u32,
+}
+
+impl std::fmt::Debug for FailoverTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let labels: Vec<&str> = self.endpoints.iter().map(|e| &*e.label).collect();
+        f.debug_struct("FailoverTransport")
+            .field("endpoints", &labels)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+impl FailoverTransport {
+    /// `retries` extra rounds over the whole list after the first one.
+    pub fn new(urls: &[Url], timeout: Duration, retries: u32) -> Result<Self, reqwest::Error> {
+        // One pooled client for every endpoint of the chain: keep-alive
+        // connections are reused across requests.
+        let client = reqwest::Client::builder()
+            .pool_idle_timeout(Duration::from_secs(90))
+            .tcp_nodelay(true)
+            .build()?;
+        let endpoints = urls
+            .iter()
+            .map(|u| Endpoint {
+                http: Http::with_client(client.clone(), u.clone()),
+                label: redact_url(u).into(),
+            })
+            .collect();
+        Ok(FailoverTransport {
+            endpoints: Arc::new(endpoints),
+            current: Arc::new(AtomicUsize::new(0)),
+            timeout,
+            rounds: retries + 1,
+        })
+    }
+
+    /// True when every endpoint is on a loopback address.
+    pub fn is_local(urls: &[Url]) -> bool {
+        urls.iter().all(|u| {
+            matches!(
+                u.host_str(),
+                Some("localhost" | "127.0.0.1" | "[::1]" | "::1")
+            )
+        })
+    }
+
+    async fn call_inner(self, req: RequestPacket) -> Result<ResponsePacket, TransportError> {
+        let n = self.endpoints.len();
+        let method = req.method_names().next().unwrap_or("batch").to_string();
+        let mut last_err = None;
+        for round in 0..self.rounds {
+            if round > 0 {
+                // 100 ms, 200 ms, 400 ms... capped at 2 s.
+                let backoff =
+                    Duration::from_millis(100u64 << (round - 1).min(4)).min(Duration::from_secs(2));
+                tokio::time::sleep(backoff).await;
+            }
+            let start_at = self.current.load(Ordering::Relaxed) % n;
+            for step in 0..n {
+                let idx = (start_at + step) % n;
+                let ep = &self.endpoints[idx];
+                let span = tracing::debug_span!(
+                    "rpc",
+                    rpc.method = %method,
+                    rpc.endpoint = %ep.label,
+                    rpc.latency_ms = tracing::field::Empty,
+                    rpc.error = tracing::field::Empty,
+                );
+                let started = Instant::now();
+                let mut http = ep.http.clone();
+                let result = tokio::time::timeout(self.timeout, http.call(req.clone()))
+                    .instrument(span.clone())
+                    .await;
+                span.record("rpc.latency_ms", started.elapsed().as_millis() as u64);
+                match result {
+                    Ok(Ok(resp)) => {
+                        if idx != start_at {
+                            tracing::warn!(endpoint = %ep.label, "RPC failover: now using this endpoint");
+                        }
+                        self.current.store(idx, Ordering::Relaxed);
+                        return Ok(resp);
+                    }
+                    Ok(Err(e)) => {
+                        span.record("rpc.error", tracing::field::display(&e));
+                        tracing::debug!(parent: &span, error = %e, "RPC endpoint failed");
+                        last_err = Some(e);
+                    }
+                    Err(_) => {
+                        span.record("rpc.error", "timeout");
+                        last_err = Some(TransportErrorKind::custom_str(&format!(
+                            "{} timed out after {:?}",
+                            ep.label, self.timeout
+                        )));
+                    }
+                }
+            }
+        }
+        Err(last_err
+            .unwrap_or_else(|| TransportErrorKind::custom_str("no RPC endpoint configured")))
+    }
+}
+
+impl Service<RequestPacket> for FailoverTransport {
+    type Response = ResponsePacket;
+    type Error = TransportError;
+    type Future = TransportFut<'static>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: RequestPacket) -> Self::Future {
+        Box::pin(self.clone().call_inner(req))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redaction_keeps_only_scheme_host_port() {
+        let u =
+            Url::parse("https://user:pw@arb-mainnet.example.com/v2/SECRETKEY?apikey=XYZ").unwrap();
+        assert_eq!(redact_url(&u), "https://arb-mainnet.example.com");
+        let u = Url::parse("http://127.0.0.1:8545/abc").unwrap();
+        assert_eq!(redact_url(&u), "http://127.0.0.1:8545");
+    }
+}

@@ -1,0 +1,484 @@
+//! Deploys the devnet market: tokens, feeds, WETH9, Uniswap V2 + V3, liquidity, funded
+//! accounts, Multicall3.
+
+use std::time::{Duration, Instant};
+
+use alloy::network::TransactionBuilder;
+use alloy::primitives::aliases::{I24, U24};
+use alloy::primitives::{Address, B256, Bytes, I256, U256, utils::parse_units};
+use alloy::providers::{DynProvider, Provider, ext::AnvilApi};
+use alloy::rpc::types::{TransactionReceipt, TransactionRequest};
+use alloy::sol_types::{SolType, SolValue, sol_data};
+
+use super::artifacts::Artifacts;
+use super::bindings::{
+    IERC20, IMintable, INonfungiblePositionManager, IUniswapV2Router02, IUniswapV3Factory, IWETH9,
+};
+use super::error::DevnetError;
+use super::math;
+use super::{DevnetAddresses, FEED_DECIMALS, MULTICALL3_ADDRESS};
+
+/// USD prices the feeds start at (whole dollars).
+pub(crate) const ETH_USD: u64 = 3000;
+/// Every stablecoin starts at $1.00.
+pub(crate) const STABLE_USD: u64 = 1;
+/// WETH per pool (V2 pair or V3 position), whole ETH.
+const POOL_WETH: u64 = 100;
+/// Fee tiers of the V3 pools.
+pub(crate) const V3_FEES: [u32; 2] = [500, 3000];
+
+/// Who does what during deployment.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Accounts {
+    pub(crate) deployer: Address,
+    pub(crate) trader: Address,
+    pub(crate) wallet: Address,
+}
+
+/// Sends transactions and waits for their receipts (automine: they are mined on arrival).
+struct Sender<'a> {
+    provider: &'a DynProvider,
+    from: Address,
+}
+
+impl Sender<'_> {
+    async fn send(
+        &self,
+        context: &str,
+        tx: TransactionRequest,
+    ) -> Result<TransactionReceipt, DevnetError> {
+        let tx = if tx.from.is_none() {
+            tx.with_from(self.from)
+        } else {
+            tx
+        };
+        let pending = self
+            .provider
+            .send_transaction(tx)
+            .await
+            .map_err(|e| DevnetError::chain(format!("send `{context}`"), e))?;
+        let hash = *pending.tx_hash();
+        let receipt = wait_receipt(self.provider, hash, context).await?;
+        if !receipt.status() {
+            return Err(DevnetError::Reverted {
+                context: context.into(),
+                tx_hash: hash.to_string(),
+            });
+        }
+        Ok(receipt)
+    }
+
+    /// Deploys `code ++ ctor_args` and returns the new contract's address.
+    async fn deploy(
+        &self,
+        context: &str,
+        code: &Bytes,
+        ctor_args: Vec<u8>,
+    ) -> Result<Address, DevnetError> {
+        let mut data = Vec::with_capacity(code.len() + ctor_args.len());
+        data.extend_from_slice(code);
+        data.extend_from_slice(&ctor_args);
+        let receipt = self
+            .send(
+                &format!("deploy {context}"),
+                TransactionRequest::default().with_deploy_code(data),
+            )
+            .await?;
+        receipt.contract_address.ok_or_else(|| {
+            DevnetError::Invariant(format!("deploy {context}: receipt has no contract address"))
+        })
+    }
+}
+
+/// Polls for a receipt; the node automines, so this normally answers at once.
+pub(crate) async fn wait_receipt(
+    provider: &DynProvider,
+    hash: B256,
+    context: &str,
+) -> Result<TransactionReceipt, DevnetError> {
+    let started = Instant::now();
+    loop {
+        if let Some(r) = provider
+            .get_transaction_receipt(hash)
+            .await
+            .map_err(|e| DevnetError::chain(format!("receipt of `{context}`"), e))?
+        {
+            return Ok(r);
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            return Err(DevnetError::Invariant(format!(
+                "`{context}` ({hash}) not mined in 60 s"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// `value` whole units of a token with `decimals`, in base units.
+pub(crate) fn units(value: u64, decimals: u8) -> U256 {
+    U256::from(value) * U256::from(10u8).pow(U256::from(decimals))
+}
+
+fn ether(s: &str) -> Result<U256, DevnetError> {
+    parse_units(s, 18)
+        .map(Into::into)
+        .map_err(|e| DevnetError::Invariant(format!("bad ether amount {s:?}: {e}")))
+}
+
+/// One stablecoin of the market.
+struct Stable {
+    symbol: &'static str,
+    address: Address,
+    decimals: u8,
+}
+
+/// Deploys everything; returns the addresses. Expects an automining node.
+pub(crate) async fn deploy_market(
+    provider: &DynProvider,
+    art: &Artifacts,
+    acct: Accounts,
+) -> Result<DevnetAddresses, DevnetError> {
+    let tx = Sender {
+        provider,
+        from: acct.deployer,
+    };
+    let rpc = |ctx: &'static str| move |e| DevnetError::chain(ctx, e);
+
+    // Whales: plenty of native ETH for the deployer and the trader.
+    let whale = ether("1000000")?;
+    provider
+        .anvil_set_balance(acct.deployer, whale)
+        .await
+        .map_err(rpc("fund deployer"))?;
+    provider
+        .anvil_set_balance(acct.trader, whale)
+        .await
+        .map_err(rpc("fund trader"))?;
+
+    // Multicall3 runtime code at the canonical address.
+    let mc_code = art.multicall3.deployed_bytecode.clone().ok_or_else(|| {
+        DevnetError::Invariant("Multicall3 artifact has no deployed bytecode".into())
+    })?;
+    provider
+        .anvil_set_code(MULTICALL3_ADDRESS, mc_code)
+        .await
+        .map_err(rpc("anvil_setCode Multicall3"))?;
+
+    // ---- contracts --------------------------------------------------------------------
+    let weth = tx.deploy("WETH9", &art.weth9.bytecode, vec![]).await?;
+    let erc20 = |name: &str, symbol: &str, decimals: u8| {
+        <(sol_data::String, sol_data::String, sol_data::Uint<8>)>::abi_encode_params(&(
+            name.to_string(),
+            symbol.to_string(),
+            decimals,
+        ))
+    };
+    let usdc = tx
+        .deploy(
+            "USDC",
+            &art.test_erc20.bytecode,
+            erc20("USD Coin", "USDC", 6),
+        )
+        .await?;
+    let usdt = tx.deploy("USDT", &art.tether.bytecode, vec![]).await?;
+    let dai = tx
+        .deploy(
+            "DAI",
+            &art.test_erc20.bytecode,
+            erc20("Dai Stablecoin", "DAI", 18),
+        )
+        .await?;
+
+    let feed = |desc: &str, usd: u64| {
+        let answer = I256::from_raw(units(usd, FEED_DECIMALS));
+        <(sol_data::Uint<8>, sol_data::String, sol_data::Int<256>)>::abi_encode_params(&(
+            FEED_DECIMALS,
+            desc.to_string(),
+            answer,
+        ))
+    };
+    let eth_usd_feed = tx
+        .deploy(
+            "ETH/USD feed",
+            &art.aggregator.bytecode,
+            feed("ETH / USD", ETH_USD),
+        )
+        .await?;
+    let usdc_usd_feed = tx
+        .deploy(
+            "USDC/USD feed",
+            &art.aggregator.bytecode,
+            feed("USDC / USD", STABLE_USD),
+        )
+        .await?;
+    let usdt_usd_feed = tx
+        .deploy(
+            "USDT/USD feed",
+            &art.aggregator.bytecode,
+            feed("USDT / USD", STABLE_USD),
+        )
+        .await?;
+    let dai_usd_feed = tx
+        .deploy(
+            "DAI/USD feed",
+            &art.aggregator.bytecode,
+            feed("DAI / USD", STABLE_USD),
+        )
+        .await?;
+
+    let v2_factory = tx
+        .deploy(
+            "UniswapV2Factory",
+            &art.v2_factory.bytecode,
+            acct.deployer.abi_encode(),
+        )
+        .await?;
+    let v2_router = tx
+        .deploy(
+            "UniswapV2Router02",
+            &art.v2_router02.bytecode,
+            (v2_factory, weth).abi_encode_params(),
+        )
+        .await?;
+    let v3_factory = tx
+        .deploy("UniswapV3Factory", &art.v3_factory.bytecode, vec![])
+        .await?;
+    // The token descriptor only serves tokenURI(), which nothing here calls.
+    let v3_position_manager = tx
+        .deploy(
+            "NonfungiblePositionManager",
+            &art.position_manager.bytecode,
+            (v3_factory, weth, Address::ZERO).abi_encode_params(),
+        )
+        .await?;
+    let swap_router02 = tx
+        .deploy(
+            "SwapRouter02",
+            &art.swap_router02.bytecode,
+            (v2_factory, v3_factory, v3_position_manager, weth).abi_encode_params(),
+        )
+        .await?;
+    let quoter_v2 = tx
+        .deploy(
+            "QuoterV2",
+            &art.quoter_v2.bytecode,
+            (v3_factory, weth).abi_encode_params(),
+        )
+        .await?;
+
+    let addresses = DevnetAddresses {
+        weth,
+        usdc,
+        usdt,
+        dai,
+        multicall3: MULTICALL3_ADDRESS,
+        eth_usd_feed,
+        usdc_usd_feed,
+        usdt_usd_feed,
+        dai_usd_feed,
+        v2_factory,
+        v2_router,
+        v3_factory,
+        v3_position_manager,
+        swap_router02,
+        quoter_v2,
+    };
+
+    let stables = [
+        Stable {
+            symbol: "USDC",
+            address: usdc,
+            decimals: 6,
+        },
+        Stable {
+            symbol: "USDT",
+            address: usdt,
+            decimals: 6,
+        },
+        Stable {
+            symbol: "DAI",
+            address: dai,
+            decimals: 18,
+        },
+    ];
+
+    // ---- deployer inventory + approvals -----------------------------------------------
+    let pools_per_token = 1 + V3_FEES.len() as u64;
+    let weth_needed = POOL_WETH * pools_per_token * stables.len() as u64 + 1;
+    let weth_c = IWETH9::new(weth, provider);
+    tx.send(
+        "deployer wraps WETH",
+        weth_c
+            .deposit()
+            .value(units(weth_needed, 18))
+            .into_transaction_request(),
+    )
+    .await?;
+    for s in &stables {
+        let amount = units(
+            POOL_WETH * ETH_USD / STABLE_USD * pools_per_token,
+            s.decimals,
+        );
+        tx.send(
+            &format!("mint {} to deployer", s.symbol),
+            IMintable::new(s.address, provider)
+                .mint(acct.deployer, amount)
+                .into_transaction_request(),
+        )
+        .await?;
+    }
+    for token in [weth, usdc, usdt, dai] {
+        for spender in [v2_router, v3_position_manager] {
+            tx.send(
+                "deployer approves liquidity managers",
+                IERC20::new(token, provider)
+                    .approve(spender, U256::MAX)
+                    .into_transaction_request(),
+            )
+            .await?;
+        }
+    }
+
+    // ---- liquidity at the feed prices -----------------------------------------------------
+    let router = IUniswapV2Router02::new(v2_router, provider);
+    let npm = INonfungiblePositionManager::new(v3_position_manager, provider);
+    for s in &stables {
+        let weth_amount = units(POOL_WETH, 18);
+        let stable_amount = units(POOL_WETH * ETH_USD / STABLE_USD, s.decimals);
+        tx.send(
+            &format!("V2 addLiquidity WETH/{}", s.symbol),
+            router
+                .addLiquidity(
+                    weth,
+                    s.address,
+                    weth_amount,
+                    stable_amount,
+                    U256::ZERO,
+                    U256::ZERO,
+                    acct.deployer,
+                    U256::MAX,
+                )
+                .into_transaction_request(),
+        )
+        .await?;
+
+        let (value_weth, value_stable) =
+            math::equal_value_amounts(18, U256::from(ETH_USD), s.decimals, U256::from(STABLE_USD));
+        let ((token0, amount0), (token1, amount1)) =
+            math::sort_pair((weth, weth_amount), (s.address, stable_amount));
+        let ((_, price0), (_, price1)) =
+            math::sort_pair((weth, value_weth), (s.address, value_stable));
+        let sqrt_price = math::sqrt_price_x96(price0, price1)?;
+
+        for fee in V3_FEES {
+            let spacing = math::tick_spacing(fee)
+                .ok_or_else(|| DevnetError::Invariant(format!("unknown V3 fee tier {fee}")))?;
+            let (lower, upper) = math::full_range_ticks(spacing);
+            let fee24 = U24::from(fee);
+            tx.send(
+                &format!("V3 create WETH/{} {fee}", s.symbol),
+                npm.createAndInitializePoolIfNecessary(token0, token1, fee24, sqrt_price)
+                    .into_transaction_request(),
+            )
+            .await?;
+            let params = INonfungiblePositionManager::MintParams {
+                token0,
+                token1,
+                fee: fee24,
+                tickLower: I24::try_from(lower)
+                    .map_err(|e| DevnetError::Invariant(format!("tick {lower}: {e}")))?,
+                tickUpper: I24::try_from(upper)
+                    .map_err(|e| DevnetError::Invariant(format!("tick {upper}: {e}")))?,
+                amount0Desired: amount0,
+                amount1Desired: amount1,
+                amount0Min: U256::ZERO,
+                amount1Min: U256::ZERO,
+                recipient: acct.deployer,
+                deadline: U256::MAX,
+            };
+            tx.send(
+                &format!("V3 mint WETH/{} {fee}", s.symbol),
+                npm.mint(params).into_transaction_request(),
+            )
+            .await?;
+        }
+    }
+
+    // ---- the test wallet: 0.03 ETH, 0.08 WETH, 200 USDC, 100 USDT, 310 DAI ----------------
+    tx.send(
+        "WETH to wallet",
+        weth_c
+            .transfer(acct.wallet, ether("0.08")?)
+            .into_transaction_request(),
+    )
+    .await?;
+    for (s, amount) in stables.iter().zip([200u64, 100, 310]) {
+        tx.send(
+            &format!("mint {} to wallet", s.symbol),
+            IMintable::new(s.address, provider)
+                .mint(acct.wallet, units(amount, s.decimals))
+                .into_transaction_request(),
+        )
+        .await?;
+    }
+    provider
+        .anvil_set_balance(acct.wallet, ether("0.03")?)
+        .await
+        .map_err(rpc("fund wallet"))?;
+
+    // ---- the trader whale: tokens, WETH, router approvals ---------------------------------
+    let trader = Sender {
+        provider,
+        from: acct.trader,
+    };
+    for s in &stables {
+        tx.send(
+            &format!("mint {} to trader", s.symbol),
+            IMintable::new(s.address, provider)
+                .mint(acct.trader, units(10_000_000, s.decimals))
+                .into_transaction_request(),
+        )
+        .await?;
+    }
+    trader
+        .send(
+            "trader wraps WETH",
+            weth_c
+                .deposit()
+                .value(units(10_000, 18))
+                .into_transaction_request(),
+        )
+        .await?;
+    for token in [weth, usdc, usdt, dai] {
+        for spender in [v2_router, swap_router02] {
+            trader
+                .send(
+                    "trader approves routers",
+                    IERC20::new(token, provider)
+                        .approve(spender, U256::MAX)
+                        .into_transaction_request(),
+                )
+                .await?;
+        }
+    }
+
+    // ---- sanity: pools exist where the routers will look for them -----------------------------
+    let v3f = IUniswapV3Factory::new(v3_factory, provider);
+    for s in &stables {
+        for fee in V3_FEES {
+            let pool = v3f
+                .getPool(weth, s.address, U24::from(fee))
+                .call()
+                .await
+                .map_err(|e| DevnetError::chain(format!("getPool WETH/{} {fee}", s.symbol), e))?;
+            if pool == Address::ZERO {
+                return Err(DevnetError::Invariant(format!(
+                    "no V3 pool WETH/{} {fee}",
+                    s.symbol
+                )));
+            }
+        }
+    }
+
+    Ok(addresses)
+}

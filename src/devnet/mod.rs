@@ -1,0 +1,619 @@
+//! Local devnet fixture: a real anvil node with a realistic market, shared by the integration
+//! tests, the `devnet` demo command and the benchmarks ("one way to stand up the world").
+//!
+//! [`Devnet::start`] spawns the anvil binary of the pinned npm package
+//! `@foundry-rs/anvil-linux-amd64` on `127.0.0.1` and deploys, from artifacts read **at run
+//! time** from `deploy/devnet` (run `bash deploy/devnet/setup.sh` once first):
+//!
+//! - WETH9, USDC (6 dec), USDT (6 dec, mainnet quirks: no return values, approve must go through
+//!   0), DAI (18 dec);
+//! - Chainlink-style feeds (8 decimals): ETH/USD $3000, USDC/USD, USDT/USD, DAI/USD $1.00;
+//! - Uniswap V2 (factory + Router02) with WETH/USDC, WETH/USDT, WETH/DAI pairs, and Uniswap V3
+//!   (factory, NonfungiblePositionManager, SwapRouter02, QuoterV2) with the same pairs at fee
+//!   tiers 500 and 3000, full-range liquidity; every pool holds 100 WETH + 300,000 of the stable,
+//!   priced at the feeds;
+//! - Multicall3 at its canonical address `0xcA11bde05977b3631167028862bE2a173976CA11`;
+//! - a test wallet (fresh key, not an anvil dev account) holding 0.03 ETH, 0.08 WETH, 200 USDC,
+//!   100 USDT and 310 DAI (the write-up's example wallet, about $850 in tokens);
+//! - a trader whale (anvil dev account #1): ~1,000,000 ETH, 10,000 WETH, 10,000,000 of each
+//!   stable, with max approvals to Router02 and SwapRouter02, for tests that push prices.
+//!
+//! The deployer (anvil dev account #0) owns the tokens (can `mint`) and the feeds (can
+//! `updateAnswer` / `setRoundData`). Everything is deterministic except the block timestamps.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), wallet_balancer::devnet::DevnetError> {
+//! use wallet_balancer::devnet::{Devnet, DevnetOptions};
+//! let devnet = Devnet::start(DevnetOptions::default()).await?;
+//! println!("rpc {} weth {}", devnet.rpc_url, devnet.addresses.weth);
+//! let toml = devnet.config_toml("/tmp/wallet.key".as_ref(), "127.0.0.1:50051");
+//! # let _ = toml; Ok(()) }
+//! ```
+
+mod artifacts;
+pub mod bindings;
+mod cli;
+mod deploy;
+mod error;
+pub mod math;
+mod node;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use alloy::network::EthereumWallet;
+use alloy::primitives::{Address, B256, Bytes, address, b256, keccak256};
+use alloy::providers::{DynProvider, Provider, ProviderBuilder, ext::AnvilApi};
+use alloy::signers::local::PrivateKeySigner;
+
+pub use cli::run_devnet_cli;
+pub use error::DevnetError;
+
+use artifacts::Artifacts;
+use node::AnvilNode;
+
+/// Chain id of the devnet (anvil's default).
+pub const CHAIN_ID: u64 = 31337;
+/// The chain's name in the sidecar config (`[chains.devnet]`).
+pub const CHAIN_NAME: &str = "devnet";
+/// Canonical Multicall3 address (our runtime bytecode is placed there with `anvil_setCode`).
+pub const MULTICALL3_ADDRESS: Address = address!("0xcA11bde05977b3631167028862bE2a173976CA11");
+/// Decimals of every devnet price feed.
+pub const FEED_DECIMALS: u8 = 8;
+/// Initial ETH/USD feed answer, whole dollars (the pools are seeded at this price).
+pub const ETH_USD_PRICE: u64 = deploy::ETH_USD;
+/// Fee tiers of the V3 pools (and of the config's `uniswap_v3` venue).
+pub const V3_FEE_TIERS: [u32; 2] = deploy::V3_FEES;
+/// Anvil dev account #0: deploys everything, owns the tokens and the feeds.
+pub const DEPLOYER_KEY: B256 =
+    b256!("0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80");
+/// Anvil dev account #1: the trader whale.
+pub const TRADER_KEY: B256 =
+    b256!("0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d");
+/// Seed of the test wallet's key: `keccak256(WALLET_KEY_SEED)`. Not an anvil dev account.
+pub const WALLET_KEY_SEED: &[u8] = b"wallet-balancer devnet test wallet v1";
+
+/// Env var overriding [`DevnetOptions::dir`]'s default.
+pub const ENV_DEVNET_DIR: &str = "WB_DEVNET_DIR";
+/// Env var overriding the anvil binary (default: the npm package's).
+pub const ENV_ANVIL_BIN: &str = "WB_ANVIL_BIN";
+
+/// How to start a [`Devnet`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DevnetOptions {
+    /// TCP port on 127.0.0.1; `None` lets anvil pick a free one.
+    pub port: Option<u16>,
+    /// `None`: automine (a block per transaction). `Some(n)`: after deployment (which always
+    /// runs automined, so start-up stays fast) mine a block every `n` seconds.
+    pub block_time_secs: Option<u64>,
+    /// The fixture directory (`deploy/devnet`: node_modules/, build/, setup.sh). Default: env
+    /// `WB_DEVNET_DIR`, else `<crate>/deploy/devnet` of the checkout this was compiled from.
+    pub dir: PathBuf,
+    /// The anvil binary. `None`: env `WB_ANVIL_BIN`, else
+    /// `<dir>/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil`.
+    pub anvil_bin: Option<PathBuf>,
+}
+
+impl DevnetOptions {
+    /// `WB_DEVNET_DIR`, else `concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/devnet")`.
+    pub fn default_dir() -> PathBuf {
+        match std::env::var_os(ENV_DEVNET_DIR) {
+            Some(d) if !d.is_empty() => PathBuf::from(d),
+            _ => PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/devnet")),
+        }
+    }
+
+    fn resolve_anvil(&self) -> PathBuf {
+        if let Some(p) = &self.anvil_bin {
+            return p.clone();
+        }
+        match std::env::var_os(ENV_ANVIL_BIN) {
+            Some(p) if !p.is_empty() => PathBuf::from(p),
+            _ => node::anvil_in_package(&self.dir),
+        }
+    }
+}
+
+impl Default for DevnetOptions {
+    fn default() -> Self {
+        Self {
+            port: None,
+            block_time_secs: None,
+            dir: Self::default_dir(),
+            anvil_bin: None,
+        }
+    }
+}
+
+/// Addresses of everything the devnet deploys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DevnetAddresses {
+    /// WETH9.
+    pub weth: Address,
+    /// USD Coin look-alike (TestERC20, 6 decimals).
+    pub usdc: Address,
+    /// Tether look-alike (TetherToken, 6 decimals, no return values, approve-through-zero).
+    pub usdt: Address,
+    /// Dai look-alike (TestERC20, 18 decimals).
+    pub dai: Address,
+    /// Multicall3, always [`MULTICALL3_ADDRESS`].
+    pub multicall3: Address,
+    /// ETH/USD MockAggregatorV3.
+    pub eth_usd_feed: Address,
+    /// USDC/USD MockAggregatorV3.
+    pub usdc_usd_feed: Address,
+    /// USDT/USD MockAggregatorV3.
+    pub usdt_usd_feed: Address,
+    /// DAI/USD MockAggregatorV3.
+    pub dai_usd_feed: Address,
+    /// UniswapV2Factory.
+    pub v2_factory: Address,
+    /// UniswapV2Router02.
+    pub v2_router: Address,
+    /// UniswapV3Factory.
+    pub v3_factory: Address,
+    /// NonfungiblePositionManager.
+    pub v3_position_manager: Address,
+    /// SwapRouter02 (swap-router-contracts).
+    pub swap_router02: Address,
+    /// QuoterV2.
+    pub quoter_v2: Address,
+}
+
+/// A token of the devnet with the sidecar settings the generated config gives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DevnetToken {
+    /// Symbol ("WETH", "USDC", "USDT", "DAI").
+    pub symbol: &'static str,
+    /// Token address.
+    pub address: Address,
+    /// Decimals.
+    pub decimals: u8,
+    /// Its TOKEN/USD feed (the ETH/USD feed for WETH).
+    pub usd_feed: Address,
+    /// `min_reserve_usd` in the config.
+    pub min_reserve_usd: &'static str,
+    /// `priority` in the config (higher converts first).
+    pub priority: u32,
+    /// `approval_reset` in the config (USDT).
+    pub approval_reset: bool,
+    /// What the test wallet holds after start-up, in base units.
+    pub wallet_balance: alloy::primitives::U256,
+}
+
+/// A running devnet. Dropping it kills anvil and removes its work directory.
+pub struct Devnet {
+    /// `http://127.0.0.1:<port>`.
+    pub rpc_url: String,
+    /// Always [`CHAIN_ID`].
+    pub chain_id: u64,
+    /// Deployed contracts.
+    pub addresses: DevnetAddresses,
+    /// The funded test wallet's private key (the sidecar's wallet).
+    pub wallet_key: B256,
+    /// Address of [`Self::wallet_key`].
+    pub wallet_address: Address,
+    /// The trader whale's private key (anvil dev account #1), for tests that move prices.
+    pub trader_key: B256,
+    /// Address of [`Self::trader_key`].
+    pub trader_address: Address,
+    /// The deployer's key (anvil dev account #0): owner of the tokens (`mint`) and the feeds
+    /// (`updateAnswer`, `setRoundData`).
+    pub deployer_key: B256,
+    /// Address of [`Self::deployer_key`].
+    pub deployer_address: Address,
+
+    node: Option<AnvilNode>,
+    provider: DynProvider,
+    port: u16,
+    block_time_secs: Option<u64>,
+    anvil_bin: PathBuf,
+    work_dir: WorkDir,
+    state: Option<Bytes>,
+    startup: Duration,
+}
+
+impl fmt::Debug for Devnet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Devnet")
+            .field("rpc_url", &self.rpc_url)
+            .field("chain_id", &self.chain_id)
+            .field("addresses", &self.addresses)
+            .field("wallet_address", &self.wallet_address)
+            .field("trader_address", &self.trader_address)
+            .field("running", &self.node.is_some())
+            .field("work_dir", &self.work_dir.0)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Devnet {
+    /// Starts anvil and deploys the market (see the module docs). Fails with
+    /// [`DevnetError::SetupMissing`] if `deploy/devnet/setup.sh` has not been run.
+    pub async fn start(opts: DevnetOptions) -> Result<Devnet, DevnetError> {
+        let started = Instant::now();
+        let anvil_bin = opts.resolve_anvil();
+        if !anvil_bin.is_file() {
+            return Err(DevnetError::SetupMissing {
+                path: anvil_bin,
+                setup_script: artifacts::setup_script(&opts.dir),
+            });
+        }
+        // Read every artifact before spawning anything: a missing setup fails fast.
+        let art = Artifacts::load(&opts.dir)?;
+
+        let work_dir = WorkDir::create()?;
+        let node = AnvilNode::spawn(
+            &anvil_bin,
+            opts.port.unwrap_or(0),
+            CHAIN_ID,
+            &work_dir.log(),
+        )
+        .await?;
+        let port = node.port();
+        let rpc_url = format!("http://127.0.0.1:{port}");
+
+        let deployer = signer(&DEPLOYER_KEY)?;
+        let trader = signer(&TRADER_KEY)?;
+        let wallet_key = keccak256(WALLET_KEY_SEED);
+        let wallet = signer(&wallet_key)?;
+        let (deployer_address, trader_address, wallet_address) =
+            (deployer.address(), trader.address(), wallet.address());
+        let provider = build_provider(&rpc_url, deployer, trader, wallet)?;
+
+        let chain_id = provider
+            .get_chain_id()
+            .await
+            .map_err(|e| DevnetError::chain("eth_chainId", e))?;
+        if chain_id != CHAIN_ID {
+            return Err(DevnetError::Invariant(format!(
+                "anvil reports chain id {chain_id}"
+            )));
+        }
+
+        let addresses = deploy::deploy_market(
+            &provider,
+            &art,
+            deploy::Accounts {
+                deployer: deployer_address,
+                trader: trader_address,
+                wallet: wallet_address,
+            },
+        )
+        .await?;
+
+        if let Some(secs) = opts.block_time_secs {
+            provider
+                .anvil_set_interval_mining(secs)
+                .await
+                .map_err(|e| DevnetError::chain("evm_setIntervalMining", e))?;
+        }
+
+        let startup = started.elapsed();
+        tracing::info!(%rpc_url, ?startup, "devnet ready");
+        Ok(Devnet {
+            rpc_url,
+            chain_id,
+            addresses,
+            wallet_key,
+            wallet_address,
+            trader_key: TRADER_KEY,
+            trader_address,
+            deployer_key: DEPLOYER_KEY,
+            deployer_address,
+            node: Some(node),
+            provider,
+            port,
+            block_time_secs: opts.block_time_secs,
+            anvil_bin,
+            work_dir,
+            state: None,
+            startup,
+        })
+    }
+
+    /// How long [`Devnet::start`] took (spawn + deployment).
+    pub fn startup_time(&self) -> Duration {
+        self.startup
+    }
+
+    /// A provider for [`Self::rpc_url`] with signers for the deployer (default `from`), the
+    /// trader and the test wallet; pick one with `.from(addr)` on a call or transaction.
+    pub fn provider(&self) -> DynProvider {
+        self.provider.clone()
+    }
+
+    /// The TCP port (kept across [`Self::restart_node`]).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The test wallet's key as `0x`-hex, the content of a sidecar key file.
+    pub fn wallet_key_hex(&self) -> String {
+        format!("{:#x}", self.wallet_key)
+    }
+
+    /// Scratch directory of this devnet (anvil.log, state dumps); removed on drop.
+    pub fn work_dir(&self) -> &Path {
+        &self.work_dir.0
+    }
+
+    /// anvil's output.
+    pub fn log_path(&self) -> PathBuf {
+        self.work_dir.log()
+    }
+
+    /// Whether the anvil process is running.
+    pub fn is_running(&mut self) -> bool {
+        match self.node.as_mut().map(AnvilNode::try_exited) {
+            Some(Ok(None)) => true,
+            Some(Ok(Some(_)) | Err(_)) | None => false,
+        }
+    }
+
+    /// OS process id of anvil, while running.
+    pub fn node_pid(&self) -> Option<u32> {
+        self.node.as_ref().and_then(AnvilNode::pid)
+    }
+
+    /// The tokens with the settings [`Self::config_toml`] gives them, WETH first.
+    pub fn tokens(&self) -> Vec<DevnetToken> {
+        let a = &self.addresses;
+        let u = deploy::units;
+        vec![
+            DevnetToken {
+                symbol: "WETH",
+                address: a.weth,
+                decimals: 18,
+                usd_feed: a.eth_usd_feed,
+                min_reserve_usd: "100",
+                priority: 1,
+                approval_reset: false,
+                wallet_balance: u(8, 16),
+            },
+            DevnetToken {
+                symbol: "USDC",
+                address: a.usdc,
+                decimals: 6,
+                usd_feed: a.usdc_usd_feed,
+                min_reserve_usd: "50",
+                priority: 2,
+                approval_reset: false,
+                wallet_balance: u(200, 6),
+            },
+            DevnetToken {
+                symbol: "USDT",
+                address: a.usdt,
+                decimals: 6,
+                usd_feed: a.usdt_usd_feed,
+                min_reserve_usd: "50",
+                priority: 3,
+                approval_reset: true,
+                wallet_balance: u(100, 6),
+            },
+            DevnetToken {
+                symbol: "DAI",
+                address: a.dai,
+                decimals: 18,
+                usd_feed: a.dai_usd_feed,
+                min_reserve_usd: "25",
+                priority: 4,
+                approval_reset: false,
+                wallet_balance: u(310, 18),
+            },
+        ]
+    }
+
+    /// The test wallet's native balance after start-up: 0.03 ETH.
+    pub fn wallet_eth_balance(&self) -> alloy::primitives::U256 {
+        deploy::units(3, 16)
+    }
+
+    /// A complete sidecar config (docs/config-schema.md) for chain `devnet`: this node's RPC URL,
+    /// the deployed contracts, the four tokens (WETH 100/1, USDC 50/2, USDT 50/3 with
+    /// `approval_reset`, DAI 25/4), one `uniswap_v2` and one `uniswap_v3` venue (fee tiers
+    /// 500, 3000), confirmations 1, default policy.
+    pub fn config_toml(&self, private_key_file: &Path, listen: &str) -> String {
+        let a = &self.addresses;
+        let q = |s: &str| toml::Value::String(s.to_string()).to_string();
+        let mut out = String::new();
+        let mut line = |s: String| {
+            out.push_str(&s);
+            out.push('\n');
+        };
+        line(
+            "# wallet-balancer config for the local devnet (generated by Devnet::config_toml)."
+                .into(),
+        );
+        line(format!(
+            "# Wallet {} ; anvil work dir {}",
+            self.wallet_address,
+            self.work_dir.0.display()
+        ));
+        line(String::new());
+        line("[server]".into());
+        line(format!("listen = {}", q(listen)));
+        line("request_timeout_secs = 120".into());
+        line(String::new());
+        line("[wallet]".into());
+        line(format!(
+            "private_key_file = {}",
+            q(&private_key_file.to_string_lossy())
+        ));
+        line(String::new());
+        line("[policy]".into());
+        line("gas_reserve_wei = \"5000000000000000\"".into());
+        line("buffer_usd = \"5\"".into());
+        line("min_conversion_usd = \"10\"".into());
+        line("slippage_bps = 200".into());
+        line("strategy = \"priority\"".into());
+        line("max_usd_per_request = \"1000\"".into());
+        line("max_usd_per_hour = \"5000\"".into());
+        line("swap_deadline_secs = 300".into());
+        line(String::new());
+        line(format!("[chains.{CHAIN_NAME}]"));
+        line(format!("chain_id = {}", self.chain_id));
+        line(format!("rpc_urls = [{}]", q(&self.rpc_url)));
+        line(format!("multicall3 = \"{}\"", a.multicall3));
+        line(format!("weth = \"{}\"", a.weth));
+        line(format!("eth_usd_feed = \"{}\"", a.eth_usd_feed));
+        line("feed_max_age_secs = 86400".into());
+        line("confirmations = 1".into());
+        line("max_fee_per_gas_wei = \"100000000000\"".into());
+        line("max_priority_fee_per_gas_wei = \"2000000000\"".into());
+        for t in self.tokens() {
+            line(String::new());
+            line(format!("[[chains.{CHAIN_NAME}.tokens]]"));
+            line(format!("symbol = \"{}\"", t.symbol));
+            line(format!("address = \"{}\"", t.address));
+            line(format!("decimals = {}", t.decimals));
+            line(format!("usd_feed = \"{}\"", t.usd_feed));
+            line(format!("min_reserve_usd = \"{}\"", t.min_reserve_usd));
+            line(format!("priority = {}", t.priority));
+            line(format!("approval_reset = {}", t.approval_reset));
+        }
+        line(String::new());
+        line(format!("[[chains.{CHAIN_NAME}.venues]]"));
+        line("kind = \"uniswap_v2\"".into());
+        line("name = \"uniswap-v2\"".into());
+        line(format!("router = \"{}\"", a.v2_router));
+        line(String::new());
+        line(format!("[[chains.{CHAIN_NAME}.venues]]"));
+        line("kind = \"uniswap_v3\"".into());
+        line("name = \"uniswap-v3\"".into());
+        line(format!("router = \"{}\"", a.swap_router02));
+        line(format!("quoter = \"{}\"", a.quoter_v2));
+        let tiers: Vec<String> = V3_FEE_TIERS.iter().map(u32::to_string).collect();
+        line(format!("fee_tiers = [{}]", tiers.join(", ")));
+        out
+    }
+
+    /// Dumps the chain state (`anvil_dumpState`) to `<work_dir>/state.json.gz`, then kills
+    /// anvil. Returns the dump's path. [`Self::restart_node`] brings the same chain back.
+    pub async fn stop_node(&mut self) -> Result<PathBuf, DevnetError> {
+        let Some(node) = self.node.take() else {
+            return Err(DevnetError::State("not running"));
+        };
+        let dump = match self.provider.anvil_dump_state().await {
+            Ok(d) => d,
+            Err(e) => {
+                self.node = Some(node);
+                return Err(DevnetError::chain("anvil_dumpState", e));
+            }
+        };
+        let path = self.work_dir.0.join("state.json.gz");
+        std::fs::write(&path, &dump)
+            .map_err(|e| DevnetError::io(format!("write {}", path.display()), e))?;
+        self.state = Some(dump);
+        node.kill().await?;
+        tracing::info!(dump = %path.display(), "devnet node stopped");
+        Ok(path)
+    }
+
+    /// Starts anvil again on the same port and loads the state saved by [`Self::stop_node`]
+    /// (stopping first if it is running): same addresses, balances, pools and block height.
+    pub async fn restart_node(&mut self) -> Result<(), DevnetError> {
+        if self.node.is_some() {
+            self.stop_node().await?;
+        }
+        let state = self
+            .state
+            .clone()
+            .ok_or(DevnetError::State("stopped without a state dump"))?;
+        let node =
+            AnvilNode::spawn(&self.anvil_bin, self.port, CHAIN_ID, &self.work_dir.log()).await?;
+        self.node = Some(node);
+        let loaded = self
+            .provider
+            .anvil_load_state(state)
+            .await
+            .map_err(|e| DevnetError::chain("anvil_loadState", e))?;
+        if !loaded {
+            return Err(DevnetError::Invariant(
+                "anvil_loadState returned false".into(),
+            ));
+        }
+        if let Some(secs) = self.block_time_secs {
+            self.provider
+                .anvil_set_interval_mining(secs)
+                .await
+                .map_err(|e| DevnetError::chain("evm_setIntervalMining", e))?;
+        }
+        let code = self
+            .provider
+            .get_code_at(MULTICALL3_ADDRESS)
+            .await
+            .map_err(|e| DevnetError::chain("eth_getCode Multicall3", e))?;
+        if code.is_empty() {
+            return Err(DevnetError::Invariant(
+                "state not restored: no Multicall3 code".into(),
+            ));
+        }
+        tracing::info!(rpc_url = %self.rpc_url, "devnet node restarted");
+        Ok(())
+    }
+
+    /// Kills anvil without dumping state (also done on drop).
+    pub async fn shutdown(mut self) -> Result<(), DevnetError> {
+        match self.node.take() {
+            Some(node) => node.kill().await,
+            None => Ok(()),
+        }
+    }
+}
+
+fn signer(key: &B256) -> Result<PrivateKeySigner, DevnetError> {
+    PrivateKeySigner::from_bytes(key).map_err(|e| DevnetError::chain("private key", e))
+}
+
+fn build_provider(
+    rpc_url: &str,
+    deployer: PrivateKeySigner,
+    trader: PrivateKeySigner,
+    wallet: PrivateKeySigner,
+) -> Result<DynProvider, DevnetError> {
+    let url = rpc_url
+        .parse()
+        .map_err(|e| DevnetError::chain(format!("parse {rpc_url}"), e))?;
+    let mut signers = EthereumWallet::new(deployer);
+    signers.register_signer(trader);
+    signers.register_signer(wallet);
+    Ok(ProviderBuilder::new()
+        .wallet(signers)
+        .connect_http(url)
+        .erased())
+}
+
+/// A per-devnet scratch directory under the system temp dir, removed on drop.
+#[derive(Debug)]
+struct WorkDir(PathBuf);
+
+impl WorkDir {
+    fn create() -> Result<Self, DevnetError> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!(
+            "wallet-balancer-devnet-{}-{nanos}-{n}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| DevnetError::io(format!("create {}", dir.display()), e))?;
+        Ok(Self(dir))
+    }
+
+    fn log(&self) -> PathBuf {
+        self.0.join("anvil.log")
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

@@ -1,0 +1,188 @@
+//! Calldata for each way of turning a token into ETH. Adding a DEX means
+//! adding a builder here and a quote in `chain::quotes`.
+//!
+//! The recipient is always the wallet itself; amounts come from the plan
+//! (exact ETH out, oracle-bounded maximum in).
+
+use alloy::{
+    primitives::{Address, U160, U256, address, aliases::U24},
+    sol_types::SolCall,
+};
+
+use super::tx::Call;
+use crate::{
+    chain::abi::{IERC20, ISwapRouter02, IUniswapV2Router02, IWETH9},
+    config::TokenConfig,
+};
+
+/// SwapRouter02's "the router itself" recipient constant
+/// (`Constants.ADDRESS_THIS`): the WETH stays in the router until
+/// `unwrapWETH9` pays the wallet in ETH.
+pub const ROUTER_ITSELF: Address = address!("0x0000000000000000000000000000000000000002");
+
+/// WETH9.withdraw(eth_out): 1:1.
+pub fn unwrap(weth: Address, eth_out: U256) -> Call {
+    Call {
+        what: "unwrap WETH".into(),
+        to: weth,
+        data: IWETH9::withdrawCall { wad: eth_out }.abi_encode().into(),
+    }
+}
+
+/// The approvals needed for `router` to pull `max_in` of `token`: none when
+/// the allowance suffices; for USDT-style tokens (`approval_reset`) a reset
+/// to 0 first when an old non-zero allowance is there. Never unlimited:
+/// exactly what the swap may take.
+pub fn approvals(
+    token: &TokenConfig,
+    venue_name: &str,
+    router: Address,
+    allowance: U256,
+    max_in: U256,
+) -> Vec<Call> {
+    if allowance >= max_in {
+        return Vec::new();
+    }
+    let approve = |value: U256, what: String| Call {
+        what,
+        to: token.address,
+        data: IERC20::approveCall {
+            spender: router,
+            value,
+        }
+        .abi_encode()
+        .into(),
+    };
+    let mut calls = Vec::new();
+    if token.approval_reset && !allowance.is_zero() {
+        calls.push(approve(
+            U256::ZERO,
+            format!("reset {} allowance for {venue_name}", token.symbol),
+        ));
+    }
+    calls.push(approve(
+        max_in,
+        format!("approve {} for {venue_name}", token.symbol),
+    ));
+    calls
+}
+
+/// Router02.swapTokensForExactETH: exactly `eth_out` to the wallet, at most
+/// `max_in` tokens.
+pub fn v2_swap(
+    router: Address,
+    token: &TokenConfig,
+    weth: Address,
+    wallet: Address,
+    eth_out: U256,
+    max_in: U256,
+    deadline: U256,
+) -> Call {
+    Call {
+        what: format!("swap {} for ETH (uniswap v2)", token.symbol),
+        to: router,
+        data: IUniswapV2Router02::swapTokensForExactETHCall {
+            amountOut: eth_out,
+            amountInMax: max_in,
+            path: vec![token.address, weth],
+            to: wallet,
+            deadline,
+        }
+        .abi_encode()
+        .into(),
+    }
+}
+
+/// SwapRouter02.multicall(deadline, [exactOutputSingle(to the router),
+/// unwrapWETH9(eth_out, wallet)]): one transaction, ETH to the wallet.
+#[allow(clippy::too_many_arguments)]
+pub fn v3_swap(
+    router: Address,
+    token: &TokenConfig,
+    weth: Address,
+    wallet: Address,
+    fee: u32,
+    eth_out: U256,
+    max_in: U256,
+    deadline: U256,
+) -> Call {
+    let swap = ISwapRouter02::exactOutputSingleCall {
+        params: ISwapRouter02::ExactOutputSingleParams {
+            tokenIn: token.address,
+            tokenOut: weth,
+            fee: U24::from(fee),
+            recipient: ROUTER_ITSELF,
+            amountOut: eth_out,
+            amountInMaximum: max_in,
+            sqrtPriceLimitX96: U160::ZERO,
+        },
+    }
+    .abi_encode();
+    let unwrap = ISwapRouter02::unwrapWETH9Call {
+        amountMinimum: eth_out,
+        recipient: wallet,
+    }
+    .abi_encode();
+    Call {
+        what: format!("swap {} for ETH (uniswap v3, fee {fee})", token.symbol),
+        to: router,
+        data: ISwapRouter02::multicallCall {
+            deadline,
+            data: vec![swap.into(), unwrap.into()],
+        }
+        .abi_encode()
+        .into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::money::Usd;
+
+    fn token(reset: bool) -> TokenConfig {
+        TokenConfig {
+            symbol: "USDT".into(),
+            address: address!("0x00000000000000000000000000000000000000aa"),
+            decimals: 6,
+            usd_feed: address!("0x00000000000000000000000000000000000000bb"),
+            min_reserve_usd: Usd::from_dollars(50),
+            priority: 3,
+            approval_reset: reset,
+            is_weth: false,
+        }
+    }
+
+    #[test]
+    fn approvals_are_exact_and_reset_usdt_style_tokens() {
+        let router = address!("0x00000000000000000000000000000000000000cc");
+        let max = U256::from(1_000u64);
+        assert!(approvals(&token(true), "v2", router, max, max).is_empty());
+        let calls = approvals(&token(false), "v2", router, U256::from(5u64), max);
+        assert_eq!(calls.len(), 1);
+        let decoded = IERC20::approveCall::abi_decode(&calls[0].data).unwrap();
+        assert_eq!(
+            decoded.value, max,
+            "approval must be exact, never unlimited"
+        );
+        let calls = approvals(&token(true), "v2", router, U256::from(5u64), max);
+        assert_eq!(calls.len(), 2);
+        assert_eq!(
+            IERC20::approveCall::abi_decode(&calls[0].data)
+                .unwrap()
+                .value,
+            U256::ZERO
+        );
+        assert_eq!(
+            IERC20::approveCall::abi_decode(&calls[1].data)
+                .unwrap()
+                .value,
+            max
+        );
+        // From a zero allowance no reset is needed.
+        assert_eq!(
+            approvals(&token(true), "v2", router, U256::ZERO, max).len(),
+            1
+        );
+    }
+}

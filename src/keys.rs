@@ -1,0 +1,122 @@
+//! The wallet's private key: read from a file (refused when group- or
+//! world-readable) or from `WB_PRIVATE_KEY`, never from a command-line flag.
+//! The signer prints as `REDACTED` and its key material is zeroized on drop
+//! by the underlying k256 key.
+
+use std::{fmt, path::Path};
+
+use alloy::{primitives::Address, signers::local::PrivateKeySigner};
+
+/// Environment variable that may hold the 0x-hex private key.
+pub const KEY_ENV: &str = "WB_PRIVATE_KEY";
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("wallet.private_key_file {path}: {reason}")]
+    File { path: String, reason: String },
+    #[error("{KEY_ENV}: not a valid 0x-hex secp256k1 private key")]
+    Env,
+    #[error("no private key: set wallet.private_key_file or {KEY_ENV}")]
+    Missing,
+    #[error("both wallet.private_key_file and {KEY_ENV} are set: choose one")]
+    Both,
+}
+
+/// The wallet's signer. `Debug` and `Display` never show the key.
+#[derive(Clone)]
+pub struct WalletKey(PrivateKeySigner);
+
+impl WalletKey {
+    pub fn address(&self) -> Address {
+        self.0.address()
+    }
+
+    pub fn signer(&self) -> &PrivateKeySigner {
+        &self.0
+    }
+
+    /// Parses a 0x-hex key (surrounding whitespace ignored).
+    pub fn parse(text: &str) -> Option<WalletKey> {
+        text.trim().parse::<PrivateKeySigner>().ok().map(WalletKey)
+    }
+
+    /// Loads the key from `file` or from the environment (exactly one).
+    pub fn load(file: Option<&Path>, env: Option<String>) -> Result<WalletKey, KeyError> {
+        match (file, env) {
+            (Some(_), Some(_)) => Err(KeyError::Both),
+            (None, None) => Err(KeyError::Missing),
+            (None, Some(v)) => WalletKey::parse(&v).ok_or(KeyError::Env),
+            (Some(path), None) => {
+                let err = |reason: String| KeyError::File {
+                    path: path.display().to_string(),
+                    reason,
+                };
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::PermissionsExt;
+                    let mode = std::fs::metadata(path)
+                        .map_err(|e| err(e.to_string()))?
+                        .permissions()
+                        .mode();
+                    if mode & 0o077 != 0 {
+                        return Err(err(format!(
+                            "is readable by group or others (mode {:o}); chmod 600 it",
+                            mode & 0o777
+                        )));
+                    }
+                }
+                let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+                WalletKey::parse(&text)
+                    .ok_or_else(|| err("does not hold a valid 0x-hex secp256k1 private key".into()))
+            }
+        }
+    }
+}
+
+impl fmt::Debug for WalletKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "WalletKey(REDACTED, address {})", self.0.address())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    const KEY: &str = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+
+    #[test]
+    fn key_never_printed_and_file_permissions_checked() {
+        let k = WalletKey::parse(KEY).unwrap();
+        let dbg = format!("{k:?}");
+        assert!(!dbg.contains(&KEY[2..]), "{dbg}");
+        assert!(dbg.contains("REDACTED"));
+
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("key");
+        std::fs::write(&p, KEY).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = WalletKey::load(Some(&p), None).unwrap_err();
+        assert!(e.to_string().contains("chmod 600"), "{e}");
+        assert!(!e.to_string().contains(&KEY[2..]));
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(
+            WalletKey::load(Some(&p), None).unwrap().address(),
+            k.address()
+        );
+
+        assert!(matches!(
+            WalletKey::load(None, None),
+            Err(KeyError::Missing)
+        ));
+        assert!(matches!(
+            WalletKey::load(Some(&p), Some(KEY.into())),
+            Err(KeyError::Both)
+        ));
+        assert!(matches!(
+            WalletKey::load(None, Some("0x12".into())),
+            Err(KeyError::Env)
+        ));
+    }
+}

@@ -1,0 +1,139 @@
+//! The `wallet-balancer` binary: the sidecar (`serve`), an operator CLI
+//! (`status`, `ensure`), the local devnet (`devnet`) and the demo (`demo`).
+//!
+//! `main` only parses arguments, loads and validates the config, starts
+//! telemetry and hands a bound listener and a shutdown future to
+//! [`wallet_balancer::server::serve`].
+
+use std::{path::PathBuf, process::ExitCode, sync::Arc};
+
+use clap::{Parser, Subcommand};
+use tokio::net::TcpListener;
+use wallet_balancer::{cli, config::Config, devnet, keys::WalletKey, server, telemetry};
+
+/// EX_USAGE: the configuration is wrong.
+const EXIT_CONFIG: u8 = 64;
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Keeps a trading wallet supplied with native ETH, converting tokens just in time"
+)]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the sidecar.
+    Serve {
+        /// Config file (TOML). Keys may be overridden with WB__SECTION__KEY variables.
+        #[arg(long, short, env = "WB_CONFIG")]
+        config: PathBuf,
+        /// Log as JSON lines instead of human-readable text.
+        #[arg(long, env = "WB_LOG_JSON")]
+        log_json: bool,
+    },
+    /// Print the wallet's status from a running sidecar.
+    Status {
+        #[command(flatten)]
+        target: cli::Target,
+    },
+    /// Ask a running sidecar to make sure the wallet holds enough ETH.
+    Ensure {
+        #[command(flatten)]
+        target: cli::Target,
+        #[command(flatten)]
+        ensure: cli::EnsureArgs,
+    },
+    /// Start a local devnet (anvil + Uniswap V2/V3 + feeds + a funded wallet)
+    /// and write a sidecar config for it; runs until Ctrl-C.
+    Devnet {
+        #[command(flatten)]
+        opts: cli::DevnetArgs,
+    },
+    /// The demo: devnet up, sidecar serving, status printed, one conversion.
+    Demo {
+        #[command(flatten)]
+        opts: cli::DevnetArgs,
+        /// Keep everything running after the demo until Ctrl-C.
+        #[arg(long)]
+        keep_running: bool,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    match args.command {
+        Command::Serve { config, log_json } => serve(config, log_json).await,
+        Command::Status { target } => report(cli::status(&target).await),
+        Command::Ensure { target, ensure } => report(cli::ensure(&target, &ensure).await),
+        Command::Devnet { opts } => {
+            telemetry::init_logs(false);
+            report(devnet_cmd(opts).await)
+        }
+        Command::Demo { opts, keep_running } => {
+            telemetry::init_logs(false);
+            report(cli::demo(opts, keep_running).await)
+        }
+    }
+}
+
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn devnet_cmd(opts: cli::DevnetArgs) -> anyhow::Result<()> {
+    devnet::run_devnet_cli(
+        opts.devnet_options(),
+        &opts.config_out,
+        &opts.key_out,
+        &opts.listen,
+    )
+    .await?;
+    Ok(())
+}
+
+async fn serve(config_path: PathBuf, log_json: bool) -> ExitCode {
+    telemetry::init_logs(log_json);
+    // The whole config is validated before anything binds.
+    let config = match Config::load(&config_path) {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            eprintln!("invalid configuration: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let key = match WalletKey::load(
+        config.wallet.private_key_file.as_deref(),
+        std::env::var(wallet_balancer::keys::KEY_ENV).ok(),
+    ) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("invalid configuration: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let listener = match TcpListener::bind(config.server.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("cannot listen on {}: {e}", config.server.listen);
+            return ExitCode::FAILURE;
+        }
+    };
+    match server::serve(config, key, listener, telemetry::shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "server failed");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! The server as a library function: takes a bound listener and a shutdown
+//! future, so `main` and tests start it the same way.
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+use tonic_health::{ServingStatus, server::HealthReporter};
+
+use crate::{
+    api::WalletBalancerApi,
+    balancer::Balancer,
+    config::Config,
+    keys::WalletKey,
+    pb::{self, wallet_balancer_server::WalletBalancerServer},
+};
+
+/// How often health re-checks every chain.
+pub const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("building the chain clients: {0}")]
+    Chain(#[from] crate::chain::ChainError),
+    #[error("reflection service: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    #[error("gRPC transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// The fully qualified service name health reports on.
+pub const SERVICE_NAME: &str = "walletbalancer.v1.WalletBalancer";
+
+/// Serves the API, health and reflection on `listener` until `shutdown`
+/// resolves, then drains in-flight requests.
+pub async fn serve(
+    config: Arc<Config>,
+    key: WalletKey,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let balancer = Arc::new(Balancer::new(config.clone(), key)?);
+
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    set_health(&reporter, ServingStatus::NotServing).await;
+
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let health_task = tokio::spawn(health_loop(balancer.clone(), reporter.clone(), stop_rx));
+
+    let api = WalletBalancerServer::new(WalletBalancerApi::new(balancer.clone()));
+    let shutdown = {
+        let reporter = reporter.clone();
+        async move {
+            shutdown.await;
+            tracing::info!("shutdown requested: health NOT_SERVING, draining");
+            let _ = stop_tx.send(true);
+            set_health(&reporter, ServingStatus::NotServing).await;
+        }
+    };
+
+    tracing::info!(listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), wallet = %balancer.wallet(), "serving");
+    let result = Server::builder()
+        .timeout(config.server.request_timeout)
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(api)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await;
+    health_task.abort();
+    result?;
+    Ok(())
+}
+
+async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
+    reporter.set_service_status("", status).await;
+    reporter.set_service_status(SERVICE_NAME, status).await;
+}
+
+/// SERVING only while every configured chain answers with the configured
+/// chain id (and its token decimals have been read and checked).
+async fn health_loop(
+    balancer: Arc<Balancer>,
+    reporter: HealthReporter,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut last = None;
+    loop {
+        let mut healthy = true;
+        for chain in balancer.chains() {
+            if let Err(e) = chain.health_check().await {
+                healthy = false;
+                if last != Some(false) {
+                    tracing::warn!(chain = chain.name(), error = %e, "chain unhealthy");
+                }
+            }
+        }
+        if *stop.borrow() {
+            return;
+        }
+        if last != Some(healthy) {
+            let status = if healthy {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            };
+            tracing::info!(?status, "health");
+            set_health(&reporter, status).await;
+            last = Some(healthy);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(HEALTH_INTERVAL) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
