@@ -71,11 +71,9 @@ fn stables(devnet: &Devnet) -> [(&'static str, Address, u8); 3] {
 }
 
 async fn receipt_ok(
-    p: &DynProvider,
     what: &str,
     pending: alloy::providers::PendingTransactionBuilder<alloy::network::Ethereum>,
 ) -> TransactionReceipt {
-    let _ = p;
     let r = pending.get_receipt().await.unwrap();
     assert!(r.status(), "{what} reverted: {r:?}");
     r
@@ -317,7 +315,6 @@ async fn real_routers_swap_against_the_deployed_pools() {
     let usdt_before = usdt.balanceOf(trader).call().await.unwrap();
     let eth_before = tp.get_balance(trader).await.unwrap();
     let r = receipt_ok(
-        &tp,
         "V2 swapTokensForExactETH",
         router
             .swapTokensForExactETH(
@@ -375,7 +372,6 @@ async fn real_routers_swap_against_the_deployed_pools() {
         }
         .abi_encode();
         let r = receipt_ok(
-            &tp,
             "SwapRouter02 multicall",
             sr.multicall(U256::MAX, vec![swap.into(), unwrap.into()])
                 .send()
@@ -404,7 +400,6 @@ async fn real_routers_swap_against_the_deployed_pools() {
         .await
         .unwrap()[0];
     receipt_ok(
-        &tp,
         "V2 swapExactETHForTokens",
         router
             .swapExactETHForTokens(U256::ZERO, vec![a.weth, a.usdc], trader, U256::MAX)
@@ -430,7 +425,6 @@ async fn real_routers_swap_against_the_deployed_pools() {
         .with_to(devnet.wallet_address)
         .with_value(U256::from(1u8));
     receipt_ok(
-        &wp,
         "wallet self-transfer",
         wp.send_transaction(tx).await.unwrap(),
     )
@@ -491,7 +485,6 @@ async fn stop_and_restart_keep_the_chain() {
     // Transactions still work (nonces restored): the deployer posts a stale, then a new price.
     let feed = IMockAggregatorV3::new(a.eth_usd_feed, &p);
     receipt_ok(
-        &p,
         "setRoundData",
         feed.setRoundData(I256::try_from(2900_0000_0000i64).unwrap(), U256::from(1u8))
             .send()
@@ -503,7 +496,6 @@ async fn stop_and_restart_keep_the_chain() {
     assert_eq!(r.updatedAt, U256::from(1u8));
     assert_eq!(r.roundId, alloy::primitives::aliases::U80::from(2u8));
     receipt_ok(
-        &p,
         "updateAnswer",
         feed.updateAnswer(I256::ZERO).send().await.unwrap(),
     )
@@ -632,4 +624,60 @@ async fn missing_setup_is_a_clear_error() {
     .unwrap_err();
     assert!(matches!(err, DevnetError::SetupMissing { .. }), "{err:?}");
     assert!(err.to_string().contains("setup.sh"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn devnet_command_writes_key_and_config_then_stops() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("conf/devnet.toml");
+    let key = dir.path().join("wallet.key");
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let task = {
+        let (config, key) = (config.clone(), key.clone());
+        tokio::spawn(async move {
+            wallet_balancer::devnet::run_devnet_until(
+                DevnetOptions::default(),
+                &config,
+                &key,
+                "127.0.0.1:50099",
+                async {
+                    let _ = stop_rx.await;
+                },
+            )
+            .await
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !config.is_file() {
+        assert!(
+            !task.is_finished(),
+            "devnet command ended early: {:?}",
+            task.await
+        );
+        assert!(Instant::now() < deadline, "no config written");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let key_hex = std::fs::read_to_string(&key).unwrap();
+    let key_bytes: alloy::primitives::B256 = key_hex.trim().parse().unwrap();
+    assert_eq!(
+        key_bytes,
+        alloy::primitives::keccak256(wallet_balancer::devnet::WALLET_KEY_SEED)
+    );
+
+    let cfg: toml::Table = toml::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    assert_eq!(cfg["wallet"]["private_key_file"].as_str(), key.to_str());
+    let url = cfg["chains"]["devnet"]["rpc_urls"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let p = ProviderBuilder::new().connect_http(url.parse().unwrap());
+    assert_eq!(p.get_chain_id().await.unwrap(), CHAIN_ID);
+
+    stop_tx.send(()).unwrap();
+    task.await.unwrap().unwrap();
+    assert!(p.get_chain_id().await.is_err(), "anvil should be gone");
 }

@@ -18,6 +18,23 @@ pub async fn run_devnet_cli(
     key_out: &Path,
     listen: &str,
 ) -> Result<(), DevnetError> {
+    // Install the handlers before anything else so an early SIGTERM is not fatal.
+    let signals = shutdown_signal()?;
+    run_devnet_until(opts, config_out, key_out, listen, signals).await
+}
+
+/// [`run_devnet_cli`] with a caller-supplied shutdown future instead of Ctrl-C/SIGTERM (for
+/// tests and embedding). Returns when `shutdown` completes (Ok) or anvil dies (Err).
+pub async fn run_devnet_until<F>(
+    opts: DevnetOptions,
+    config_out: &Path,
+    key_out: &Path,
+    listen: &str,
+    shutdown: F,
+) -> Result<(), DevnetError>
+where
+    F: Future<Output = ()>,
+{
     let mut devnet = Devnet::start(opts).await?;
 
     write_key_file(key_out, &devnet.wallet_key_hex())?;
@@ -26,10 +43,32 @@ pub async fn run_devnet_cli(
 
     print_summary(&devnet, config_out, key_out);
 
-    let outcome = wait_for_shutdown(&mut devnet).await;
+    let outcome = wait_for_shutdown(&mut devnet, shutdown).await;
     devnet.shutdown().await?;
     println!("devnet stopped");
     outcome
+}
+
+/// Completes on Ctrl-C or (unix) SIGTERM. The handlers are registered when this is called.
+fn shutdown_signal() -> Result<impl Future<Output = ()>, DevnetError> {
+    #[cfg(unix)]
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| DevnetError::io("install SIGTERM handler", e))?;
+    Ok(async move {
+        #[cfg(unix)]
+        let term_recv = term.recv();
+        #[cfg(not(unix))]
+        let term_recv = std::future::pending::<Option<()>>();
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => {
+                if let Err(e) = r {
+                    tracing::warn!("cannot wait for Ctrl-C: {e}");
+                    std::future::pending::<()>().await;
+                }
+            }
+            _ = term_recv => {}
+        }
+    })
 }
 
 fn print_summary(devnet: &Devnet, config_out: &Path, key_out: &Path) {
@@ -75,26 +114,20 @@ fn print_summary(devnet: &Devnet, config_out: &Path, key_out: &Path) {
     println!("{out}");
 }
 
-async fn wait_for_shutdown(devnet: &mut Devnet) -> Result<(), DevnetError> {
-    #[cfg(unix)]
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(|e| DevnetError::io("install SIGTERM handler", e))?;
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
+async fn wait_for_shutdown<F>(devnet: &mut Devnet, shutdown: F) -> Result<(), DevnetError>
+where
+    F: Future<Output = ()>,
+{
+    tokio::pin!(shutdown);
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {
-        #[cfg(unix)]
-        let term_recv = term.recv();
-        #[cfg(not(unix))]
-        let term_recv = std::future::pending::<Option<()>>();
         tokio::select! {
-            r = tokio::signal::ctrl_c() => {
-                return r.map_err(|e| DevnetError::io("wait for Ctrl-C", e));
-            }
-            _ = term_recv => return Ok(()),
+            () = &mut shutdown => return Ok(()),
             _ = tick.tick() => {
                 if !devnet.is_running() {
                     return Err(DevnetError::Node(format!(
-                        "exited unexpectedly; see {}",
-                        devnet.log_path().display()
+                        "exited unexpectedly; last output:\n{}",
+                        super::node::log_tail(&devnet.log_path(), 2000)
                     )));
                 }
             }

@@ -52,17 +52,43 @@ impl Sender<'_> {
         } else {
             tx
         };
+        // Estimate ourselves and add headroom: the gas of some calls depends on the block
+        // timestamp (e.g. a V3 mint writes an oracle observation only when the second changed
+        // since the pool was initialised), so a bare estimate can run out of gas.
+        let tx = if tx.gas.is_none() {
+            let estimate = self
+                .provider
+                .estimate_gas(tx.clone())
+                .await
+                .map_err(|e| DevnetError::chain(format!("estimate gas for `{context}`"), e))?;
+            tx.with_gas_limit(estimate + estimate / 4 + 20_000)
+        } else {
+            tx
+        };
         let pending = self
             .provider
-            .send_transaction(tx)
+            .send_transaction(tx.clone())
             .await
             .map_err(|e| DevnetError::chain(format!("send `{context}`"), e))?;
         let hash = *pending.tx_hash();
         let receipt = wait_receipt(self.provider, hash, context).await?;
         if !receipt.status() {
+            // Replay it on the parent block for a revert reason.
+            let gas_limit = tx.gas;
+            let reason = match receipt.block_number {
+                Some(n) if n > 0 => match self.provider.call(tx).block((n - 1).into()).await {
+                    Ok(_) => "replay succeeds".to_string(),
+                    Err(e) => e.to_string(),
+                },
+                _ => "no block number".to_string(),
+            };
             return Err(DevnetError::Reverted {
                 context: context.into(),
                 tx_hash: hash.to_string(),
+                detail: format!(
+                    "gas used {} of {:?}; replay: {reason}",
+                    receipt.gas_used, gas_limit
+                ),
             });
         }
         Ok(receipt)

@@ -57,12 +57,14 @@ pub enum DevnetError {
     },
 
     /// A transaction was mined but reverted.
-    #[error("transaction `{context}` reverted (tx {tx_hash})")]
+    #[error("transaction `{context}` reverted (tx {tx_hash}): {detail}")]
     Reverted {
         /// What the transaction was for.
         context: String,
         /// Its hash.
         tx_hash: String,
+        /// Gas used and the revert reason found by replaying it, if any.
+        detail: String,
     },
 
     /// The deployed market is not in the expected state.

@@ -37,6 +37,7 @@ mod deploy;
 mod error;
 pub mod math;
 mod node;
+pub mod proxy;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -48,7 +49,7 @@ use alloy::primitives::{Address, B256, Bytes, address, b256, keccak256};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder, ext::AnvilApi};
 use alloy::signers::local::PrivateKeySigner;
 
-pub use cli::run_devnet_cli;
+pub use cli::{run_devnet_cli, run_devnet_until};
 pub use error::DevnetError;
 
 use artifacts::Artifacts;

@@ -141,6 +141,13 @@ fn read_from(path: &Path, offset: u64) -> Result<String, DevnetError> {
     Ok(String::from_utf8_lossy(&buf).into_owned())
 }
 
+/// The last `max` bytes of the log at `path` (empty if unreadable).
+pub(crate) fn log_tail(path: &Path, max: usize) -> String {
+    read_from(path, 0)
+        .map(|s| tail(&s, max).to_string())
+        .unwrap_or_default()
+}
+
 /// The last `max` bytes of `s` (on a char boundary).
 fn tail(s: &str, max: usize) -> &str {
     if s.len() <= max {

@@ -467,10 +467,13 @@ fn reserve_respected_to_the_unit() {
 fn reserved_amounts_are_not_sold_twice() {
     let mut input = scenario();
     // An in-flight conversion already sells 200 DAI: 110 left, 85 convertible,
-    // not enough for the target; USDC covers alone.
+    // no longer enough for the target alone.
     input.tokens[DAI].reserved = amt("200", 18);
     let a = convert_outcome(&input, &Policy::default(), &[]);
-    assert_eq!(a.legs()[0].token, USDC);
+    let order: Vec<usize> = a.legs().iter().map(|l| l.token).collect();
+    assert_eq!(order, vec![DAI, USDT, USDC]);
+    assert_eq!(a.legs()[0].convertible, amt("85", 18));
+    assert!(a.legs()[0].max_in <= amt("85", 18));
     // Reserved beyond the balance: nothing of DAI, never negative.
     input.tokens[DAI].reserved = amt("1000", 18);
     let st = status(
@@ -655,12 +658,13 @@ fn rounding_at_6_and_18_decimals() {
         leg_bounds(&usdc, eth_price(), 200, wei("0.01")),
         Some((amt("30", 6), amt("30.6", 6)))
     );
-    // Capacity rounds down: 2 USDC base units buy 1e-6/3000 ETH at most.
-    assert_eq!(capacity_wei(&usdc, eth_price(), 200, u(2)), u(326_666_666));
-    let (_, m) = leg_bounds(&usdc, eth_price(), 200, u(326_666_666)).unwrap();
-    assert!(m <= u(2));
-    let (_, m) = leg_bounds(&usdc, eth_price(), 200, u(326_666_667)).unwrap();
-    assert!(m > u(2));
+    // Capacity rounds down: 2 USDC base units leave floor(2 / 1.02) = 1 unit
+    // at the oracle price, which buys floor(1e-6 / 3000 ETH) wei.
+    assert_eq!(capacity_wei(&usdc, eth_price(), 200, u(2)), u(333_333_333));
+    let (_, m) = leg_bounds(&usdc, eth_price(), 200, u(333_333_333)).unwrap();
+    assert_eq!(m, u(2));
+    let (_, m) = leg_bounds(&usdc, eth_price(), 200, u(333_333_334)).unwrap();
+    assert_eq!(m, u(3));
     assert_eq!(capacity_wei(&dai, eth_price(), 200, u(3059)), U256::ZERO);
     assert_eq!(capacity_wei(&dai, eth_price(), 200, u(3060)), one);
     // Reserves round up at both scales.
@@ -700,7 +704,7 @@ fn unusual_decimals_plan_correctly() {
     let a = convert_outcome(&input, &Policy::default(), &[]);
     let leg = &a.legs()[0];
     assert_eq!(leg.symbol, "BIG");
-    assert_eq!(leg.oracle_in, u(229_999_999_999_999_998_000_000));
+    assert_eq!(leg.oracle_in, u(229_999_999_999_999_998_000_000_000));
 }
 
 #[test]

@@ -1,0 +1,242 @@
+//! GetStatus, health and request validation against a real devnet.
+
+mod support;
+
+use std::time::Duration;
+
+use alloy::{
+    primitives::{I256, U256},
+    providers::Provider,
+};
+use support::{CHAIN, Harness, parse};
+use tonic::Code;
+use wallet_balancer::{
+    chain::abi::{AggregatorV3Interface, IERC20},
+    devnet::{DEPLOYER_KEY, bindings::IMockAggregatorV3},
+    pb,
+};
+
+/// `v` (8-decimal fixed point) as the wire's USD string.
+fn usd8(v: U256) -> String {
+    let s = format!("{:0>9}", v.to_string());
+    let (i, f) = s.split_at(s.len() - 8);
+    format!("{i}.{f}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_matches_the_chain_in_one_request() {
+    let mut h = Harness::start().await;
+    // Warm: decimals were read at start-up; from now on a status is one call.
+    h.proxy.reset();
+    let s = h.status().await;
+    assert_eq!(h.proxy.requests(), 1, "GetStatus used {:?}", h.proxy.methods());
+    assert_eq!(h.proxy.count("eth_call"), 1);
+
+    let chain = h.chain();
+    let block = s.block_number;
+    assert_eq!(s.chain, CHAIN);
+    assert_eq!(s.chain_id, 31337);
+    assert_eq!(s.wallet_address, h.wallet().to_checksum(None));
+    let header = chain
+        .get_block_by_number(block.into())
+        .await
+        .unwrap()
+        .expect("block");
+    assert_eq!(
+        s.block_timestamp.as_ref().unwrap().seconds as u64,
+        header.header.timestamp
+    );
+    let eth = chain
+        .get_balance(h.wallet())
+        .block_id(block.into())
+        .await
+        .unwrap();
+    assert_eq!(parse(&s.eth_balance_wei), eth);
+    assert_eq!(s.gas_reserve_wei, "5000000000000000");
+
+    let eth_feed = AggregatorV3Interface::new(h.devnet.addresses.eth_usd_feed, &chain);
+    let eth_answer = eth_feed
+        .latestRoundData()
+        .block(block.into())
+        .call()
+        .await
+        .unwrap()
+        .answer
+        .into_raw();
+    assert_eq!(s.eth_price_usd, usd8(eth_answer));
+    let eth_value = eth * eth_answer / U256::from(10u64).pow(U256::from(18));
+    assert_eq!(s.eth_value_usd, usd8(eth_value));
+
+    let mut total = eth_value;
+    let mut total_convertible = U256::ZERO;
+    assert_eq!(s.tokens.len(), 4);
+    for t in &s.tokens {
+        let cfg = h.config.chain(CHAIN).unwrap();
+        let tc = cfg.tokens.iter().find(|c| c.symbol == t.symbol).unwrap();
+        assert_eq!(t.address, tc.address.to_checksum(None));
+        let token = IERC20::new(tc.address, &chain);
+        let balance = token
+            .balanceOf(h.wallet())
+            .block(block.into())
+            .call()
+            .await
+            .unwrap();
+        let decimals = token.decimals().call().await.unwrap();
+        assert_eq!(t.decimals, u32::from(decimals), "{}", t.symbol);
+        assert_eq!(parse(&t.balance), balance, "{} balance", t.symbol);
+        let answer = AggregatorV3Interface::new(tc.usd_feed, &chain)
+            .latestRoundData()
+            .block(block.into())
+            .call()
+            .await
+            .unwrap()
+            .answer
+            .into_raw();
+        assert_eq!(t.price_usd, usd8(answer), "{} price", t.symbol);
+        let scale = U256::from(10u64).pow(U256::from(decimals));
+        let value = balance * answer / scale;
+        assert_eq!(t.value_usd, usd8(value), "{} value", t.symbol);
+        total += value;
+        // Reserve: the configured USD at the oracle price, rounded up so it
+        // is never undercut; convertible: the rest, when worth >= $10.
+        let reserve_usd = tc.min_reserve_usd.0;
+        let reserve = (reserve_usd * scale).div_ceil(answer);
+        assert_eq!(parse(&t.min_reserve), reserve, "{} reserve", t.symbol);
+        let above = balance.saturating_sub(reserve);
+        let above_usd = above * answer / scale;
+        if above_usd >= U256::from(10u64) * U256::from(100_000_000u64) {
+            assert_eq!(parse(&t.convertible), above, "{} convertible", t.symbol);
+            assert_eq!(t.convertible_usd, usd8(above_usd), "{}", t.symbol);
+            total_convertible += above_usd;
+        } else {
+            assert_eq!(t.convertible, "0", "{}", t.symbol);
+        }
+    }
+    assert_eq!(s.total_value_usd, usd8(total));
+    assert_eq!(s.total_convertible_usd, usd8(total_convertible));
+    // The wallet of the write-up: about $850 in tokens plus 0.03 ETH ($90).
+    assert_eq!(s.total_value_usd, "940.00000000");
+    // Max ETH: the balance plus what a conversion bounded by 2% slippage is
+    // sure to bring; strictly more than the balance, less than the balance
+    // plus the oracle value of everything convertible.
+    let max_eth = parse(&s.max_eth_after_conversion_wei);
+    let convertible_eth = total_convertible * U256::from(10u64).pow(U256::from(18)) / eth_answer;
+    assert!(max_eth > eth && max_eth <= eth + convertible_eth, "{max_eth}");
+    assert!(max_eth >= eth + convertible_eth * U256::from(97) / U256::from(100));
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_status_requests_are_named_and_unknown_chains_not_found() {
+    let mut h = Harness::start().await;
+    let e = h
+        .client
+        .get_status(pb::GetStatusRequest { chain: "".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().starts_with("chain:"), "{}", e.message());
+    let e = h
+        .client
+        .get_status(pb::GetStatusRequest {
+            chain: "arbitrum".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    assert!(e.message().contains("arbitrum"), "{}", e.message());
+    let e = h
+        .client
+        .get_status(pb::GetStatusRequest {
+            chain: "x".repeat(10_000),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_or_broken_feeds_are_named_errors() {
+    let mut h = Harness::start().await;
+    let deployer = h.signer_provider(DEPLOYER_KEY);
+    let dai_feed = IMockAggregatorV3::new(h.devnet.addresses.dai_usd_feed, &deployer);
+    // Updated two days ago: older than feed_max_age_secs (86400).
+    let now = h
+        .chain()
+        .get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
+        .await
+        .unwrap()
+        .unwrap()
+        .header
+        .timestamp;
+    dai_feed
+        .setRoundData(I256::try_from(100_000_000i64).unwrap(), U256::from(now - 2 * 86_400))
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    let e = h
+        .client
+        .get_status(pb::GetStatusRequest { chain: CHAIN.into() })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition);
+    assert!(e.message().contains("DAI/USD") && e.message().contains("stale"), "{}", e.message());
+
+    dai_feed
+        .setRoundData(I256::ZERO, U256::from(now))
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    let e = h
+        .client
+        .get_status(pb::GetStatusRequest { chain: CHAIN.into() })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition);
+    assert!(e.message().contains("DAI/USD") && e.message().contains("non-positive"), "{}", e.message());
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_follows_the_chain() {
+    let mut h = Harness::start().await;
+    assert_eq!(h.health_status().await, 1, "SERVING after start");
+    h.devnet.stop_node().await.unwrap();
+    let mut flipped = false;
+    for _ in 0..100 {
+        if h.health_status().await == 2 {
+            flipped = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(flipped, "health did not go NOT_SERVING with anvil stopped");
+    // While the chain is down a status is UNAVAILABLE, not a zero.
+    let e = h
+        .client
+        .get_status(pb::GetStatusRequest { chain: CHAIN.into() })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unavailable, "{}", e.message());
+
+    h.devnet.restart_node().await.unwrap();
+    let mut back = false;
+    for _ in 0..100 {
+        if h.health_status().await == 1 {
+            back = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(back, "health did not come back to SERVING");
+    let s = h.status().await;
+    assert_eq!(s.tokens.len(), 4);
+    h.stop().await;
+}

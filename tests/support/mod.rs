@@ -1,0 +1,190 @@
+//! Shared fixture of the integration tests: a devnet, a counting JSON-RPC
+//! proxy in front of it, and the sidecar served in-process on 127.0.0.1:0.
+#![allow(dead_code)]
+
+use std::{sync::Arc, time::Duration};
+
+use alloy::{
+    network::EthereumWallet,
+    primitives::{Address, U256},
+    providers::{DynProvider, Provider, ProviderBuilder},
+    signers::local::PrivateKeySigner,
+};
+use tonic::transport::Channel;
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+use wallet_balancer::{
+    config::Config,
+    devnet::{Devnet, DevnetOptions, proxy::RpcProxy},
+    keys::WalletKey,
+    pb::{self, wallet_balancer_client::WalletBalancerClient},
+    server,
+};
+
+pub const CHAIN: &str = "devnet";
+
+pub struct Harness {
+    pub devnet: Devnet,
+    pub proxy: RpcProxy,
+    pub client: WalletBalancerClient<Channel>,
+    pub health: HealthClient<Channel>,
+    pub config: Arc<Config>,
+    pub addr: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<Result<(), server::ServerError>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Harness {
+    pub async fn start() -> Harness {
+        Harness::start_with(|_| {}).await
+    }
+
+    /// Starts everything; `edit` may change the devnet's config first.
+    pub async fn start_with(edit: impl FnOnce(&mut Config)) -> Harness {
+        let devnet = Devnet::start(DevnetOptions::default())
+            .await
+            .expect("devnet (run scripts/setup first)");
+        let proxy = RpcProxy::start(&devnet.rpc_url, Duration::ZERO)
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let key_path = dir.path().join("wallet.key");
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&key_path)
+                .unwrap();
+            std::io::Write::write_all(&mut f, devnet.wallet_key.to_string().as_bytes()).unwrap();
+        }
+        let toml = devnet
+            .config_toml(&key_path, "127.0.0.1:0")
+            .replace(&devnet.rpc_url, &proxy.url());
+        let mut config = Config::from_toml(&toml).unwrap();
+        edit(&mut config);
+        let config = Arc::new(config);
+        let key = WalletKey::load(Some(&key_path), None).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = format!("http://{}", listener.local_addr().unwrap());
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(server::serve(config.clone(), key, listener, async {
+            let _ = stop_rx.await;
+        }));
+        wallet_balancer::cli::wait_serving(&addr, Duration::from_secs(30))
+            .await
+            .unwrap();
+        let channel = Channel::from_shared(addr.clone())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        Harness {
+            devnet,
+            proxy,
+            client: WalletBalancerClient::new(channel.clone()),
+            health: HealthClient::new(channel),
+            config,
+            addr,
+            stop: Some(stop_tx),
+            server: Some(server),
+            _dir: dir,
+        }
+    }
+
+    /// A provider straight to anvil (not through the proxy).
+    pub fn chain(&self) -> DynProvider {
+        self.devnet.provider()
+    }
+
+    /// A provider that signs as `key` (for tests acting outside the sidecar).
+    pub fn signer_provider(&self, key: alloy::primitives::B256) -> DynProvider {
+        let signer = PrivateKeySigner::from_bytes(&key).unwrap();
+        ProviderBuilder::new()
+            .wallet(EthereumWallet::from(signer))
+            .connect_http(self.devnet.rpc_url.parse().unwrap())
+            .erased()
+    }
+
+    pub fn wallet(&self) -> Address {
+        self.devnet.wallet_address
+    }
+
+    pub async fn health_status(&mut self) -> i32 {
+        match self
+            .health
+            .check(HealthCheckRequest {
+                service: server::SERVICE_NAME.into(),
+            })
+            .await
+        {
+            Ok(r) => r.into_inner().status,
+            Err(_) => -1,
+        }
+    }
+
+    pub async fn status(&mut self) -> pb::WalletStatus {
+        self.client
+            .get_status(pb::GetStatusRequest {
+                chain: CHAIN.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    pub async fn ensure(
+        &mut self,
+        required_wei: U256,
+        request_id: &str,
+        dry_run: bool,
+    ) -> Result<pb::EnsureEthResponse, tonic::Status> {
+        self.client
+            .ensure_eth(pb::EnsureEthRequest {
+                chain: CHAIN.into(),
+                required_wei: required_wei.to_string(),
+                request_id: request_id.into(),
+                dry_run,
+            })
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    pub async fn eth_balance(&self) -> U256 {
+        self.chain().get_balance(self.wallet()).await.unwrap()
+    }
+
+    pub async fn nonce(&self) -> u64 {
+        self.chain()
+            .get_transaction_count(self.wallet())
+            .await
+            .unwrap()
+    }
+
+    pub async fn token_balance(&self, token: Address) -> U256 {
+        wallet_balancer::chain::abi::IERC20::new(token, self.chain())
+            .balanceOf(self.wallet())
+            .call()
+            .await
+            .unwrap()
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(h) = self.server.take() {
+            let _ = h.await;
+        }
+    }
+}
+
+/// `n` milli-ETH in wei.
+pub fn milli_eth(n: u64) -> U256 {
+    U256::from(n) * U256::from(1_000_000_000_000_000u64)
+}
+
+pub fn parse(s: &str) -> U256 {
+    s.parse().unwrap_or_else(|_| panic!("not a number: {s:?}"))
+}
