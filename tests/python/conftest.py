@@ -321,7 +321,8 @@ def sidecar(tmp_path_factory: pytest.TempPathFactory):
         server = _spawn("sidecar", [wb, "serve", "--config", str(config_path)], workdir)
         procs.append(server)
         target = listen
-        channel = grpc.insecure_channel(target)
+        # Straight to the sidecar: never through a proxy from the environment.
+        channel = grpc.insecure_channel(target, options=[("grpc.enable_http_proxy", 0)])
         health = health_pb2_grpc.HealthStub(channel)
 
         def serving() -> bool:

@@ -92,6 +92,8 @@ class EvmRpc:
         self.url = url
         self.timeout = timeout
         self._ids = itertools.count(1)
+        # Straight to the node: never through an http_proxy from the environment.
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
     def call(self, method: str, *params: Any) -> Any:
         body = json.dumps(
@@ -100,7 +102,7 @@ class EvmRpc:
         req = urllib.request.Request(
             self.url, data=body, headers={"Content-Type": "application/json"}, method="POST"
         )
-        with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+        with self._opener.open(req, timeout=self.timeout) as resp:
             answer = json.loads(resp.read())
         if "error" in answer and answer["error"] is not None:
             raise RpcError(method, answer["error"])
