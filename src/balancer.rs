@@ -2,9 +2,11 @@
 //! read (`chain`), decide (`plan`), act (`exec`).
 
 use std::{
-    collections::{BTreeMap, VecDeque},
-    sync::Arc,
-    time::{Duration, Instant},
+    collections::{BTreeMap, HashMap},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
 };
 
 use alloy::{
@@ -12,20 +14,23 @@ use alloy::{
     primitives::{Address, B256, U256},
 };
 
+use serde::{Deserialize, Serialize};
+
 use crate::{
-    chain::{ChainClient, ChainError, Snapshot, quotes::QuoteRequest},
-    config::{ChainConfig, Config},
-    exec::{self, ExecError},
+    chain::{ChainClient, ChainError, Snapshot},
+    config::Config,
+    exec::{
+        self, ExecError,
+        owner::{self, Job, OwnerHandle},
+    },
+    journal::{Journal, JournalError, RequestParams, RequestRecord, RequestState, StoredError},
     keys::WalletKey,
     money::{Price, Usd},
-    plan::{self, Outcome, PlanError, PlanInput, Strategy, TokenInput},
+    plan::{self, PlanError},
 };
 
-/// The rolling window of the hourly spend limit.
-const SPEND_WINDOW: Duration = Duration::from_secs(3600);
-
 /// Errors of the use cases; mapped to gRPC statuses in `api::error`.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum BalancerError {
     #[error(transparent)]
     Chain(#[from] ChainError),
@@ -45,6 +50,20 @@ pub enum BalancerError {
     },
     #[error("internal error: {0}")]
     Internal(String),
+    #[error("{0}")]
+    Unavailable(String),
+    /// The request id was used before with other parameters.
+    #[error("request_id {request_id:?} was already used with different parameters ({first}); use a new request_id")]
+    IdempotencyConflict { request_id: String, first: String },
+    /// The stored answer of an earlier attempt with this request id.
+    #[error("{}", .0.message)]
+    Stored(StoredError),
+}
+
+impl From<JournalError> for BalancerError {
+    fn from(e: JournalError) -> Self {
+        BalancerError::Internal(e.to_string())
+    }
 }
 
 /// A validated EnsureEth request.
@@ -57,7 +76,7 @@ pub struct EnsureRequest {
 }
 
 /// What EnsureEth did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EnsureOutcome {
     Sufficient,
     Converted,
@@ -65,7 +84,7 @@ pub enum EnsureOutcome {
 }
 
 /// How a conversion turns a token into ETH.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum VenueLabel {
     WethUnwrap,
     UniswapV2,
@@ -73,7 +92,7 @@ pub enum VenueLabel {
 }
 
 /// Life of a conversion.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ConversionState {
     Planned,
     Submitted,
@@ -83,7 +102,7 @@ pub enum ConversionState {
 }
 
 /// One conversion, as planned or as it happened.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConversionReport {
     pub id: String,
     pub token_symbol: String,
@@ -108,7 +127,7 @@ pub struct ConversionReport {
 }
 
 /// The answer to EnsureEth.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnsureReport {
     pub chain: String,
     pub request_id: String,
@@ -155,64 +174,55 @@ pub struct TokenRow {
     pub priority: u32,
 }
 
-/// The sidecar's core: one wallet, its configured chains.
+/// The sidecar's core: one wallet, its configured chains, their owners, the
+/// journal.
 pub struct Balancer {
     config: Arc<Config>,
     key: WalletKey,
     chains: BTreeMap<String, ChainClient>,
-    /// Per chain: the conversion lock (one conversion run at a time, so the
-    /// wallet's nonces have one owner) and the spend window it guards.
-    converting: BTreeMap<String, tokio::sync::Mutex<SpendWindow>>,
+    owners: BTreeMap<String, OwnerHandle>,
+    journal: Journal,
+    /// Requests being converted in this process, by id: later callers with
+    /// the same id wait for the first one's answer.
+    in_flight: Mutex<HashMap<String, InFlight>>,
+    draining: AtomicBool,
 }
 
-/// USD converted on a chain during the last hour.
-#[derive(Default)]
-struct SpendWindow {
-    entries: VecDeque<(Instant, Usd)>,
-}
+type Answer = Option<Result<EnsureReport, BalancerError>>;
 
-impl SpendWindow {
-    fn remaining(&mut self, limit: Usd) -> Usd {
-        let now = Instant::now();
-        while let Some((at, _)) = self.entries.front() {
-            if now.duration_since(*at) > SPEND_WINDOW {
-                self.entries.pop_front();
-            } else {
-                break;
-            }
-        }
-        let spent = self
-            .entries
-            .iter()
-            .fold(Usd::ZERO, |a, (_, v)| a.saturating_add(*v));
-        limit.saturating_sub(spent)
-    }
-
-    fn record(&mut self, value: Usd) {
-        self.entries.push_back((Instant::now(), value));
-    }
+struct InFlight {
+    params: RequestParams,
+    answer: tokio::sync::watch::Receiver<Answer>,
 }
 
 impl Balancer {
-    /// Builds the chain clients; does no I/O.
-    pub fn new(config: Arc<Config>, key: WalletKey) -> Result<Balancer, ChainError> {
+    /// Builds the chain clients, opens the journal and starts one wallet
+    /// owner per chain (each first reconciles what a previous process left).
+    pub fn new(config: Arc<Config>, key: WalletKey) -> Result<Balancer, BalancerError> {
+        let journal = Journal::open(&config.journal.path)?;
+        match journal.prune_requests(config.journal.idempotency_ttl) {
+            Ok(n) if n > 0 => tracing::info!(removed = n, "expired idempotency keys pruned"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "pruning idempotency keys failed"),
+        }
         let mut chains = BTreeMap::new();
-        let mut converting = BTreeMap::new();
+        let mut owners = BTreeMap::new();
         for (name, chain) in &config.chains {
-            chains.insert(
+            let client = ChainClient::new(chain.clone(), key.address())?;
+            owners.insert(
                 name.clone(),
-                ChainClient::new(chain.clone(), key.address())?,
+                owner::spawn(client.clone(), key.clone(), journal.clone(), config.clone()),
             );
-            converting.insert(
-                name.clone(),
-                tokio::sync::Mutex::new(SpendWindow::default()),
-            );
+            chains.insert(name.clone(), client);
         }
         Ok(Balancer {
             config,
             key,
             chains,
-            converting,
+            owners,
+            journal,
+            in_flight: Mutex::new(HashMap::new()),
+            draining: AtomicBool::new(false),
         })
     }
 
@@ -224,12 +234,32 @@ impl Balancer {
         &self.config
     }
 
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
     pub fn chain(&self, name: &str) -> Option<&ChainClient> {
         self.chains.get(name)
     }
 
     pub fn chains(&self) -> impl Iterator<Item = &ChainClient> {
         self.chains.values()
+    }
+
+    /// True when every chain's owner has finished start-up reconciliation.
+    pub fn owners_ready(&self) -> bool {
+        self.owners.values().all(|o| o.is_ready())
+    }
+
+    /// Stops taking new EnsureEth requests (conversions already queued or
+    /// running go on).
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    /// Number of requests whose conversion is still running.
+    pub fn in_flight_count(&self) -> usize {
+        self.in_flight.lock().map(|m| m.len()).unwrap_or(0)
     }
 
     fn client(&self, name: &str) -> Result<&ChainClient, ChainError> {
@@ -245,7 +275,7 @@ impl Balancer {
         client.initialise().await?;
         let snapshot = client.snapshot(BlockId::latest()).await?;
         let cfg = client.config();
-        let inputs = token_inputs(cfg, &snapshot, None);
+        let inputs = owner::token_inputs(client, &snapshot);
         let st = plan::status(
             snapshot.eth_balance,
             U256::ZERO,
@@ -268,16 +298,8 @@ impl Balancer {
                 min_reserve_usd: t.min_reserve_usd,
                 min_reserve: s.reserve_units,
                 // Under the minimum conversion size nothing is convertible.
-                convertible: if s.eligible {
-                    s.convertible
-                } else {
-                    U256::ZERO
-                },
-                convertible_usd: if s.eligible {
-                    s.convertible_usd
-                } else {
-                    Usd::ZERO
-                },
+                convertible: if s.eligible { s.convertible } else { U256::ZERO },
+                convertible_usd: if s.eligible { s.convertible_usd } else { Usd::ZERO },
                 priority: t.priority,
             })
             .collect();
@@ -295,13 +317,88 @@ impl Balancer {
         })
     }
 
-    /// EnsureEth. Answers from one fresh snapshot when the ETH suffices;
-    /// otherwise converts in a task of its own, so a client that goes away
-    /// does not abort a conversion already started.
+    /// EnsureEth, idempotent on `request_id`:
+    /// - a repeat of a finished request returns its first answer (from the
+    ///   journal, across restarts); a repeat of one in flight waits for it;
+    ///   the same id with other parameters is a conflict;
+    /// - when the ETH suffices the answer comes from one fresh read;
+    /// - otherwise the request is journaled and queued at the chain's wallet
+    ///   owner; the conversion runs there, so a client that goes away does
+    ///   not abort it, and its answer is kept for the retry.
+    ///
+    /// Requests that fail before anything was signed are not remembered: a
+    /// retry evaluates them anew.
     pub async fn ensure_eth(
         self: &Arc<Self>,
         req: EnsureRequest,
     ) -> Result<EnsureReport, BalancerError> {
+        let params = RequestParams {
+            chain: req.chain.clone(),
+            required_wei: req.required_wei,
+            dry_run: req.dry_run,
+        };
+        let check = |first: &RequestParams| -> Result<(), BalancerError> {
+            if *first == params {
+                Ok(())
+            } else {
+                Err(BalancerError::IdempotencyConflict {
+                    request_id: req.request_id.clone(),
+                    first: format!(
+                        "chain {}, required_wei {}, dry_run {}",
+                        first.chain, first.required_wei, first.dry_run
+                    ),
+                })
+            }
+        };
+        // 1. In flight in this process: wait for its answer.
+        let waiting = {
+            let map = self
+                .in_flight
+                .lock()
+                .map_err(|_| BalancerError::Internal("in-flight map poisoned".into()))?;
+            match map.get(&req.request_id) {
+                Some(f) => {
+                    check(&f.params)?;
+                    Some(f.answer.clone())
+                }
+                None => None,
+            }
+        };
+        if let Some(rx) = waiting {
+            return wait_answer(rx).await;
+        }
+        // 2. Answered before (possibly by an earlier process).
+        let owner = self
+            .owners
+            .get(&req.chain)
+            .ok_or_else(|| BalancerError::Internal("no owner for the chain".into()))?;
+        if let Some(rec) = self.journal.get_request(&req.request_id)? {
+            check(&rec.params)?;
+            match rec.state {
+                RequestState::Done(report) => return Ok(report),
+                RequestState::Failed(e) => return Err(BalancerError::Stored(e)),
+                RequestState::InFlight => {
+                    // Left by a crash: the owner settles it at start-up.
+                    owner.wait_ready().await;
+                    match self.journal.get_request(&req.request_id)?.map(|r| r.state) {
+                        Some(RequestState::Done(report)) => return Ok(report),
+                        Some(RequestState::Failed(e)) => return Err(BalancerError::Stored(e)),
+                        Some(RequestState::InFlight) => {
+                            return Err(BalancerError::Unavailable(
+                                "this request is still being reconciled after a restart; retry shortly".into(),
+                            ));
+                        }
+                        None => {} // released: run it anew below
+                    }
+                }
+            }
+        }
+        if self.draining.load(Ordering::SeqCst) {
+            return Err(BalancerError::Unavailable(
+                "shutting down: not taking new conversions".into(),
+            ));
+        }
+
         let client = self.client(&req.chain)?;
         client.initialise().await?;
         let need = req
@@ -310,201 +407,213 @@ impl Balancer {
             .ok_or(PlanError::AmountOutOfRange {
                 what: "required_wei + gas reserve",
             })?;
-        // `pending`: the bot's own unmined trades already spend ETH.
+        // 3. The fast path: one read at the `pending` block (the bot's own
+        // unmined trades already spend ETH).
         let snapshot = client.snapshot(BlockId::pending()).await?;
         if snapshot.eth_balance >= need {
-            return Ok(self.sufficient(&req, need, &snapshot));
+            let report = sufficient_report(&req, need, self.config.policy.gas_reserve_wei, &snapshot);
+            // Nothing was sent: remembered without an fsync.
+            self.remember(&req, params, RequestState::Done(report.clone()), false);
+            return Ok(report);
         }
+        if req.dry_run {
+            return self.dry_run(&req, need, client, &snapshot).await;
+        }
+
+        // 4. A conversion: register, journal the intent, queue at the owner.
+        let (tx, rx) = tokio::sync::watch::channel::<Answer>(None);
+        let raced = {
+            let mut map = self
+                .in_flight
+                .lock()
+                .map_err(|_| BalancerError::Internal("in-flight map poisoned".into()))?;
+            if let Some(f) = map.get(&req.request_id) {
+                // Lost a race with an identical request: wait for it.
+                check(&f.params)?;
+                Some(f.answer.clone())
+            } else {
+                map.insert(
+                req.request_id.clone(),
+                InFlight {
+                    params: params.clone(),
+                    answer: rx.clone(),
+                },
+            );
+                None
+            }
+        };
+        if let Some(rx) = raced {
+            return wait_answer(rx).await;
+        }
+        let record = RequestRecord {
+            request_id: req.request_id.clone(),
+            params: params.clone(),
+            created_ms: crate::journal::now_ms(),
+            state: RequestState::InFlight,
+        };
+        if let Err(e) = self.journal.put_request(&record, true) {
+            self.forget(&req.request_id);
+            return Err(e.into());
+        }
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        if let Err(e) = owner.submit(Job {
+            request_id: req.request_id.clone(),
+            chain: req.chain.clone(),
+            required_wei: req.required_wei,
+            need,
+            reply,
+        }) {
+            let _ = self.journal.remove_request(&req.request_id);
+            self.forget(&req.request_id);
+            return Err(e);
+        }
+        // The rest runs in its own task: a caller that goes away does not
+        // stop the answer from being recorded.
         let this = self.clone();
-        tokio::spawn(async move { this.convert(req).await })
-            .await
-            .map_err(|e| BalancerError::Internal(format!("conversion task failed: {e}")))?
+        let request_id = req.request_id.clone();
+        tokio::spawn(async move {
+            let result = answer.await.unwrap_or_else(|_| {
+                Err(BalancerError::Internal("the wallet owner dropped the request".into()))
+            });
+            this.record_answer(&request_id, params, &result);
+            let _ = tx.send(Some(result));
+            this.forget(&request_id);
+        });
+        wait_answer(rx).await
     }
 
-    fn sufficient(&self, req: &EnsureRequest, need: U256, snapshot: &Snapshot) -> EnsureReport {
-        EnsureReport {
+    /// A dry run: the plan at this snapshot, nothing sent, nothing stored.
+    async fn dry_run(
+        &self,
+        req: &EnsureRequest,
+        need: U256,
+        client: &ChainClient,
+        snapshot: &Snapshot,
+    ) -> Result<EnsureReport, BalancerError> {
+        let Some(plan) = owner::plan_conversion(
+            client,
+            &self.config,
+            snapshot,
+            req.required_wei,
+            self.config.max_usd_per_hour,
+        )
+        .await?
+        else {
+            return Ok(sufficient_report(req, need, self.config.policy.gas_reserve_wei, snapshot));
+        };
+        let conversions = (0..plan.legs.len())
+            .map(|i| {
+                let price = snapshot.tokens[plan.legs[i].token].price;
+                exec::planned_report(client, &plan, i, &req.request_id, price, snapshot.eth_price)
+            })
+            .collect();
+        Ok(EnsureReport {
             chain: req.chain.clone(),
             request_id: req.request_id.clone(),
-            outcome: EnsureOutcome::Sufficient,
+            outcome: EnsureOutcome::Planned,
             eth_before: snapshot.eth_balance,
             eth_after: snapshot.eth_balance,
             required: req.required_wei,
             gas_reserve: self.config.policy.gas_reserve_wei,
             need,
-            shortage: U256::ZERO,
-            target: U256::ZERO,
-            conversions: Vec::new(),
-            block_number: snapshot.block_number,
-        }
-    }
-
-    /// The slow path, under the chain's conversion lock: re-read, plan,
-    /// quote, execute, re-read and check.
-    async fn convert(&self, req: EnsureRequest) -> Result<EnsureReport, BalancerError> {
-        let client = self.client(&req.chain)?;
-        let lock = self
-            .converting
-            .get(&req.chain)
-            .ok_or_else(|| BalancerError::Internal("no conversion lock".into()))?;
-        let mut spend = lock.lock().await;
-        let policy = &self.config.policy;
-        let need = req.required_wei.saturating_add(policy.gas_reserve_wei);
-
-        // A conversion that ran while this request waited may have covered it.
-        let snapshot = client.snapshot(BlockId::pending()).await?;
-        if snapshot.eth_balance >= need {
-            return Ok(self.sufficient(&req, need, &snapshot));
-        }
-        let cfg = client.config();
-        let tokens = token_inputs(cfg, &snapshot, None);
-        let input = PlanInput {
-            required_wei: req.required_wei,
-            eth_balance: snapshot.eth_balance,
-            pending_eth_in: U256::ZERO,
-            eth_price: snapshot.eth_price,
-            gas_price_wei: snapshot.base_fee_wei,
-            tokens,
-            hour_budget_remaining: spend.remaining(self.config.max_usd_per_hour),
-        };
-        let estimates = if policy.strategy == Strategy::Cheapest {
-            // Rank by the cost of buying the whole shortage from each token.
-            let shortage = need.saturating_sub(snapshot.eth_balance);
-            let reqs: Vec<QuoteRequest> = (0..cfg.tokens.len())
-                .map(|token| QuoteRequest {
-                    token,
-                    eth_out: shortage,
-                })
-                .collect();
-            client.quotes(&reqs).await?
-        } else {
-            Vec::new()
-        };
-        let allocation = match plan::allocate(&input, policy, &estimates)? {
-            Outcome::Sufficient { .. } => return Ok(self.sufficient(&req, need, &snapshot)),
-            Outcome::Convert(a) => a,
-        };
-        let reqs: Vec<QuoteRequest> = allocation
-            .legs()
-            .iter()
-            .filter(|l| !l.is_weth)
-            .map(|l| QuoteRequest {
-                token: l.token,
-                eth_out: l.eth_out,
-            })
-            .collect();
-        let quotes = client.quotes(&reqs).await?;
-        let plan = plan::finalize(&allocation, &quotes)?;
-        tracing::info!(
-            chain = %req.chain,
-            request_id = %req.request_id,
-            legs = plan.legs.len(),
-            total_eth_out = %plan.total_eth_out,
-            value_usd = %plan.total_value_usd,
-            expected_cost_usd = %plan.expected_cost_usd,
-            "plan"
-        );
-
-        let report = |outcome, eth_after, conversions, block_number| EnsureReport {
-            chain: req.chain.clone(),
-            request_id: req.request_id.clone(),
-            outcome,
-            eth_before: snapshot.eth_balance,
-            eth_after,
-            required: req.required_wei,
-            gas_reserve: policy.gas_reserve_wei,
-            need,
             shortage: plan.shortage_wei,
             target: plan.target_wei,
             conversions,
-            block_number,
-        };
-        if req.dry_run {
-            let planned = (0..plan.legs.len())
-                .map(|i| {
-                    let price = snapshot.tokens[plan.legs[i].token].price;
-                    exec::planned_report(
-                        client,
-                        &plan,
-                        i,
-                        &req.request_id,
-                        price,
-                        snapshot.eth_price,
-                    )
-                })
-                .collect();
-            return Ok(report(
-                EnsureOutcome::Planned,
-                snapshot.eth_balance,
-                planned,
-                snapshot.block_number,
-            ));
-        }
+            block_number: snapshot.block_number,
+        })
+    }
 
-        let result = exec::execute(
-            client,
-            &self.key,
-            &plan,
-            &snapshot,
-            &req.request_id,
-            self.config.swap_deadline.as_secs(),
-        )
-        .await;
-        // Whatever confirmed counts against the hourly limit, even when a
-        // later leg failed.
-        match &result {
-            Ok(_) => spend.record(plan.total_value_usd),
-            Err(ExecError::Leg { done, .. }) if *done > 0 => spend.record(
-                plan.legs[..*done]
-                    .iter()
-                    .fold(Usd::ZERO, |a, l| a.saturating_add(l.value_usd)),
-            ),
-            Err(_) => {}
+    fn remember(&self, req: &EnsureRequest, params: RequestParams, state: RequestState, durable: bool) {
+        let rec = RequestRecord {
+            request_id: req.request_id.clone(),
+            params,
+            created_ms: crate::journal::now_ms(),
+            state,
+        };
+        if let Err(e) = self.journal.put_request(&rec, durable) {
+            tracing::warn!(request_id = %req.request_id, error = %e, "could not record the answer");
         }
-        let conversions = result?;
-        let after = client.snapshot(BlockId::latest()).await?;
-        if after.eth_balance < need {
-            return Err(BalancerError::StillShort {
-                need,
-                after: after.eth_balance,
-                txs: conversions
-                    .iter()
-                    .filter_map(|c| c.tx_hash.map(|h| h.to_string()))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            });
+    }
+
+    /// Stores a conversion's final answer. A failure before anything was
+    /// signed releases the id instead (a retry runs anew).
+    fn record_answer(
+        &self,
+        request_id: &str,
+        params: RequestParams,
+        result: &Result<EnsureReport, BalancerError>,
+    ) {
+        let state = match result {
+            Ok(report) => RequestState::Done(report.clone()),
+            Err(e) => {
+                let signed = self
+                    .journal
+                    .get_conversion(&format!("{request_id}/0"))
+                    .ok()
+                    .flatten()
+                    .is_some_and(|c| !c.txs.is_empty());
+                if !signed {
+                    if let Err(e) = self.journal.remove_request(request_id) {
+                        tracing::warn!(%request_id, error = %e, "could not release the request id");
+                    }
+                    return;
+                }
+                let status = crate::api::error::to_status(e.clone());
+                RequestState::Failed(StoredError {
+                    code: status.code() as i32,
+                    message: status.message().to_string(),
+                })
+            }
+        };
+        let rec = RequestRecord {
+            request_id: request_id.to_string(),
+            params,
+            created_ms: crate::journal::now_ms(),
+            state,
+        };
+        if let Err(e) = self.journal.put_request(&rec, true) {
+            tracing::error!(%request_id, error = %e, "could not journal the answer");
         }
-        Ok(report(
-            EnsureOutcome::Converted,
-            after.eth_balance,
-            conversions,
-            after.block_number,
-        ))
+    }
+
+    fn forget(&self, request_id: &str) {
+        if let Ok(mut map) = self.in_flight.lock() {
+            map.remove(request_id);
+        }
     }
 }
 
-/// The planner's view of the configured tokens at a snapshot.
-/// `reserved` gives per-token amounts already being sold by in-flight
-/// conversions.
-pub(crate) fn token_inputs(
-    cfg: &ChainConfig,
+async fn wait_answer(
+    mut rx: tokio::sync::watch::Receiver<Answer>,
+) -> Result<EnsureReport, BalancerError> {
+    match rx.wait_for(|a| a.is_some()).await {
+        Ok(a) => a
+            .clone()
+            .unwrap_or_else(|| Err(BalancerError::Internal("no answer".into()))),
+        Err(_) => Err(BalancerError::Internal(
+            "the conversion task ended without an answer".into(),
+        )),
+    }
+}
+
+fn sufficient_report(
+    req: &EnsureRequest,
+    need: U256,
+    gas_reserve: U256,
     snapshot: &Snapshot,
-    reserved: Option<&[U256]>,
-) -> Vec<TokenInput> {
-    cfg.tokens
-        .iter()
-        .zip(&snapshot.tokens)
-        .enumerate()
-        .map(|(i, (t, r))| TokenInput {
-            symbol: t.symbol.clone(),
-            decimals: t.decimals,
-            balance: r.balance,
-            reserved: reserved
-                .and_then(|r| r.get(i).copied())
-                .unwrap_or(U256::ZERO),
-            price: r.price,
-            min_reserve_usd: t.min_reserve_usd,
-            priority: t.priority,
-            is_weth: t.is_weth,
-        })
-        .collect()
+) -> EnsureReport {
+    EnsureReport {
+        chain: req.chain.clone(),
+        request_id: req.request_id.clone(),
+        outcome: EnsureOutcome::Sufficient,
+        eth_before: snapshot.eth_balance,
+        eth_after: snapshot.eth_balance,
+        required: req.required_wei,
+        gas_reserve,
+        need,
+        shortage: U256::ZERO,
+        target: U256::ZERO,
+        conversions: Vec::new(),
+        block_number: snapshot.block_number,
+    }
 }

@@ -65,6 +65,15 @@ pub struct Config {
     pub swap_deadline: Duration,
     /// Configured chains by name.
     pub chains: BTreeMap<String, ChainConfig>,
+    pub journal: JournalConfig,
+}
+
+#[derive(Clone, Debug)]
+pub struct JournalConfig {
+    /// The embedded database file (created if missing).
+    pub path: PathBuf,
+    /// How long finished requests are remembered for idempotency.
+    pub idempotency_ttl: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -100,6 +109,9 @@ pub struct ChainConfig {
     /// Time after the sequencer comes back up before its prices are trusted.
     pub sequencer_grace: Duration,
     pub confirmations: u64,
+    /// A transaction without a receipt for this long is replaced with higher
+    /// fees (same nonce).
+    pub replace_after: Duration,
     pub max_fee_per_gas_wei: u128,
     pub max_priority_fee_per_gas_wei: u128,
     pub tokens: Vec<TokenConfig>,
@@ -161,6 +173,15 @@ struct RawConfig {
     policy: RawPolicy,
     #[serde(default)]
     chains: BTreeMap<String, toml::Table>,
+    #[serde(default)]
+    journal: RawJournal,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJournal {
+    path: Option<PathBuf>,
+    idempotency_ttl_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -205,6 +226,7 @@ struct RawChain {
     sequencer_uptime_feed: Option<String>,
     sequencer_grace_secs: Option<u64>,
     confirmations: Option<u64>,
+    replace_after_secs: Option<u64>,
     max_fee_per_gas_wei: Option<String>,
     max_priority_fee_per_gas_wei: Option<String>,
     #[serde(default)]
@@ -430,6 +452,16 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         max_usd_per_hour,
         swap_deadline,
         chains,
+        journal: JournalConfig {
+            path: raw
+                .journal
+                .path
+                .unwrap_or_else(|| PathBuf::from("wallet-balancer.journal")),
+            idempotency_ttl: Duration::from_secs(positive(
+                "journal.idempotency_ttl_secs",
+                raw.journal.idempotency_ttl_secs.unwrap_or(86_400),
+            )?),
+        },
     })
 }
 
@@ -621,6 +653,10 @@ fn validate_chain(name: &str, mut table: toml::Table) -> Result<ChainConfig, Con
             .transpose()?,
         sequencer_grace: Duration::from_secs(raw.sequencer_grace_secs.unwrap_or(3_600)),
         confirmations: positive(&k("confirmations"), raw.confirmations.unwrap_or(1))?,
+        replace_after: Duration::from_secs(positive(
+            &k("replace_after_secs"),
+            raw.replace_after_secs.unwrap_or(30),
+        )?),
         max_fee_per_gas_wei: wei(
             "max_fee_per_gas_wei",
             raw.max_fee_per_gas_wei,

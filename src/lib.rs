@@ -12,7 +12,8 @@
 //! | [`balancer`]  | use cases: EnsureEth and GetStatus over the roles below       | via roles    |
 //! | [`chain`]     | read: pooled failover provider, one-call snapshot, feeds      | chain reads  |
 //! | [`plan`]      | decide: the pure planner, integer money math                  | none         |
-//! | [`exec`]      | act: approvals, unwraps, swaps; sign, send, confirm           | chain writes |
+//! | [`exec`]      | act: the wallet owner per chain; approvals, unwraps, swaps; sign, send, confirm, replace | chain writes |
+//! | [`journal`]   | record: requests, signed txs, conversion states, event log    | disk         |
 //! | [`money`]     | integer money: wei, base units, fixed-point USD               | none         |
 //! | [`config`]    | config file, env overrides, shipped chain presets             | file         |
 //! | [`keys`]      | the wallet key: file or env, never printed                    | file         |
@@ -30,6 +31,7 @@ pub mod cli;
 pub mod config;
 pub mod devnet;
 pub mod exec;
+pub mod journal;
 pub mod keys;
 pub mod money;
 pub mod plan;

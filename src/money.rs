@@ -52,7 +52,7 @@ impl fmt::Display for Usd {
 
 /// A price in USD per whole unit of an asset, as a feed reports it: an
 /// integer `answer` scaled by 10^`decimals`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Price {
     pub answer: U256,
     pub decimals: u8,

@@ -21,8 +21,8 @@ pub const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    #[error("building the chain clients: {0}")]
-    Chain(#[from] crate::chain::ChainError),
+    #[error("starting: {0}")]
+    Start(#[from] crate::balancer::BalancerError),
     #[error("reflection service: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("gRPC transport: {0}")]
@@ -54,24 +54,48 @@ pub async fn serve(
     let health_task = tokio::spawn(health_loop(balancer.clone(), reporter.clone(), stop_rx));
 
     let api = WalletBalancerServer::new(WalletBalancerApi::new(balancer.clone()));
+    let grace = config.server.shutdown_grace;
+    let (stopped_tx, mut stopped_rx) = tokio::sync::watch::channel(false);
     let shutdown = {
         let reporter = reporter.clone();
+        let balancer = balancer.clone();
         async move {
             shutdown.await;
-            tracing::info!("shutdown requested: health NOT_SERVING, draining");
+            tracing::info!("shutdown requested: health NOT_SERVING, no new conversions, draining");
             let _ = stop_tx.send(true);
+            balancer.start_draining();
             set_health(&reporter, ServingStatus::NotServing).await;
+            let _ = stopped_tx.send(true);
+            // Conversions in flight finish within the grace period; what
+            // is still running after it stays journaled and is reconciled
+            // at the next start.
+            let deadline = tokio::time::Instant::now() + grace;
+            while balancer.in_flight_count() > 0 && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let left = balancer.in_flight_count();
+            if left > 0 {
+                tracing::warn!(in_flight = left, "grace period over: in-flight conversions stay journaled for the next start");
+            }
         }
     };
 
     tracing::info!(listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), wallet = %balancer.wallet(), "serving");
-    let result = Server::builder()
+    let server = Server::builder()
         .timeout(config.server.request_timeout)
         .add_service(health_service)
         .add_service(reflection)
         .add_service(api)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-        .await;
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown);
+    // Requests still open past the grace period do not hold the process.
+    let hard_stop = async move {
+        let _ = stopped_rx.wait_for(|s| *s).await;
+        tokio::time::sleep(grace + Duration::from_secs(2)).await;
+    };
+    let result = tokio::select! {
+        r = server => r,
+        _ = hard_stop => Ok(()),
+    };
     health_task.abort();
     result?;
     Ok(())
@@ -91,7 +115,8 @@ async fn health_loop(
 ) {
     let mut last = None;
     loop {
-        let mut healthy = true;
+        // SERVING also waits for start-up reconciliation of the journal.
+        let mut healthy = balancer.owners_ready();
         for chain in balancer.chains() {
             if let Err(e) = chain.health_check().await {
                 healthy = false;

@@ -419,6 +419,79 @@ async fn real_routers_swap_against_the_deployed_pools() {
         "price moved only {before} -> {after}"
     );
 
+    // ---- USDT quirks: approve must go through zero; transfer returns no data --------------
+    let usdt = IERC20::new(a.usdt, &tp);
+    assert_eq!(
+        usdt.allowance(trader, a.swap_router02)
+            .call()
+            .await
+            .unwrap(),
+        U256::MAX
+    );
+    let err = usdt.approve(a.swap_router02, U256::from(5u8)).send().await;
+    assert!(
+        err.is_err(),
+        "non-zero -> non-zero USDT approve must revert"
+    );
+    receipt_ok(
+        "USDT approve 0",
+        usdt.approve(a.swap_router02, U256::ZERO)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    receipt_ok(
+        "USDT approve 5",
+        usdt.approve(a.swap_router02, U256::from(5u8))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        usdt.allowance(trader, a.swap_router02)
+            .call()
+            .await
+            .unwrap(),
+        U256::from(5u8)
+    );
+    let raw = tp
+        .call(
+            alloy::rpc::types::TransactionRequest::default()
+                .with_from(trader)
+                .with_to(a.usdt)
+                .with_input(
+                    IERC20::transferCall {
+                        to: devnet.wallet_address,
+                        value: U256::ONE,
+                    }
+                    .abi_encode(),
+                ),
+        )
+        .await
+        .unwrap();
+    assert!(
+        raw.is_empty(),
+        "USDT transfer must return nothing, got {raw}"
+    );
+    let raw = tp
+        .call(
+            alloy::rpc::types::TransactionRequest::default()
+                .with_from(trader)
+                .with_to(a.usdc)
+                .with_input(
+                    IERC20::transferCall {
+                        to: devnet.wallet_address,
+                        value: U256::ONE,
+                    }
+                    .abi_encode(),
+                ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(raw.len(), 32, "USDC transfer returns a bool");
+
     // The wallet key works too (sign a self-transfer).
     let wp = provider_for(&devnet, &devnet.wallet_key);
     let tx = alloy::rpc::types::TransactionRequest::default()

@@ -88,6 +88,22 @@ pub fn conversion(c: &ConversionReport) -> pb::Conversion {
     }
 }
 
+pub fn event(e: &crate::journal::EventRecord) -> pb::ConversionEvent {
+    pb::ConversionEvent {
+        sequence: e.sequence,
+        time: Some(prost_types::Timestamp {
+            seconds: (e.time_ms / 1000) as i64,
+            nanos: ((e.time_ms % 1000) * 1_000_000) as i32,
+        }),
+        chain: e.chain.clone(),
+        request_id: e.request_id.clone(),
+        conversion_id: e.conversion_id.clone(),
+        state: state(e.state) as i32,
+        tx_hash: e.tx_hash.map(|h| h.to_string()).unwrap_or_default(),
+        conversion: Some(conversion(&e.conversion)),
+    }
+}
+
 pub fn state(s: ConversionState) -> pb::ConversionState {
     match s {
         ConversionState::Planned => pb::ConversionState::Planned,

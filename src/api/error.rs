@@ -8,7 +8,7 @@
 //! | amounts out of range                    | INVALID_ARGUMENT    |
 //! | swap simulation reverted                | FAILED_PRECONDITION |
 //! | tx reverted on chain, still short after | ABORTED             |
-//! | receipt not seen in time                | DEADLINE_EXCEEDED   |
+//! | request_id reused with other parameters | ALREADY_EXISTS      |
 //! | planner invariants, bad quotes          | INTERNAL            |
 //!
 //! FAILED_PRECONDITION and RESOURCE_EXHAUSTED carry a `google.rpc.ErrorInfo`
@@ -40,6 +40,9 @@ pub fn to_status(e: BalancerError) -> Status {
         BalancerError::Exec(e) => exec_status(e, message),
         BalancerError::StillShort { .. } => Status::aborted(message),
         BalancerError::Internal(_) => Status::internal(message),
+        BalancerError::Unavailable(_) => Status::unavailable(message),
+        BalancerError::IdempotencyConflict { .. } => Status::already_exists(message),
+        BalancerError::Stored(s) => Status::new(Code::from_i32(s.code), message),
     }
 }
 
@@ -81,12 +84,8 @@ fn exec_status(e: ExecError, message: String) -> Status {
         ExecError::FeeCapExceeded { .. } => {
             with_info(Code::Unavailable, message, "FEE_CAP_EXCEEDED", vec![])
         }
-        ExecError::NotConfirmed { tx_hash, .. } => with_info(
-            Code::DeadlineExceeded,
-            message,
-            "NOT_CONFIRMED",
-            vec![("tx_hash", tx_hash.to_string())],
-        ),
+        ExecError::NonceTaken { .. } | ExecError::NonceConflict { .. } => Status::aborted(message),
+        ExecError::Journal(_) => Status::internal(message),
         ExecError::Reverted { tx_hash, .. } => with_info(
             Code::Aborted,
             message,

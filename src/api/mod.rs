@@ -6,6 +6,7 @@
 
 mod convert;
 pub mod error;
+mod stream;
 pub mod validate;
 
 use std::{pin::Pin, sync::Arc};
@@ -64,12 +65,20 @@ impl WalletBalancer for WalletBalancerApi {
 
     type StreamConversionsStream = EventStream;
 
+    #[tracing::instrument(name = "StreamConversions", skip_all, fields(rpc.method = "StreamConversions"))]
     async fn stream_conversions(
         &self,
-        _request: Request<pb::StreamConversionsRequest>,
+        request: Request<pb::StreamConversionsRequest>,
     ) -> Result<Response<Self::StreamConversionsStream>, Status> {
-        Err(Status::unimplemented(
-            "StreamConversions is not implemented yet: it lands with the conversion journal",
-        ))
+        let req = request.into_inner();
+        let chain = if req.chain.is_empty() {
+            None
+        } else {
+            Some(validate::chain(&self.balancer, &req.chain)?.to_string())
+        };
+        let rx = stream::spawn(self.balancer.journal().clone(), req.after_sequence, chain);
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 }

@@ -25,7 +25,7 @@ pub use snapshot::{ChainMeta, Snapshot, TokenReading};
 use transport::FailoverTransport;
 
 /// Errors reading a chain. Each names what failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum ChainError {
     /// No endpoint answered (connection refused, timeouts, HTTP errors).
     #[error("chain {chain}: no RPC endpoint answered: {reason}")]

@@ -1,11 +1,15 @@
 //! Acting on the chain: turning a plan into transactions (approvals, unwraps,
-//! swaps), sending them one at a time with the wallet's nonces, and reading
-//! what really happened from the receipts.
+//! swaps), sending them with the wallet's nonces, journaling every step, and
+//! reading what really happened from the receipts.
 //!
-//! Venues are calldata builders in [`venues`]; [`tx`] signs, sends and
-//! confirms. The caller holds the chain's conversion lock for the whole run,
-//! so no two runs share nonces.
+//! - [`owner`]: the one task per chain that owns the wallet's nonces; every
+//!   EnsureEth that needs a conversion queues there.
+//! - [`venues`]: calldata builders, one per way of turning a token into ETH.
+//! - [`tx`]: simulate, sign, journal, send, confirm, rebroadcast, replace.
+//! - [`fault`]: test-only crash points.
 
+pub mod fault;
+pub mod owner;
 pub mod tx;
 pub mod venues;
 
@@ -21,13 +25,13 @@ use crate::{
         ChainClient, ChainError, Snapshot,
         abi::{IERC20, IWETH9},
     },
-    keys::WalletKey,
+    journal::{ConversionRecord, TxPurpose},
     money::Price,
     plan::{Plan, Route},
 };
 use tx::{RawReceipt, TxSender};
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum ExecError {
     #[error(transparent)]
     Chain(#[from] ChainError),
@@ -35,19 +39,17 @@ pub enum ExecError {
     SimulationReverted { what: String, reason: String },
     #[error("{what} reverted on chain (tx {tx_hash})")]
     Reverted { what: String, tx_hash: B256 },
-    #[error("{what} (tx {tx_hash}) not confirmed after {waited_secs}s; it may still be mined")]
-    NotConfirmed {
-        what: String,
-        tx_hash: B256,
-        waited_secs: u64,
-    },
     #[error("base fee {base_fee_wei} wei is above the configured max fee per gas {cap_wei} wei")]
     FeeCapExceeded { base_fee_wei: u128, cap_wei: u128 },
     #[error("signing failed: {0}")]
     Signing(String),
-    #[error(
-        "conversion {index} ({symbol}) failed after {done} confirmed conversion(s) [{confirmed_txs}]: {source}"
-    )]
+    #[error("journal: {0}")]
+    Journal(String),
+    #[error("{what}: the nonce kept being taken by other transactions from this key")]
+    NonceConflict { what: String },
+    #[error("{what}: nonce {nonce} was used by a transaction not sent by the sidecar; ours can never be mined")]
+    NonceTaken { what: String, nonce: u64 },
+    #[error("conversion {index} ({symbol}) failed after {done} confirmed conversion(s) [{confirmed_txs}]: {source}")]
     Leg {
         index: usize,
         symbol: String,
@@ -58,55 +60,83 @@ pub enum ExecError {
     },
 }
 
-/// Executes `plan` for the wallet of `chain`, leg by leg, each confirmed
-/// before the next is sent. Returns one report per leg, from receipts.
-pub async fn execute(
+/// A fresh conversion record for leg `index` of `plan`, state PLANNED.
+pub fn planned_record(
     chain: &ChainClient,
-    key: &WalletKey,
     plan: &Plan,
-    snapshot: &Snapshot,
+    index: usize,
     request_id: &str,
+    snapshot: &Snapshot,
+) -> ConversionRecord {
+    let leg = &plan.legs[index];
+    ConversionRecord {
+        chain: chain.name().to_string(),
+        request_id: request_id.to_string(),
+        report: planned_report(
+            chain,
+            plan,
+            index,
+            request_id,
+            snapshot.tokens[leg.token].price,
+            snapshot.eth_price,
+        ),
+        txs: Vec::new(),
+    }
+}
+
+/// Executes the legs of `plan` whose records are in `records` (journaled
+/// PLANNED already), one after the other, each confirmed before the next.
+/// Records are updated and journaled at every step.
+pub async fn execute(
+    sender: &mut TxSender<'_>,
+    plan: &Plan,
+    records: &mut [ConversionRecord],
+    snapshot: &Snapshot,
     deadline_secs: u64,
-) -> Result<Vec<ConversionReport>, ExecError> {
-    let nonce = chain
-        .provider()
-        .get_transaction_count(key.address())
-        .pending()
-        .await
-        .map_err(|e| chain.rpc_err(e))?;
-    let mut sender = TxSender { chain, key, nonce };
+) -> Result<(), ExecError> {
     let deadline = U256::from(snapshot.block_timestamp.saturating_add(deadline_secs));
-    let mut reports: Vec<ConversionReport> = Vec::new();
-    for (index, leg) in plan.legs.iter().enumerate() {
-        let result = execute_leg(&mut sender, plan, index, snapshot, request_id, deadline).await;
-        match result {
-            Ok(r) => reports.push(r),
-            Err(e) => {
-                return Err(ExecError::Leg {
-                    index,
-                    symbol: leg.symbol.clone(),
-                    done: reports.len(),
-                    confirmed_txs: reports
-                        .iter()
-                        .filter_map(|r| r.tx_hash.map(|h| h.to_string()))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    source: Box::new(e),
-                });
+    for index in 0..records.len() {
+        let result = execute_leg(sender, plan, index, &mut records[index], snapshot, deadline).await;
+        if let Err(e) = result {
+            let rec = &mut records[index];
+            rec.report.state = ConversionState::Failed;
+            rec.report.error = Some(e.to_string());
+            let _ = sender.journal.record_conversion(
+                rec,
+                Some((ConversionState::Failed, rec.report.tx_hash)),
+            );
+            // Later legs will not run: they end FAILED, nothing sent.
+            for later in records.iter_mut().skip(index + 1) {
+                later.report.state = ConversionState::Failed;
+                later.report.error = Some("not attempted: an earlier conversion failed".into());
+                let _ = sender
+                    .journal
+                    .record_conversion(later, Some((ConversionState::Failed, None)));
             }
+            let done: Vec<String> = records[..index]
+                .iter()
+                .filter_map(|r| r.report.tx_hash.map(|h| h.to_string()))
+                .collect();
+            return Err(ExecError::Leg {
+                index,
+                symbol: plan.legs[index].symbol.clone(),
+                done: done.len(),
+                confirmed_txs: done.join(", "),
+                source: Box::new(e),
+            });
         }
     }
-    Ok(reports)
+    Ok(())
 }
 
 async fn execute_leg(
     sender: &mut TxSender<'_>,
     plan: &Plan,
     index: usize,
+    rec: &mut ConversionRecord,
     snapshot: &Snapshot,
-    request_id: &str,
     deadline: U256,
-) -> Result<ConversionReport, ExecError> {
+) -> Result<(), ExecError> {
     let chain = sender.chain;
     let cfg = chain.config();
     let wallet = sender.key.address();
@@ -115,97 +145,102 @@ async fn execute_leg(
     let reading = &snapshot.tokens[leg.token];
     let base_fee = snapshot.base_fee_wei;
 
-    let mut approval_tx_hashes = Vec::new();
-    let mut gas_used = 0u64;
-    let mut gas_cost = U256::ZERO;
-
-    let (call, venue, venue_name, fee_tier, router) = match leg.route {
-        Route::Unwrap => (
-            venues::unwrap(cfg.weth, leg.eth_out),
-            VenueLabel::WethUnwrap,
-            "weth".to_string(),
-            0,
-            None,
-        ),
+    let call = match leg.route {
+        Route::Unwrap => venues::unwrap(cfg.weth, leg.eth_out),
         Route::Pool { venue, fee_tier } => {
             let v = &cfg.venues[venue];
             let router = v.kind.router();
             let allowance = reading.allowances.get(venue).copied().unwrap_or_default();
             for call in venues::approvals(token, &v.name, router, allowance, leg.max_in) {
-                let hash = sender.send(&call, base_fee).await?;
-                let r = sender.confirm(&call.what, hash).await?;
-                gas_used = gas_used.saturating_add(r.gas_used_u64());
-                gas_cost = gas_cost.saturating_add(r.gas_cost_wei());
-                approval_tx_hashes.push(hash);
+                let purpose = if call.what.starts_with("reset") {
+                    TxPurpose::ApprovalReset
+                } else {
+                    TxPurpose::Approval
+                };
+                let nonce = sender.nonce;
+                sender.send(&call, purpose, base_fee, rec).await?;
+                sender.confirm(nonce, rec).await?;
             }
-            let (call, label) = match fee_tier {
-                None => (
-                    venues::v2_swap(
-                        router,
-                        token,
-                        cfg.weth,
-                        wallet,
-                        leg.eth_out,
-                        leg.max_in,
-                        deadline,
-                    ),
-                    VenueLabel::UniswapV2,
+            match fee_tier {
+                None => venues::v2_swap(router, token, cfg.weth, wallet, leg.eth_out, leg.max_in, deadline),
+                Some(fee) => venues::v3_swap(
+                    router,
+                    token,
+                    cfg.weth,
+                    wallet,
+                    fee,
+                    leg.eth_out,
+                    leg.max_in,
+                    deadline,
                 ),
-                Some(fee) => (
-                    venues::v3_swap(
-                        router,
-                        token,
-                        cfg.weth,
-                        wallet,
-                        fee,
-                        leg.eth_out,
-                        leg.max_in,
-                        deadline,
-                    ),
-                    VenueLabel::UniswapV3,
-                ),
-            };
-            (
-                call,
-                label,
-                v.name.clone(),
-                fee_tier.unwrap_or(0),
-                Some(router),
-            )
+            }
         }
     };
+    let nonce = sender.nonce;
+    sender.send(&call, TxPurpose::Swap, base_fee, rec).await?;
+    let receipt = sender.confirm(nonce, rec).await?;
+    fault::point("after_confirm_receipt");
+    finish_confirmed(chain, rec, &receipt).await?;
+    sender
+        .journal
+        .record_conversion(rec, Some((ConversionState::Confirmed, rec.report.tx_hash)))
+        .map_err(|e| ExecError::Journal(e.to_string()))?;
+    fault::point("after_confirm");
+    Ok(())
+}
 
-    let hash = sender.send(&call, base_fee).await?;
-    let receipt = sender.confirm(&call.what, hash).await?;
-    gas_used = gas_used.saturating_add(receipt.gas_used_u64());
-    gas_cost = gas_cost.saturating_add(receipt.gas_cost_wei());
+/// Fills a conversion's figures from its swap receipt and the receipts of
+/// its approvals: tokens sold, ETH received, gas used and paid.
+pub async fn finish_confirmed(
+    chain: &ChainClient,
+    rec: &mut ConversionRecord,
+    swap: &RawReceipt,
+) -> Result<(), ExecError> {
+    let cfg = chain.config();
+    let token = rec.report.token_address;
+    let router = match rec.report.venue {
+        VenueLabel::WethUnwrap => None,
+        _ => rec
+            .txs
+            .iter()
+            .rfind(|t| t.purpose == TxPurpose::Swap)
+            .and_then(|t| tx_to(&t.raw)),
+    };
     let (amount_in, eth_received) =
-        receipt_figures(&receipt, token.address, cfg.weth, wallet, router);
-    if eth_received != leg.eth_out {
-        tracing::warn!(chain = chain.name(), tx = %hash, expected = %leg.eth_out, received = %eth_received, "exact-output swap brought a different amount of ETH");
+        receipt_figures(swap, token, cfg.weth, chain.wallet(), router);
+    let mut gas_used = swap.gas_used_u64();
+    let mut gas_cost = swap.gas_cost_wei();
+    for h in rec.report.approval_tx_hashes.clone() {
+        let r: Option<RawReceipt> = chain
+            .provider()
+            .raw_request("eth_getTransactionReceipt".into(), (h,))
+            .await
+            .map_err(|e| chain.rpc_err(e))?;
+        if let Some(r) = r {
+            gas_used = gas_used.saturating_add(r.gas_used_u64());
+            gas_cost = gas_cost.saturating_add(r.gas_cost_wei());
+        }
     }
+    if eth_received != rec.report.eth_out {
+        tracing::warn!(chain = chain.name(), tx = %swap.transaction_hash, expected = %rec.report.eth_out, received = %eth_received, "exact-output swap brought a different amount of ETH");
+    }
+    let r = &mut rec.report;
+    r.tx_hash = Some(swap.transaction_hash);
+    r.eth_out = eth_received;
+    r.amount_in = Some(amount_in);
+    r.gas_used = gas_used;
+    r.gas_cost_wei = gas_cost;
+    r.block_number = swap.block();
+    r.state = ConversionState::Confirmed;
+    Ok(())
+}
 
-    Ok(ConversionReport {
-        id: format!("{request_id}/{index}"),
-        token_symbol: token.symbol.clone(),
-        token_address: token.address,
-        venue,
-        venue_name,
-        fee_tier,
-        eth_out: eth_received,
-        max_amount_in: leg.max_in,
-        quoted_amount_in: leg.amount_in,
-        amount_in: Some(amount_in),
-        token_price: reading.price,
-        eth_price: snapshot.eth_price,
-        state: ConversionState::Confirmed,
-        tx_hash: Some(hash),
-        approval_tx_hashes,
-        gas_used,
-        gas_cost_wei: gas_cost,
-        block_number: receipt.block(),
-        error: None,
-    })
+fn tx_to(raw: &[u8]) -> Option<Address> {
+    use alloy::{
+        consensus::{Transaction, TxEnvelope},
+        eips::Decodable2718,
+    };
+    TxEnvelope::decode_2718(&mut &raw[..]).ok()?.to()
 }
 
 /// Tokens the wallet sold (its ERC-20 Transfers out, or the WETH it
@@ -244,7 +279,7 @@ fn receipt_figures(
     (amount_in, eth_out)
 }
 
-/// A planned (not sent) conversion, for dry runs.
+/// A planned (not sent) conversion.
 pub fn planned_report(
     chain: &ChainClient,
     plan: &Plan,

@@ -1,8 +1,11 @@
 //! Sending one transaction: simulate (eth_estimateGas, revert reason on
-//! failure), price (EIP-1559 within the configured caps), sign locally, send
-//! the raw bytes to one endpoint at a time, and follow blocks until the
-//! receipt has the configured confirmations. Every figure reported comes
-//! from the receipt.
+//! failure), price (EIP-1559 within the configured caps), sign locally,
+//! journal the signed bytes and nonce, broadcast to one endpoint at a time,
+//! then follow blocks until a receipt has the configured confirmations —
+//! rebroadcasting the same bytes when the node dropped them, and replacing
+//! the transaction with higher fees (same nonce) when it is stuck.
+//!
+//! Every figure reported comes from the receipt.
 
 use std::time::{Duration, Instant};
 
@@ -10,21 +13,30 @@ use alloy::{
     consensus::{SignableTransaction, TxEip1559, TxEnvelope},
     eips::{BlockId, Encodable2718},
     network::TxSignerSync,
-    primitives::{Address, B256, Bytes, Log, TxKind, U256},
+    primitives::{Address, B256, Bytes, TxKind, U256},
     providers::Provider,
     rpc::types::TransactionRequest,
+    transports::RpcError,
 };
 use serde::Deserialize;
 
-use super::ExecError;
-use crate::{chain::ChainClient, keys::WalletKey};
+use super::{ExecError, fault};
+use crate::{
+    balancer::ConversionState,
+    chain::ChainClient,
+    journal::{ConversionRecord, Journal, TxPurpose, TxRecord, now_ms},
+    keys::WalletKey,
+};
 
 /// How often a pending transaction is looked for: about a block on fast
 /// chains; devnet mines on send.
 pub const RECEIPT_POLL: Duration = Duration::from_millis(250);
-/// How long to wait for a receipt before giving up on the request (the
-/// transaction may still mine; the error says so with its hash).
-pub const RECEIPT_TIMEOUT: Duration = Duration::from_secs(180);
+/// How often, while waiting, the node is asked whether it still knows the
+/// transaction (a dropped one is rebroadcast).
+pub const DROP_CHECK_EVERY: u32 = 4;
+/// Fee increase of a replacement, in percent: above the 10% minimum bump
+/// nodes require.
+pub const REPLACEMENT_BUMP_PERCENT: u128 = 15;
 
 /// The subset of a receipt we use, parsed from raw JSON so that chain
 /// specific fields (the OP-stack `l1Fee`) are not lost.
@@ -46,12 +58,6 @@ pub struct RawLog {
     pub address: Address,
     pub topics: Vec<B256>,
     pub data: Bytes,
-}
-
-impl RawLog {
-    pub fn to_log(&self) -> Option<Log> {
-        Log::new(self.address, self.topics.clone(), self.data.clone())
-    }
 }
 
 impl RawReceipt {
@@ -85,14 +91,26 @@ pub struct Call {
     pub data: Bytes,
 }
 
-/// Signs and sends the wallet's transactions on one chain. Not shared:
-/// the executor holds it under the chain's lock, so nonces are its own.
+/// Signs, journals, sends and confirms the wallet's transactions on one
+/// chain. Owned by the chain's wallet owner: nonces have one owner.
 pub struct TxSender<'a> {
     pub chain: &'a ChainClient,
     pub key: &'a WalletKey,
-    /// Next nonce to use; read from the chain (`pending`) at the start of
-    /// a conversion.
+    pub journal: &'a Journal,
+    /// Next nonce to use.
     pub nonce: u64,
+    /// A stuck transaction is replaced after this long without a receipt.
+    pub replace_after: Duration,
+}
+
+fn is_nonce_too_low(msg: &str) -> bool {
+    let m = msg.to_ascii_lowercase();
+    m.contains("nonce too low") || m.contains("nonce is too low") || m.contains("invalid nonce")
+}
+
+fn is_already_known(msg: &str) -> bool {
+    let m = msg.to_ascii_lowercase();
+    m.contains("already known") || m.contains("already imported") || m.contains("known transaction")
 }
 
 impl TxSender<'_> {
@@ -109,7 +127,7 @@ impl TxSender<'_> {
             .block(BlockId::pending())
             .await
             .map_err(|e| match e {
-                alloy::transports::RpcError::ErrorResp(resp) => ExecError::SimulationReverted {
+                RpcError::ErrorResp(resp) => ExecError::SimulationReverted {
                     what: call.what.clone(),
                     reason: resp.message.to_string(),
                 },
@@ -143,17 +161,18 @@ impl TxSender<'_> {
         Ok((max_fee, tip))
     }
 
-    /// Simulates, signs and sends `call`; returns its hash. The nonce is
-    /// consumed only when the node accepted the transaction.
-    pub async fn send(&mut self, call: &Call, base_fee: U256) -> Result<B256, ExecError> {
-        let gas = self.simulate(call).await?;
-        let (max_fee, tip) = self.fees(base_fee).await?;
+    fn sign(
+        &self,
+        call: &Call,
+        nonce: u64,
+        gas_limit: u64,
+        max_fee: u128,
+        tip: u128,
+    ) -> Result<(B256, Bytes), ExecError> {
         let mut tx = TxEip1559 {
             chain_id: self.chain.config().chain_id,
-            nonce: self.nonce,
-            // 20% headroom over the estimate: state may move between the
-            // simulation and the block.
-            gas_limit: gas.saturating_mul(6) / 5,
+            nonce,
+            gas_limit,
             max_fee_per_gas: max_fee,
             max_priority_fee_per_gas: tip,
             to: TxKind::Call(call.to),
@@ -167,60 +186,281 @@ impl TxSender<'_> {
             .sign_transaction_sync(&mut tx)
             .map_err(|e| ExecError::Signing(e.to_string()))?;
         let envelope = TxEnvelope::from(tx.into_signed(sig));
-        let hash = *envelope.tx_hash();
-        let raw = envelope.encoded_2718();
-        tracing::info!(chain = self.chain.name(), what = %call.what, nonce = self.nonce, gas_limit = gas, max_fee, tip, tx = %hash, "sending transaction");
-        match self.chain.provider().send_raw_transaction(&raw).await {
-            Ok(_) => {}
-            Err(alloy::transports::RpcError::ErrorResp(resp))
-                if resp.message.to_ascii_lowercase().contains("already known") =>
-            {
-                // The same bytes reached the node before: it is sent.
-            }
-            Err(e) => return Err(ExecError::Chain(self.chain.rpc_err(e))),
-        }
-        self.nonce += 1;
-        Ok(hash)
+        Ok((*envelope.tx_hash(), envelope.encoded_2718().into()))
     }
 
-    /// Follows blocks until `hash` has a receipt with the configured
-    /// confirmations. A revert is [`ExecError::Reverted`].
-    pub async fn confirm(&self, what: &str, hash: B256) -> Result<RawReceipt, ExecError> {
-        let started = Instant::now();
-        let confirmations = self.chain.config().confirmations;
-        loop {
-            let receipt: Option<RawReceipt> = self
+    fn journal(
+        &self,
+        rec: &ConversionRecord,
+        event: Option<(ConversionState, Option<B256>)>,
+    ) -> Result<(), ExecError> {
+        self.journal
+            .record_conversion(rec, event)
+            .map(|_| ())
+            .map_err(|e| ExecError::Journal(e.to_string()))
+    }
+
+    /// Broadcasts signed bytes. `Ok(true)`: accepted (or already known);
+    /// `Ok(false)`: the node says the nonce is used.
+    async fn broadcast(&self, raw: &Bytes) -> Result<bool, ExecError> {
+        match self.chain.provider().send_raw_transaction(raw).await {
+            Ok(_) => Ok(true),
+            Err(RpcError::ErrorResp(resp)) if is_already_known(&resp.message) => Ok(true),
+            Err(RpcError::ErrorResp(resp)) if is_nonce_too_low(&resp.message) => Ok(false),
+            Err(e) => Err(ExecError::Chain(self.chain.rpc_err(e))),
+        }
+    }
+
+    /// Simulates, prices, signs, journals (durably) and then broadcasts
+    /// `call` for conversion `rec`. On "nonce too low" (the nonce was used
+    /// outside the sidecar) the nonce is resynchronised from the chain and
+    /// the call signed anew; the abandoned signature is marked replaced and
+    /// can never be broadcast again. Returns the hash.
+    pub async fn send(
+        &mut self,
+        call: &Call,
+        purpose: TxPurpose,
+        base_fee: U256,
+        rec: &mut ConversionRecord,
+    ) -> Result<B256, ExecError> {
+        let gas = self.simulate(call).await?;
+        let (max_fee, tip) = self.fees(base_fee).await?;
+        // 20% headroom over the estimate: state may move before the block.
+        let gas_limit = gas.saturating_mul(6) / 5;
+        for _attempt in 0..3 {
+            let (hash, raw) = self.sign(call, self.nonce, gas_limit, max_fee, tip)?;
+            rec.txs.push(TxRecord {
+                purpose,
+                what: call.what.clone(),
+                nonce: self.nonce,
+                hash,
+                raw: raw.clone(),
+                max_fee_per_gas: max_fee,
+                max_priority_fee_per_gas: tip,
+                gas_limit,
+                signed_ms: now_ms(),
+                replaced: false,
+            });
+            // The signed bytes are on disk before anything leaves.
+            self.journal(rec, None)?;
+            fault::point("after_sign");
+            tracing::info!(chain = self.chain.name(), what = %call.what, nonce = self.nonce, gas_limit, max_fee, tip, tx = %hash, "sending transaction");
+            if self.broadcast(&raw).await? {
+                self.nonce += 1;
+                fault::point("after_broadcast");
+                if purpose == TxPurpose::Swap {
+                    rec.report.state = ConversionState::Submitted;
+                    rec.report.tx_hash = Some(hash);
+                    self.journal(rec, Some((ConversionState::Submitted, Some(hash))))?;
+                } else {
+                    rec.report.approval_tx_hashes.push(hash);
+                    self.journal(rec, None)?;
+                }
+                return Ok(hash);
+            }
+            // Nonce used elsewhere: this signature is dead; resync.
+            if let Some(t) = rec.txs.last_mut() {
+                t.replaced = true;
+            }
+            self.journal(rec, None)?;
+            let chain_nonce = self
                 .chain
                 .provider()
-                .raw_request("eth_getTransactionReceipt".into(), (hash,))
+                .get_transaction_count(self.key.address())
+                .pending()
                 .await
                 .map_err(|e| self.chain.rpc_err(e))?;
-            if let Some(r) = receipt {
-                let head = self
-                    .chain
-                    .provider()
-                    .get_block_number()
-                    .await
-                    .map_err(|e| self.chain.rpc_err(e))?;
-                if head + 1 >= r.block() + confirmations {
+            tracing::warn!(chain = self.chain.name(), stale = self.nonce, resynced = chain_nonce, "nonce too low: resynchronised from the chain");
+            self.nonce = chain_nonce.max(self.nonce + 1);
+        }
+        Err(ExecError::NonceConflict {
+            what: call.what.clone(),
+        })
+    }
+
+    async fn receipt(&self, hash: B256) -> Result<Option<RawReceipt>, ExecError> {
+        self.chain
+            .provider()
+            .raw_request("eth_getTransactionReceipt".into(), (hash,))
+            .await
+            .map_err(|e| ExecError::Chain(self.chain.rpc_err(e)))
+    }
+
+    /// Follows blocks until one of the transactions signed with `nonce` for
+    /// `rec` has a receipt with the configured confirmations. Meanwhile a
+    /// transaction the node forgot is rebroadcast (same bytes), and one stuck
+    /// longer than `replace_after` is replaced with fees raised by
+    /// [`REPLACEMENT_BUMP_PERCENT`] (never above the caps). A revert is
+    /// [`ExecError::Reverted`]; a nonce taken by a transaction that is not
+    /// ours is [`ExecError::NonceTaken`]. Never gives up on a transaction
+    /// that may still be mined.
+    pub async fn confirm(
+        &mut self,
+        nonce: u64,
+        rec: &mut ConversionRecord,
+    ) -> Result<RawReceipt, ExecError> {
+        let confirmations = self.chain.config().confirmations;
+        let mut polls: u32 = 0;
+        let mut last_push = Instant::now();
+        loop {
+            let hashes: Vec<B256> = rec
+                .txs
+                .iter()
+                .filter(|t| t.nonce == nonce)
+                .map(|t| t.hash)
+                .collect();
+            let what = rec
+                .txs
+                .iter()
+                .rfind(|t| t.nonce == nonce)
+                .map(|t| t.what.clone())
+                .unwrap_or_default();
+            for h in hashes.iter().rev() {
+                if let Some(r) = self.receipt(*h).await? {
+                    let head = self
+                        .chain
+                        .provider()
+                        .get_block_number()
+                        .await
+                        .map_err(|e| self.chain.rpc_err(e))?;
+                    if head + 1 < r.block() + confirmations {
+                        break; // mined, not deep enough yet
+                    }
                     if !r.succeeded() {
                         return Err(ExecError::Reverted {
-                            what: what.to_string(),
-                            tx_hash: hash,
+                            what,
+                            tx_hash: *h,
                         });
                     }
-                    tracing::info!(chain = self.chain.name(), %what, tx = %hash, block = r.block(), gas_used = r.gas_used_u64(), "confirmed");
+                    tracing::info!(chain = self.chain.name(), %what, tx = %h, block = r.block(), gas_used = r.gas_used_u64(), "confirmed");
                     return Ok(r);
                 }
             }
-            if started.elapsed() > RECEIPT_TIMEOUT {
-                return Err(ExecError::NotConfirmed {
-                    what: what.to_string(),
-                    tx_hash: hash,
-                    waited_secs: started.elapsed().as_secs(),
-                });
+            polls += 1;
+            let Some(current) = rec.txs.iter().rfind(|t| t.nonce == nonce && !t.replaced).cloned()
+            else {
+                return Err(ExecError::NonceTaken { what, nonce });
+            };
+            if polls % DROP_CHECK_EVERY == 0 {
+                let known: Option<serde_json::Value> = self
+                    .chain
+                    .provider()
+                    .raw_request("eth_getTransactionByHash".into(), (current.hash,))
+                    .await
+                    .map_err(|e| self.chain.rpc_err(e))?;
+                if known.is_none() {
+                    let mined_nonce = self
+                        .chain
+                        .provider()
+                        .get_transaction_count(self.key.address())
+                        .await
+                        .map_err(|e| self.chain.rpc_err(e))?;
+                    if mined_nonce > nonce {
+                        // One of ours may have been mined between the checks.
+                        let mut ours = false;
+                        for h in &hashes {
+                            ours |= self.receipt(*h).await?.is_some();
+                        }
+                        if !ours {
+                            return Err(ExecError::NonceTaken { what, nonce });
+                        }
+                        continue;
+                    }
+                    tracing::warn!(chain = self.chain.name(), tx = %current.hash, nonce, "transaction dropped by the node: rebroadcasting the same bytes");
+                    self.broadcast(&current.raw).await?;
+                    last_push = Instant::now();
+                }
+            }
+            if last_push.elapsed() >= self.replace_after {
+                if let Some(h) = self.replace(&current, rec).await? {
+                    tracing::warn!(chain = self.chain.name(), old = %current.hash, new = %h, nonce, "stuck transaction replaced with higher fees");
+                }
+                last_push = Instant::now();
             }
             tokio::time::sleep(RECEIPT_POLL).await;
         }
+    }
+
+    /// Signs the same call with the same nonce and fees raised by
+    /// [`REPLACEMENT_BUMP_PERCENT`], within the caps; journals it (REPLACED
+    /// for a swap) and broadcasts it. `None` when the caps leave no room.
+    async fn replace(
+        &mut self,
+        current: &TxRecord,
+        rec: &mut ConversionRecord,
+    ) -> Result<Option<B256>, ExecError> {
+        let cfg = self.chain.config();
+        let bump = |v: u128| v.saturating_mul(100 + REPLACEMENT_BUMP_PERCENT).div_ceil(100).max(v + 1);
+        let max_fee = bump(current.max_fee_per_gas).min(cfg.max_fee_per_gas_wei);
+        let tip = bump(current.max_priority_fee_per_gas)
+            .min(cfg.max_priority_fee_per_gas_wei)
+            .min(max_fee);
+        // Nodes reject a replacement that does not raise both by >= 10%.
+        if max_fee * 100 < current.max_fee_per_gas * 110
+            || tip * 100 < current.max_priority_fee_per_gas * 110
+        {
+            tracing::warn!(chain = self.chain.name(), tx = %current.hash, "stuck transaction cannot be replaced: fee caps reached");
+            return Ok(None);
+        }
+        // The same call, re-derived from the journaled bytes.
+        let (to, data) = decode_call(&current.raw).ok_or_else(|| {
+            ExecError::Signing("cannot decode a journaled transaction".into())
+        })?;
+        let call = Call {
+            what: current.what.clone(),
+            to,
+            data,
+        };
+        let (hash, raw) = self.sign(&call, current.nonce, current.gas_limit, max_fee, tip)?;
+        for t in rec.txs.iter_mut().filter(|t| t.nonce == current.nonce) {
+            t.replaced = true;
+        }
+        rec.txs.push(TxRecord {
+            purpose: current.purpose,
+            what: current.what.clone(),
+            nonce: current.nonce,
+            hash,
+            raw: raw.clone(),
+            max_fee_per_gas: max_fee,
+            max_priority_fee_per_gas: tip,
+            gas_limit: current.gas_limit,
+            signed_ms: now_ms(),
+            replaced: false,
+        });
+        if current.purpose == TxPurpose::Swap {
+            rec.report.state = ConversionState::Replaced;
+            rec.report.tx_hash = Some(hash);
+            self.journal(rec, Some((ConversionState::Replaced, Some(hash))))?;
+        } else {
+            if let Some(h) = rec
+                .report
+                .approval_tx_hashes
+                .iter_mut()
+                .find(|h| **h == current.hash)
+            {
+                *h = hash;
+            }
+            self.journal(rec, None)?;
+        }
+        // A node may still refuse (e.g. the old one was mined meanwhile):
+        // the receipt loop sorts that out.
+        let _ = self.broadcast(&raw).await;
+        Ok(Some(hash))
+    }
+}
+
+/// The destination and input of a signed EIP-1559 transaction.
+fn decode_call(raw: &[u8]) -> Option<(Address, Bytes)> {
+    use alloy::eips::Decodable2718;
+    let env = TxEnvelope::decode_2718(&mut &raw[..]).ok()?;
+    match env {
+        TxEnvelope::Eip1559(signed) => {
+            let tx = signed.tx();
+            match tx.to {
+                TxKind::Call(to) => Some((to, tx.input.clone())),
+                TxKind::Create => None,
+            }
+        }
+        _ => None,
     }
 }

@@ -26,8 +26,9 @@ pub enum Outcome {
         available_wei: U256,
     },
     /// Conversions are needed; quote the swap legs and call
-    /// [`super::finalize`].
-    Convert(Allocation),
+    /// [`super::finalize`]. (Boxed: an allocation is much larger than the
+    /// other variant.)
+    Convert(Box<Allocation>),
 }
 
 /// One leg decided by [`allocate`]: sell at most `max_in` of a token for
@@ -399,7 +400,7 @@ pub fn allocate(
         });
     }
 
-    Ok(Outcome::Convert(Allocation {
+    Ok(Outcome::Convert(Box::new(Allocation {
         legs,
         need_wei: need,
         available_wei: available,
@@ -410,7 +411,7 @@ pub fn allocate(
         eth_price,
         gas_price_wei: input.gas_price_wei,
         unwrap_gas: policy.unwrap_gas,
-    }))
+    })))
 }
 
 /// Estimated cost of a set of legs: what the inputs are worth plus gas

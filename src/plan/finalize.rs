@@ -29,8 +29,10 @@ pub struct PlanLeg {
     pub gas: u64,
     /// Oracle USD value of `eth_out` (rounded up).
     pub value_usd: Usd,
-    /// Expected cost of the leg: `max(0, quoted input value - ETH value)`
-    /// + gas value, at oracle prices and the input's gas price (rounded up).
+    /// Expected cost of the leg: the price impact and fees,
+    /// `max(0, quoted input value - ETH value)`, plus the gas value, all at
+    /// oracle prices and the input's gas price (rounded against the wallet).
+    /// An unwrap costs only its gas.
     pub cost_usd: Usd,
 }
 

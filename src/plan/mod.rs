@@ -75,10 +75,33 @@
 //!
 //! [`status`] reports the same per-token figures for GetStatus, and the
 //! most ETH the wallet can reach, consistent with [`allocate`]: a request
-//! for `required_wei` gets a plan (limits aside) exactly when
-//! `required_wei <= max_tradable_wei`.
+//! for `required_wei` gets past the funds check exactly when
+//! `required_wei <= max_tradable_wei` ([`WalletStatus::max_tradable_wei`]).
+//!
+//! # Prototype defects this module rules out
+//! (numbers from `original-prototype.md`)
+//! - 1, 2: no price constant anywhere; every asset, ETH included, is valued
+//!   at the oracle price it comes with, and a zero price is an error.
+//! - 3: decimals come with each token (WETH must have 18), never guessed.
+//! - 4: swaps are exact-output; each leg's `max_in` is derived from that
+//!   leg's own `eth_out`, and `finalize` refuses quotes beyond it.
+//! - 5: integers only, with explicit rounding.
+//! - 6: several tokens per request; a wallet that cannot cover the
+//!   shortage is an error, never a partial "success".
+//! - 7, 13: a swap leg without a real quote is an error ([`PlanError`] is
+//!   structured); nothing is estimated in place of a quote.
+//! - 14: status fields are typed and named once ([`WalletStatus`]).
+//! - 17: `pending_eth_in` and per-token `reserved` let concurrent requests
+//!   see what in-flight conversions bring and already sell.
+//! - 18: [`Strategy::Cheapest`] ranks the WETH unwrap by its real cost (no
+//!   slippage, `unwrap_gas`); under [`Strategy::Priority`] the configured
+//!   priorities decide.
 
 #![warn(missing_docs)]
+// `PlanError` carries its figures inline (U256 / Usd fields) because the API
+// layer turns them into gRPC error details; errors are rare, so the size of
+// the `Err` variant does not matter here.
+#![allow(clippy::result_large_err)]
 
 use alloy::primitives::U256;
 

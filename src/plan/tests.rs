@@ -83,7 +83,7 @@ const CAP_DAI: u128 = 93_137_254_901_960_784; // floor(floor(285e18 / 1.02) / 30
 
 fn convert_outcome(input: &PlanInput, policy: &Policy, est: &[Quote]) -> Allocation {
     match allocate(input, policy, est) {
-        Ok(Outcome::Convert(a)) => a,
+        Ok(Outcome::Convert(a)) => *a,
         other => panic!("expected a conversion, got {other:?}"),
     }
 }

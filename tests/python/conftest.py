@@ -80,8 +80,10 @@ def _generate_stubs() -> Path:
 _STUB_DIR = _generate_stubs()
 sys.path.insert(0, str(_STUB_DIR))
 
+# Plain assert statements in the shared helper get pytest's detailed messages.
+pytest.register_assert_rewrite("status_check")
+
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
-from walletbalancer.v1 import wallet_balancer_pb2 as pb  # noqa: E402
 from walletbalancer.v1 import wallet_balancer_pb2_grpc as pb_grpc  # noqa: E402
 
 from evm_keys import address_from_private_key  # noqa: E402
@@ -205,7 +207,14 @@ def _poll(
 def _wb_bin() -> str:
     path = os.environ.get("WB_BIN")
     if not path:
-        pytest.fail("WB_BIN is not set: point it at target/debug/wallet-balancer (scripts/test does)", pytrace=False)
+        default = ROOT / "target" / "debug" / "wallet-balancer"
+        if not default.is_file():
+            pytest.fail(
+                "WB_BIN is not set and target/debug/wallet-balancer does not exist: "
+                "run `cargo build --bin wallet-balancer` and set WB_BIN (scripts/test does)",
+                pytrace=False,
+            )
+        path = str(default)
     resolved = Path(path)
     if not resolved.is_absolute():
         resolved = (Path.cwd() / resolved).resolve()
@@ -259,6 +268,23 @@ class Sidecar:
         return self.config.get("policy", {})
 
     @property
+    def addresses(self) -> dict[str, str]:
+        """Every address in the config: the chain's contracts, each token
+        (by symbol) and its feed ("<SYMBOL>/USD"), each venue's router
+        ("<venue name> router") and quoter; plus the wallet."""
+        c = self.chain_config
+        out = {k: c[k] for k in ("multicall3", "weth", "eth_usd_feed") if k in c}
+        for t in self.tokens:
+            out[t.symbol] = t.address
+            out[f"{t.symbol}/USD"] = t.usd_feed
+        for v in c.get("venues", []):
+            for k in ("router", "quoter"):
+                if k in v:
+                    out[f"{v['name']} {k}"] = v[k]
+        out["wallet"] = self.wallet_address
+        return out
+
+    @property
     def eth_usd_feed(self) -> str:
         return self.chain_config["eth_usd_feed"]
 
@@ -277,17 +303,21 @@ class Sidecar:
 
 
 def _read_config(path: Path) -> dict[str, Any] | None:
-    """The config once it is completely written (the devnet writes it
-    non-atomically; the venues come last), else None."""
+    """The config once it is written (the devnet writes it in place: it may
+    briefly exist empty), else None."""
     try:
         cfg = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError):
         return None
     chain = cfg.get("chains", {}).get(CHAIN, {})
-    venues = chain.get("venues", [])
-    if len(chain.get("tokens", [])) < 1 or not any("fee_tiers" in v for v in venues):
-        return None
-    return cfg
+    complete = (
+        cfg.get("server", {}).get("listen")
+        and cfg.get("wallet", {}).get("private_key_file")
+        and chain.get("rpc_urls")
+        and chain.get("tokens")
+        and chain.get("venues")
+    )
+    return cfg if complete else None
 
 
 _ACTIVE: Sidecar | None = None
@@ -316,6 +346,7 @@ def sidecar(tmp_path_factory: pytest.TempPathFactory):
         assert rpc_url.startswith("http://127.0.0.1:"), f"the devnet RPC is not on loopback: {rpc_url}"
         assert config["server"]["listen"] == listen, f"config listen {config['server']['listen']!r} != {listen!r}"
         _poll(f"anvil at {rpc_url} to answer eth_chainId", lambda: try_chain_id(rpc_url) == CHAIN_ID, 30, procs)
+        assert Path(config["wallet"]["private_key_file"]) == key_path, "the config does not read --key-out"
         _poll(f"the wallet key file {key_path}", lambda: key_path.is_file() and key_path.read_text().strip(), 10, procs)
 
         server = _spawn("sidecar", [wb, "serve", "--config", str(config_path)], workdir)
@@ -368,8 +399,20 @@ def sidecar(tmp_path_factory: pytest.TempPathFactory):
         if channel is not None:
             channel.close()
         # The sidecar first (it talks to anvil), then the devnet (kills anvil).
+        errors = []
         for p in reversed(procs):
-            p.stop()
+            try:
+                p.stop()
+            except Exception as e:  # noqa: BLE001 - stop the others anyway
+                errors.append(f"{p.name} (pid {p.popen.pid}): {e!r}")
+        if errors:
+            raise RuntimeError(f"could not stop: {'; '.join(errors)}")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Read-only tests first, on the fresh devnet wallet; tests marked
+    ``sends_transactions`` (test_ensure.py) last. Stable otherwise."""
+    items.sort(key=lambda item: item.get_closest_marker("sends_transactions") is not None)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -379,6 +422,3 @@ def pytest_runtest_makereport(item, call):
         report.sections.append(("devnet + sidecar logs", _ACTIVE.logs()))
     return report
 
-
-# Re-exported for the tests.
-__all__ = ["CHAIN", "CHAIN_ID", "SERVICE_NAME", "Sidecar", "Token", "pb", "pb_grpc"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -18,6 +19,8 @@ from typing import Any
 SEL_BALANCE_OF = "70a08231"  # balanceOf(address)
 SEL_LATEST_ROUND_DATA = "feaf968c"  # latestRoundData()
 SEL_DECIMALS = "313ce567"  # decimals()
+SEL_OWNER = "8da5cb5b"  # owner()
+SEL_UPDATE_ANSWER = "a87a20ce"  # updateAnswer(int256) (the devnet's MockAggregatorV3)
 
 
 class RpcError(Exception):
@@ -56,6 +59,13 @@ def encode_address(address: str) -> str:
     if len(h) != 40:
         raise ValueError(f"not a 20-byte address: {address!r}")
     return h.rjust(64, "0")
+
+
+def encode_int256(value: int) -> str:
+    """A signed integer as one 32-byte two's-complement ABI word (hex, no 0x)."""
+    if not -(2**255) <= value < 2**255:
+        raise ValueError(f"{value} does not fit in int256")
+    return (value % 2**256).to_bytes(32, "big").hex()
 
 
 def decode_words(data: str) -> list[bytes]:
@@ -139,7 +149,26 @@ class EvmRpc:
     def eth_call(self, to: str, data_hex: str, block: int | str = "latest") -> str:
         return self.call("eth_call", {"to": to, "data": "0x" + data_hex.removeprefix("0x")}, block_tag(block))
 
+    def send_transaction(self, sender: str, to: str, data_hex: str, timeout: float = 30.0) -> dict[str, Any]:
+        """eth_sendTransaction from an account the node holds unlocked (anvil's
+        dev accounts); polls for the receipt and returns it."""
+        tx_hash = self.call("eth_sendTransaction", {"from": sender, "to": to, "data": "0x" + data_hex.removeprefix("0x")})
+        deadline = time.monotonic() + timeout
+        while True:
+            receipt = self.get_transaction_receipt(tx_hash)
+            if receipt is not None:
+                return receipt
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no receipt for {tx_hash} after {timeout}s")
+            time.sleep(0.05)
+
     # -- contract reads (hand-encoded calldata) -----------------------------
+
+    def owner(self, contract: str, block: int | str = "latest") -> str:
+        words = decode_words(self.eth_call(contract, SEL_OWNER, block))
+        if len(words) != 1:
+            raise ValueError(f"owner returned {len(words)} words")
+        return "0x" + words[0][-20:].hex()
 
     def erc20_balance_of(self, token: str, owner: str, block: int | str = "latest") -> int:
         words = decode_words(self.eth_call(token, SEL_BALANCE_OF + encode_address(owner), block))

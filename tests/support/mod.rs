@@ -63,6 +63,7 @@ impl Harness {
             .config_toml(&key_path, "127.0.0.1:0")
             .replace(&devnet.rpc_url, &proxy.url());
         let mut config = Config::from_toml(&toml).unwrap();
+        config.journal.path = dir.path().join("journal.redb");
         edit(&mut config);
         let config = Arc::new(config);
         let key = WalletKey::load(Some(&key_path), None).unwrap();

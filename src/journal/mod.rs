@@ -1,0 +1,385 @@
+//! Recording: the crash-safe journal of requests, conversions, signed
+//! transactions and the event log, in one embedded redb file.
+//!
+//! Every commit that matters for "never twice, never lost" is durable
+//! (`Durability::Immediate`: fsync'd before `commit` returns): a request's
+//! intent before anything is planned, each signed transaction (raw bytes and
+//! nonce) BEFORE it is broadcast, every state change after. Answers that sent
+//! nothing ("the ETH suffices") are committed without fsync: losing one in a
+//! crash loses nothing that was sent.
+//!
+//! Every conversion state change is also an event with a sequence number
+//! assigned inside the same write transaction, so the event log has no gaps
+//! and its order is the commit order. Committed events are then broadcast to
+//! live subscribers (StreamConversions) in that order.
+
+use std::{
+    path::Path,
+    sync::{Arc, Mutex},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use alloy::primitives::{B256, Bytes, U256};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+
+use crate::balancer::{ConversionReport, ConversionState, EnsureReport};
+
+const REQUESTS: TableDefinition<&str, &[u8]> = TableDefinition::new("requests");
+const CONVERSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("conversions");
+/// Conversion ids that have not reached a final state, by id -> chain.
+const OPEN: TableDefinition<&str, &str> = TableDefinition::new("open_conversions");
+const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+
+/// Live events buffered per subscriber before it is resumed from disk.
+pub const LIVE_BUFFER: usize = 1024;
+
+#[derive(Debug, thiserror::Error)]
+#[error("journal: {0}")]
+pub struct JournalError(String);
+
+fn err(e: impl std::fmt::Display) -> JournalError {
+    JournalError(e.to_string())
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// What a request's parameters were, to tell a retry from a conflicting
+/// reuse of its id.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestParams {
+    pub chain: String,
+    pub required_wei: U256,
+    pub dry_run: bool,
+}
+
+/// A stored failure: what the client got.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredError {
+    /// gRPC status code.
+    pub code: i32,
+    pub message: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RequestState {
+    /// Accepted; its conversion may be in progress.
+    InFlight,
+    Done(EnsureReport),
+    Failed(StoredError),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestRecord {
+    pub request_id: String,
+    pub params: RequestParams,
+    pub created_ms: u64,
+    pub state: RequestState,
+}
+
+/// What a transaction is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TxPurpose {
+    ApprovalReset,
+    Approval,
+    Swap,
+}
+
+/// One signed transaction, journaled before its broadcast.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxRecord {
+    pub purpose: TxPurpose,
+    pub what: String,
+    pub nonce: u64,
+    pub hash: B256,
+    /// The signed EIP-2718 bytes: rebroadcast as they are after a crash or
+    /// a drop, so the hash never changes.
+    pub raw: Bytes,
+    pub max_fee_per_gas: u128,
+    pub max_priority_fee_per_gas: u128,
+    pub gas_limit: u64,
+    pub signed_ms: u64,
+    /// Replaced by a transaction with the same nonce and higher fees.
+    pub replaced: bool,
+}
+
+/// A conversion and every transaction signed for it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversionRecord {
+    pub chain: String,
+    pub request_id: String,
+    pub report: ConversionReport,
+    pub txs: Vec<TxRecord>,
+}
+
+impl ConversionRecord {
+    pub fn is_final(&self) -> bool {
+        matches!(
+            self.report.state,
+            ConversionState::Confirmed | ConversionState::Failed
+        )
+    }
+}
+
+/// One state change of one conversion.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventRecord {
+    pub sequence: u64,
+    pub time_ms: u64,
+    pub chain: String,
+    pub request_id: String,
+    pub conversion_id: String,
+    pub state: ConversionState,
+    pub tx_hash: Option<B256>,
+    pub conversion: ConversionReport,
+}
+
+/// The journal. Cheap to clone.
+#[derive(Clone)]
+pub struct Journal {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Database,
+    live: broadcast::Sender<EventRecord>,
+    /// Serialises "commit, then broadcast" so live events go out in
+    /// sequence order.
+    write: Mutex<()>,
+}
+
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Journal")
+    }
+}
+
+fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, JournalError> {
+    serde_json::to_vec(v).map_err(err)
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(b: &[u8]) -> Result<T, JournalError> {
+    serde_json::from_slice(b).map_err(err)
+}
+
+impl Journal {
+    /// Opens (or creates) the journal file.
+    pub fn open(path: &Path) -> Result<Journal, JournalError> {
+        if let Some(dir) = path.parent() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir).map_err(err)?;
+            }
+        }
+        let db = Database::create(path).map_err(err)?;
+        // Create the tables so that readers never meet a missing one.
+        let tx = db.begin_write().map_err(err)?;
+        {
+            tx.open_table(REQUESTS).map_err(err)?;
+            tx.open_table(CONVERSIONS).map_err(err)?;
+            tx.open_table(OPEN).map_err(err)?;
+            tx.open_table(EVENTS).map_err(err)?;
+        }
+        tx.commit().map_err(err)?;
+        let (live, _) = broadcast::channel(LIVE_BUFFER);
+        Ok(Journal {
+            inner: Arc::new(Inner {
+                db,
+                live,
+                write: Mutex::new(()),
+            }),
+        })
+    }
+
+    /// New live events (subscribe BEFORE replaying from disk).
+    pub fn subscribe(&self) -> broadcast::Receiver<EventRecord> {
+        self.inner.live.subscribe()
+    }
+
+    pub fn get_request(&self, id: &str) -> Result<Option<RequestRecord>, JournalError> {
+        let tx = self.inner.db.begin_read().map_err(err)?;
+        let t = tx.open_table(REQUESTS).map_err(err)?;
+        match t.get(id).map_err(err)? {
+            Some(v) => Ok(Some(decode(v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Stores a request record; `durable` fsyncs before returning.
+    pub fn put_request(&self, rec: &RequestRecord, durable: bool) -> Result<(), JournalError> {
+        let bytes = encode(rec)?;
+        let _g = self.inner.write.lock().map_err(err)?;
+        let mut tx = self.inner.db.begin_write().map_err(err)?;
+        tx.set_durability(if durable {
+            Durability::Immediate
+        } else {
+            Durability::None
+        })
+        .map_err(err)?;
+        {
+            let mut t = tx.open_table(REQUESTS).map_err(err)?;
+            t.insert(rec.request_id.as_str(), bytes.as_slice())
+                .map_err(err)?;
+        }
+        tx.commit().map_err(err)
+    }
+
+    /// Forgets a request (its id may be used again).
+    pub fn remove_request(&self, id: &str) -> Result<(), JournalError> {
+        let _g = self.inner.write.lock().map_err(err)?;
+        let tx = self.inner.db.begin_write().map_err(err)?;
+        {
+            let mut t = tx.open_table(REQUESTS).map_err(err)?;
+            t.remove(id).map_err(err)?;
+        }
+        tx.commit().map_err(err)
+    }
+
+    /// Durably stores a conversion and, when `event` is given, appends the
+    /// state change to the event log in the same transaction; broadcasts
+    /// the event after the commit.
+    pub fn record_conversion(
+        &self,
+        rec: &ConversionRecord,
+        event: Option<(ConversionState, Option<B256>)>,
+    ) -> Result<Option<u64>, JournalError> {
+        let bytes = encode(rec)?;
+        let _g = self.inner.write.lock().map_err(err)?;
+        let tx = self.inner.db.begin_write().map_err(err)?;
+        let mut emitted = None;
+        {
+            let mut t = tx.open_table(CONVERSIONS).map_err(err)?;
+            t.insert(rec.report.id.as_str(), bytes.as_slice())
+                .map_err(err)?;
+            let mut open = tx.open_table(OPEN).map_err(err)?;
+            if rec.is_final() {
+                open.remove(rec.report.id.as_str()).map_err(err)?;
+            } else {
+                open.insert(rec.report.id.as_str(), rec.chain.as_str())
+                    .map_err(err)?;
+            }
+            if let Some((state, tx_hash)) = event {
+                let mut ev = tx.open_table(EVENTS).map_err(err)?;
+                let next = ev
+                    .last()
+                    .map_err(err)?
+                    .map(|(k, _)| k.value() + 1)
+                    .unwrap_or(1);
+                let e = EventRecord {
+                    sequence: next,
+                    time_ms: now_ms(),
+                    chain: rec.chain.clone(),
+                    request_id: rec.request_id.clone(),
+                    conversion_id: rec.report.id.clone(),
+                    state,
+                    tx_hash,
+                    conversion: rec.report.clone(),
+                };
+                ev.insert(next, encode(&e)?.as_slice()).map_err(err)?;
+                emitted = Some(e);
+            }
+        }
+        tx.commit().map_err(err)?;
+        let seq = emitted.as_ref().map(|e| e.sequence);
+        if let Some(e) = emitted {
+            // No subscriber is fine; a lagging one resumes from disk.
+            let _ = self.inner.live.send(e);
+        }
+        Ok(seq)
+    }
+
+    pub fn get_conversion(&self, id: &str) -> Result<Option<ConversionRecord>, JournalError> {
+        let tx = self.inner.db.begin_read().map_err(err)?;
+        let t = tx.open_table(CONVERSIONS).map_err(err)?;
+        match t.get(id).map_err(err)? {
+            Some(v) => Ok(Some(decode(v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Conversions of `chain` that have not reached a final state.
+    pub fn open_conversions(&self, chain: &str) -> Result<Vec<ConversionRecord>, JournalError> {
+        let tx = self.inner.db.begin_read().map_err(err)?;
+        let open = tx.open_table(OPEN).map_err(err)?;
+        let convs = tx.open_table(CONVERSIONS).map_err(err)?;
+        let mut out = Vec::new();
+        for item in open.iter().map_err(err)? {
+            let (id, c) = item.map_err(err)?;
+            if c.value() != chain {
+                continue;
+            }
+            if let Some(v) = convs.get(id.value()).map_err(err)? {
+                out.push(decode::<ConversionRecord>(v.value())?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Requests still marked in flight (left by a crash).
+    pub fn in_flight_requests(&self) -> Result<Vec<RequestRecord>, JournalError> {
+        let tx = self.inner.db.begin_read().map_err(err)?;
+        let t = tx.open_table(REQUESTS).map_err(err)?;
+        let mut out = Vec::new();
+        for item in t.iter().map_err(err)? {
+            let (_, v) = item.map_err(err)?;
+            let r: RequestRecord = decode(v.value())?;
+            if r.state == RequestState::InFlight {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Up to `limit` events with a sequence greater than `after`.
+    pub fn events_after(&self, after: u64, limit: usize) -> Result<Vec<EventRecord>, JournalError> {
+        let tx = self.inner.db.begin_read().map_err(err)?;
+        let t = tx.open_table(EVENTS).map_err(err)?;
+        let mut out = Vec::new();
+        for item in t.range(after.saturating_add(1)..).map_err(err)? {
+            let (_, v) = item.map_err(err)?;
+            out.push(decode(v.value())?);
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The highest event sequence (0 when none).
+    pub fn last_sequence(&self) -> Result<u64, JournalError> {
+        let tx = self.inner.db.begin_read().map_err(err)?;
+        let t = tx.open_table(EVENTS).map_err(err)?;
+        Ok(t.last().map_err(err)?.map(|(k, _)| k.value()).unwrap_or(0))
+    }
+
+    /// Drops finished requests older than `ttl`: their ids may be reused.
+    /// In-flight ones are kept whatever their age.
+    pub fn prune_requests(&self, ttl: Duration) -> Result<usize, JournalError> {
+        let cutoff = now_ms().saturating_sub(ttl.as_millis() as u64);
+        let _g = self.inner.write.lock().map_err(err)?;
+        let tx = self.inner.db.begin_write().map_err(err)?;
+        let mut removed = 0;
+        {
+            let mut t = tx.open_table(REQUESTS).map_err(err)?;
+            t.retain(|_, v| {
+                let keep = match serde_json::from_slice::<RequestRecord>(v) {
+                    Ok(r) => r.state == RequestState::InFlight || r.created_ms >= cutoff,
+                    Err(_) => true,
+                };
+                if !keep {
+                    removed += 1;
+                }
+                keep
+            })
+            .map_err(err)?;
+        }
+        tx.commit().map_err(err)?;
+        Ok(removed)
+    }
+}
