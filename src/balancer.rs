@@ -519,7 +519,7 @@ impl Balancer {
             shortage: plan.shortage_wei,
             target: plan.target_wei,
             conversions,
-            block_number: snapshot.block_number,
+            block_number: snapshot.mined_block(),
         })
     }
 
@@ -614,6 +614,6 @@ fn sufficient_report(
         shortage: U256::ZERO,
         target: U256::ZERO,
         conversions: Vec::new(),
-        block_number: snapshot.block_number,
+        block_number: snapshot.mined_block(),
     }
 }

@@ -39,7 +39,11 @@ pub struct TokenReading {
 /// The wallet on one chain at one block.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Snapshot {
+    /// The block the figures describe; for a read at the `pending` tag, the
+    /// block being built (latest mined + 1).
     pub block_number: u64,
+    /// True for a read at the `pending` tag.
+    pub at_pending: bool,
     pub block_timestamp: u64,
     pub base_fee_wei: U256,
     pub eth_balance: U256,
@@ -321,12 +325,28 @@ pub async fn read(client: &ChainClient, block: BlockId) -> Result<Snapshot, Chai
     }
     Ok(Snapshot {
         block_number,
+        at_pending: matches!(
+            block,
+            BlockId::Number(alloy::eips::BlockNumberOrTag::Pending)
+        ),
         block_timestamp,
         base_fee_wei,
         eth_balance,
         eth_price,
         tokens,
     })
+}
+
+impl Snapshot {
+    /// The latest mined block the figures build on: a `pending` read
+    /// describes the block after it (mined state plus the node's pool).
+    pub fn mined_block(&self) -> u64 {
+        if self.at_pending {
+            self.block_number.saturating_sub(1)
+        } else {
+            self.block_number
+        }
+    }
 }
 
 impl ChainClient {

@@ -444,6 +444,12 @@ impl Devnet {
             q(&private_key_file.to_string_lossy())
         ));
         line(String::new());
+        line("[journal]".into());
+        line(format!(
+            "path = {}",
+            q(&self.work_dir.0.join("journal.redb").to_string_lossy())
+        ));
+        line(String::new());
         line("[policy]".into());
         line("gas_reserve_wei = \"5000000000000000\"".into());
         line("buffer_usd = \"5\"".into());

@@ -239,7 +239,7 @@ impl Owner {
             shortage: U256::ZERO,
             target: U256::ZERO,
             conversions: Vec::new(),
-            block_number: snapshot.block_number,
+            block_number: snapshot.mined_block(),
         }
     }
 

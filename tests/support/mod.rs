@@ -31,7 +31,8 @@ pub struct Harness {
     pub addr: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<Result<(), server::ServerError>>>,
-    _dir: tempfile::TempDir,
+    key_path: std::path::PathBuf,
+    dir: tempfile::TempDir,
 }
 
 impl Harness {
@@ -66,11 +67,29 @@ impl Harness {
         config.journal.path = dir.path().join("journal.redb");
         edit(&mut config);
         let config = Arc::new(config);
-        let key = WalletKey::load(Some(&key_path), None).unwrap();
+        let mut h = Harness {
+            devnet,
+            proxy,
+            client: WalletBalancerClient::new(Channel::from_static("http://127.0.0.1:1").connect_lazy()),
+            health: HealthClient::new(Channel::from_static("http://127.0.0.1:1").connect_lazy()),
+            config,
+            addr: String::new(),
+            stop: None,
+            server: None,
+            key_path,
+            dir,
+        };
+        h.serve().await;
+        h
+    }
+
+    /// (Re)starts the in-process sidecar with the same config and journal.
+    pub async fn serve(&mut self) {
+        let key = WalletKey::load(Some(&self.key_path), None).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = format!("http://{}", listener.local_addr().unwrap());
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(server::serve(config.clone(), key, listener, async {
+        let server = tokio::spawn(server::serve(self.config.clone(), key, listener, async {
             let _ = stop_rx.await;
         }));
         wallet_balancer::cli::wait_serving(&addr, Duration::from_secs(30))
@@ -81,17 +100,73 @@ impl Harness {
             .connect()
             .await
             .unwrap();
-        Harness {
-            devnet,
-            proxy,
-            client: WalletBalancerClient::new(channel.clone()),
-            health: HealthClient::new(channel),
-            config,
-            addr,
-            stop: Some(stop_tx),
-            server: Some(server),
-            _dir: dir,
+        self.client = WalletBalancerClient::new(channel.clone());
+        self.health = HealthClient::new(channel);
+        self.addr = addr;
+        self.stop = Some(stop_tx);
+        self.server = Some(server);
+    }
+
+    /// Stops the in-process sidecar (graceful) and starts it again.
+    pub async fn restart(&mut self) {
+        self.shutdown().await;
+        self.serve().await;
+    }
+
+    async fn shutdown(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
         }
+        if let Some(h) = self.server.take() {
+            let _ = h.await;
+        }
+    }
+
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    pub fn key_path(&self) -> &std::path::Path {
+        &self.key_path
+    }
+
+    /// Sends an anvil/eth JSON-RPC request straight to the node.
+    pub async fn anvil<P, R>(&self, method: &'static str, params: P) -> R
+    where
+        P: alloy::rpc::json_rpc::RpcSend + 'static,
+        R: alloy::rpc::json_rpc::RpcRecv,
+    {
+        self.chain()
+            .raw_request(method.into(), params)
+            .await
+            .unwrap_or_else(|e| panic!("{method}: {e}"))
+    }
+
+    /// Every event in the journal after `after`, read through the API until
+    /// `until` says stop (or 20 s pass).
+    pub async fn events(
+        &mut self,
+        after: u64,
+        until: impl Fn(&[pb::ConversionEvent]) -> bool,
+    ) -> Vec<pb::ConversionEvent> {
+        let mut s = self
+            .client
+            .stream_conversions(pb::StreamConversionsRequest {
+                after_sequence: after,
+                chain: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let mut out = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while !until(&out) {
+            match tokio::time::timeout_at(deadline, s.message()).await {
+                Ok(Ok(Some(e))) => out.push(e),
+                other => panic!("stream ended early: {other:?} after {out:?}"),
+            }
+        }
+        out
     }
 
     /// A provider straight to anvil (not through the proxy).
@@ -172,12 +247,7 @@ impl Harness {
     }
 
     pub async fn stop(mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(h) = self.server.take() {
-            let _ = h.await;
-        }
+        self.shutdown().await;
     }
 }
 
