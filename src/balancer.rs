@@ -257,6 +257,15 @@ impl Balancer {
         self.draining.store(true, Ordering::SeqCst);
     }
 
+    /// Stops the wallet owners (each after the conversion it is running)
+    /// and closes the journal's readers, so the journal file is released.
+    pub async fn shutdown(&self, timeout: std::time::Duration) {
+        for o in self.owners.values() {
+            o.shutdown(timeout).await;
+        }
+        self.journal.close();
+    }
+
     /// Number of requests whose conversion is still running.
     pub fn in_flight_count(&self) -> usize {
         self.in_flight.lock().map(|m| m.len()).unwrap_or(0)

@@ -97,6 +97,7 @@ pub async fn serve(
         _ = hard_stop => Ok(()),
     };
     health_task.abort();
+    balancer.shutdown(Duration::from_secs(2)).await;
     result?;
     Ok(())
 }

@@ -152,15 +152,21 @@ async fn needs_that_together_exceed_one_conversion_never_sell_twice() {
                 .map(|r| r.into_inner())
         }));
     }
-    let mut swaps = BTreeSet::new();
+    let mut answers = Vec::new();
     for t in tasks {
-        let r = t.await.unwrap().unwrap();
-        for c in &r.conversions {
-            swaps.insert(c.tx_hash.clone());
+        answers.push(t.await.unwrap().unwrap());
+    }
+    // Requests that arrive together are served by one conversion, sized for
+    // the largest need (0.125 ETH); the others share it. (Timing may split
+    // the arrivals in two rounds on a loaded machine, never more.)
+    let mut rounds = BTreeSet::new();
+    for r in &answers {
+        assert!(parse(&r.eth_after_wei) >= parse(&r.need_wei) || r.outcome == EnsureOutcome::Sufficient as i32);
+        if let Some(c) = r.conversions.first() {
+            rounds.insert(c.conversion_id.split('/').next().unwrap().to_string());
         }
     }
-    // The largest need (0.125 ETH) converts first and covers the others.
-    assert!(!swaps.is_empty() && swaps.len() <= 2, "{swaps:?}");
+    assert!(!rounds.is_empty() && rounds.len() <= 2, "conversion rounds: {rounds:?}");
     assert!(h.eth_balance().await >= milli_eth(125));
     // Every token sold at most its convertible amount.
     let mut h2 = h.client.clone();
@@ -281,7 +287,7 @@ async fn a_stuck_transaction_is_replaced_within_its_fee_cap() {
     // Keep the base fee 5% above what the first transaction pays: it can
     // never be mined; a >= 10% replacement can.
     let high = first_max_fee * 105 / 100;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
     while !call.is_finished() && tokio::time::Instant::now() < deadline {
         let _: serde_json::Value = h
             .anvil("anvil_setNextBlockBaseFeePerGas", (U256::from(high),))

@@ -33,6 +33,8 @@ pub fn spawn(
             let _ = tx.send(Err(e)).await;
         }
     });
+    // The task holds a journal handle only while it runs: it ends when the
+    // client goes away (a send fails) or the journal closes.
     rx
 }
 
@@ -43,6 +45,7 @@ async fn run(
     tx: &mpsc::Sender<Result<pb::ConversionEvent, Status>>,
 ) -> Result<(), Status> {
     let mut live = journal.subscribe();
+    let mut closing = journal.closing();
     let mut cursor = after;
     let send = |e: EventRecord| {
         let chain = chain.clone();
@@ -75,7 +78,11 @@ async fn run(
     }
     replay!();
     loop {
-        match live.recv().await {
+        let next = tokio::select! {
+            n = live.recv() => n,
+            _ = closing.wait_for(|c| *c) => return Ok(()),
+        };
+        match next {
             Ok(e) if e.sequence <= cursor => {} // already replayed
             Ok(e) if e.sequence == cursor + 1 => {
                 cursor = e.sequence;

@@ -26,6 +26,11 @@ use crate::{
 
 /// The rolling window of the hourly spend limit.
 const SPEND_WINDOW: Duration = Duration::from_secs(3600);
+/// After the first queued request, how long the owner waits for others
+/// before planning: requests that arrive together are served by one
+/// conversion sized for the largest need. Small next to a conversion's
+/// own duration (blocks).
+pub const BATCH_WINDOW: Duration = Duration::from_millis(25);
 /// Queued requests beyond this are refused (UNAVAILABLE) rather than
 /// buffered without bound.
 pub const QUEUE_DEPTH: usize = 4096;
@@ -40,10 +45,11 @@ pub struct Job {
 }
 
 /// Handle to a chain's owner task.
-#[derive(Clone)]
 pub struct OwnerHandle {
     jobs: mpsc::Sender<Job>,
     ready: watch::Receiver<bool>,
+    stop: watch::Sender<bool>,
+    task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl OwnerHandle {
@@ -56,6 +62,18 @@ impl OwnerHandle {
     pub async fn wait_ready(&self) {
         let mut r = self.ready.clone();
         let _ = r.wait_for(|v| *v).await;
+    }
+
+    /// Stops the owner once the conversion it is running (if any) is done,
+    /// and waits for it up to `timeout`.
+    pub async fn shutdown(&self, timeout: Duration) {
+        self.stop.send_replace(true);
+        let task = self.task.lock().ok().and_then(|mut t| t.take());
+        if let Some(task) = task {
+            if tokio::time::timeout(timeout, task).await.is_err() {
+                tracing::warn!("wallet owner still busy at shutdown; its work stays journaled");
+            }
+        }
     }
 
     /// Queues a job; its answer comes on `job.reply`.
@@ -189,6 +207,7 @@ pub fn spawn(
 ) -> OwnerHandle {
     let (jobs, rx) = mpsc::channel(QUEUE_DEPTH);
     let (ready_tx, ready) = watch::channel(false);
+    let (stop, stop_rx) = watch::channel(false);
     let replace_after = client.config().replace_after;
     let owner = Owner {
         client,
@@ -198,26 +217,48 @@ pub fn spawn(
         spend: SpendWindow::default(),
         replace_after,
     };
-    tokio::spawn(owner.run(rx, ready_tx));
-    OwnerHandle { jobs, ready }
+    let task = tokio::spawn(owner.run(rx, ready_tx, stop_rx));
+    OwnerHandle {
+        jobs,
+        ready,
+        stop,
+        task: std::sync::Mutex::new(Some(task)),
+    }
 }
 
 impl Owner {
-    async fn run(mut self, mut rx: mpsc::Receiver<Job>, ready: watch::Sender<bool>) {
+    async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Job>,
+        ready: watch::Sender<bool>,
+        mut stop: watch::Receiver<bool>,
+    ) {
         // Reconcile what a previous process left before serving anything.
         let mut backoff = Duration::from_millis(200);
         loop {
+            if *stop.borrow() {
+                return;
+            }
             match self.recover().await {
                 Ok(()) => break,
                 Err(e) => {
                     tracing::warn!(chain = self.client.name(), error = %e, "start-up reconciliation failed; retrying");
-                    tokio::time::sleep(backoff).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = stop.changed() => {}
+                    }
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }
         }
         let _ = ready.send(true);
-        while let Some(first) = rx.recv().await {
+        loop {
+            let first = tokio::select! {
+                j = rx.recv() => j,
+                _ = stop.wait_for(|s| *s) => None,
+            };
+            let Some(first) = first else { return };
+            tokio::time::sleep(BATCH_WINDOW).await;
             let mut batch = vec![first];
             while let Ok(j) = rx.try_recv() {
                 batch.push(j);

@@ -7,7 +7,7 @@
 //!
 //! Every figure reported comes from the receipt.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use alloy::{
     consensus::{SignableTransaction, TxEip1559, TxEnvelope},
@@ -108,6 +108,25 @@ fn is_nonce_too_low(msg: &str) -> bool {
     m.contains("nonce too low") || m.contains("nonce is too low") || m.contains("invalid nonce")
 }
 
+fn is_underpriced(msg: &str) -> bool {
+    let m = msg.to_ascii_lowercase();
+    m.contains("underpriced")
+        || m.contains("less than block base fee")
+        || m.contains("fee too low")
+        || m.contains("max fee per gas less than")
+}
+
+/// What a node said to a broadcast.
+#[derive(Debug, PartialEq, Eq)]
+enum Broadcast {
+    /// In the pool (or already known).
+    Accepted,
+    /// The nonce is already used.
+    NonceUsed,
+    /// Its fees no longer get it into the pool (the base fee rose).
+    Underpriced,
+}
+
 fn is_already_known(msg: &str) -> bool {
     let m = msg.to_ascii_lowercase();
     m.contains("already known") || m.contains("already imported") || m.contains("known transaction")
@@ -200,13 +219,19 @@ impl TxSender<'_> {
             .map_err(|e| ExecError::Journal(e.to_string()))
     }
 
-    /// Broadcasts signed bytes. `Ok(true)`: accepted (or already known);
-    /// `Ok(false)`: the node says the nonce is used.
-    async fn broadcast(&self, raw: &Bytes) -> Result<bool, ExecError> {
+    /// Broadcasts signed bytes to one endpoint (failover is sequential).
+    async fn broadcast(&self, raw: &Bytes) -> Result<Broadcast, ExecError> {
         match self.chain.provider().send_raw_transaction(raw).await {
-            Ok(_) => Ok(true),
-            Err(RpcError::ErrorResp(resp)) if is_already_known(&resp.message) => Ok(true),
-            Err(RpcError::ErrorResp(resp)) if is_nonce_too_low(&resp.message) => Ok(false),
+            Ok(_) => Ok(Broadcast::Accepted),
+            Err(RpcError::ErrorResp(resp)) if is_already_known(&resp.message) => {
+                Ok(Broadcast::Accepted)
+            }
+            Err(RpcError::ErrorResp(resp)) if is_nonce_too_low(&resp.message) => {
+                Ok(Broadcast::NonceUsed)
+            }
+            Err(RpcError::ErrorResp(resp)) if is_underpriced(&resp.message) => {
+                Ok(Broadcast::Underpriced)
+            }
             Err(e) => Err(ExecError::Chain(self.chain.rpc_err(e))),
         }
     }
@@ -245,7 +270,10 @@ impl TxSender<'_> {
             self.journal(rec, None)?;
             fault::point("after_sign");
             tracing::info!(chain = self.chain.name(), what = %call.what, nonce = self.nonce, gas_limit, max_fee, tip, tx = %hash, "sending transaction");
-            if self.broadcast(&raw).await? {
+            let outcome = self.broadcast(&raw).await?;
+            if outcome != Broadcast::NonceUsed {
+                // Underpriced: journaled and owned; the confirm loop
+                // replaces it with higher fees.
                 self.nonce += 1;
                 fault::point("after_broadcast");
                 if purpose == TxPurpose::Swap {
@@ -301,7 +329,9 @@ impl TxSender<'_> {
     ) -> Result<RawReceipt, ExecError> {
         let confirmations = self.chain.config().confirmations;
         let mut polls: u32 = 0;
-        let mut last_push = Instant::now();
+        // Replacement is timed from when the current fee level was signed
+        // (a rebroadcast of the same bytes does not restart the clock).
+        let mut force_replace = false;
         loop {
             let hashes: Vec<B256> = rec
                 .txs
@@ -367,15 +397,21 @@ impl TxSender<'_> {
                         continue;
                     }
                     tracing::warn!(chain = self.chain.name(), tx = %current.hash, nonce, "transaction dropped by the node: rebroadcasting the same bytes");
-                    self.broadcast(&current.raw).await?;
-                    last_push = Instant::now();
+                    match self.broadcast(&current.raw).await? {
+                        Broadcast::Accepted => {}
+                        // The base fee outgrew it: replace now, not later.
+                        Broadcast::Underpriced => force_replace = true,
+                        // Settled at the next checks (ours mined or taken).
+                        Broadcast::NonceUsed => {}
+                    }
                 }
             }
-            if last_push.elapsed() >= self.replace_after {
+            let age = Duration::from_millis(now_ms().saturating_sub(current.signed_ms));
+            if force_replace || age >= self.replace_after {
                 if let Some(h) = self.replace(&current, rec).await? {
                     tracing::warn!(chain = self.chain.name(), old = %current.hash, new = %h, nonce, "stuck transaction replaced with higher fees");
                 }
-                last_push = Instant::now();
+                force_replace = false;
             }
             tokio::time::sleep(RECEIPT_POLL).await;
         }

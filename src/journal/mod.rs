@@ -150,6 +150,8 @@ pub struct Journal {
 struct Inner {
     db: Database,
     live: broadcast::Sender<EventRecord>,
+    /// Set when the server shuts down: stream tasks end.
+    closing: tokio::sync::watch::Sender<bool>,
     /// Serialises "commit, then broadcast" so live events go out in
     /// sequence order.
     write: Mutex<()>,
@@ -177,7 +179,21 @@ impl Journal {
                 std::fs::create_dir_all(dir).map_err(err)?;
             }
         }
-        let db = Database::create(path).map_err(err)?;
+        // Another process (or a server in this one still shutting down)
+        // holding the file: wait a little, then fail. Two sidecars never
+        // share a journal.
+        let started = std::time::Instant::now();
+        let db = loop {
+            match Database::create(path) {
+                Ok(db) => break db,
+                Err(redb::DatabaseError::DatabaseAlreadyOpen)
+                    if started.elapsed() < Duration::from_secs(5) =>
+                {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => return Err(err(format!("{}: {e}", path.display()))),
+            }
+        };
         // Create the tables so that readers never meet a missing one.
         let tx = db.begin_write().map_err(err)?;
         {
@@ -188,13 +204,25 @@ impl Journal {
         }
         tx.commit().map_err(err)?;
         let (live, _) = broadcast::channel(LIVE_BUFFER);
+        let (closing, _) = tokio::sync::watch::channel(false);
         Ok(Journal {
             inner: Arc::new(Inner {
                 db,
                 live,
+                closing,
                 write: Mutex::new(()),
             }),
         })
+    }
+
+    /// Tells readers (event streams) to stop, so the file is released.
+    pub fn close(&self) {
+        self.inner.closing.send_replace(true);
+    }
+
+    /// Resolves once [`Journal::close`] was called.
+    pub fn closing(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.inner.closing.subscribe()
     }
 
     /// New live events (subscribe BEFORE replaying from disk).

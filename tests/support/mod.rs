@@ -42,6 +42,14 @@ impl Harness {
 
     /// Starts everything; `edit` may change the devnet's config first.
     pub async fn start_with(edit: impl FnOnce(&mut Config)) -> Harness {
+        // Logs of the sidecar in the test's captured output (RUST_LOG).
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            )
+            .try_init();
         let devnet = Devnet::start(DevnetOptions::default())
             .await
             .expect("devnet (run scripts/setup first)");
