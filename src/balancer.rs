@@ -557,10 +557,10 @@ impl Balancer {
             Err(e) => {
                 let signed = self
                     .journal
-                    .get_conversion(&format!("{request_id}/0"))
+                    .conversions_of(request_id)
                     .ok()
-                    .flatten()
-                    .is_some_and(|c| !c.txs.is_empty());
+                    .and_then(|mut attempts| attempts.pop())
+                    .is_some_and(|latest| latest.iter().any(|c| !c.txs.is_empty()));
                 if !signed {
                     if let Err(e) = self.journal.remove_request(request_id) {
                         tracing::warn!(%request_id, error = %e, "could not release the request id");

@@ -8,7 +8,7 @@ use alloy::sol;
 
 sol! {
     /// Multicall3 (our compact implementation at the canonical address).
-    #[sol(rpc)]
+    #[sol(rpc, all_derives)]
     interface IMulticall3 {
         struct Call { address target; bytes callData; }
         struct Call3 { address target; bool allowFailure; bytes callData; }
@@ -26,7 +26,7 @@ sol! {
     /// ERC20 as used here. `approve`/`transfer`/`transferFrom` are declared without a return
     /// value so the same binding drives the USDT look-alike (which returns nothing); never
     /// `.call()` them expecting a bool.
-    #[sol(rpc)]
+    #[sol(rpc, all_derives)]
     interface IERC20 {
         event Transfer(address indexed from, address indexed to, uint256 value);
         event Approval(address indexed owner, address indexed spender, uint256 value);
@@ -42,14 +42,14 @@ sol! {
     }
 
     /// Owner minting of `TestERC20` and `TetherToken`.
-    #[sol(rpc)]
+    #[sol(rpc, all_derives)]
     interface IMintable {
         function owner() external view returns (address);
         function mint(address to, uint256 amount) external;
     }
 
     /// WETH9.
-    #[sol(rpc)]
+    #[sol(rpc, all_derives)]
     interface IWETH9 {
         function deposit() external payable;
         function withdraw(uint256 wad) external;
@@ -59,7 +59,7 @@ sol! {
     }
 
     /// `MockAggregatorV3` (Chainlink AggregatorV3Interface + owner controls).
-    #[sol(rpc)]
+    #[sol(rpc, all_derives)]
     interface IMockAggregatorV3 {
         function decimals() external view returns (uint8);
         function description() external view returns (string memory);
@@ -74,14 +74,14 @@ sol! {
     }
 
     /// Uniswap V2 factory.
-    #[sol(rpc)]
+    #[sol(rpc, all_derives)]
     interface IUniswapV2Factory {
         function getPair(address tokenA, address tokenB) external view returns (address pair);
         function allPairsLength() external view returns (uint256);
     }
 
     /// Uniswap V2 pair.
-    #[sol(rpc)]
+    #[sol(rpc, all_derives)]
     interface IUniswapV2Pair {
         function token0() external view returns (address);
         function token1() external view returns (address);
@@ -89,7 +89,7 @@ sol! {
     }
 
     /// Uniswap V2 Router02.
-    #[sol(rpc)]
+    #[sol(rpc, all_derives)]
     interface IUniswapV2Router02 {
         function factory() external pure returns (address);
         function WETH() external pure returns (address);
@@ -102,14 +102,14 @@ sol! {
     }
 
     /// Uniswap V3 factory.
-    #[sol(rpc)]
+    #[sol(rpc, all_derives)]
     interface IUniswapV3Factory {
         function getPool(address tokenA, address tokenB, uint24 fee) external view returns (address pool);
         function feeAmountTickSpacing(uint24 fee) external view returns (int24);
     }
 
     /// Uniswap V3 pool.
-    #[sol(rpc)]
+    #[sol(rpc, all_derives)]
     interface IUniswapV3Pool {
         function token0() external view returns (address);
         function token1() external view returns (address);
@@ -119,7 +119,7 @@ sol! {
     }
 
     /// Uniswap V3 NonfungiblePositionManager.
-    #[sol(rpc)]
+    #[sol(rpc, all_derives)]
     interface INonfungiblePositionManager {
         struct MintParams {
             address token0;
@@ -140,7 +140,7 @@ sol! {
 
     /// Uniswap SwapRouter02 (swap-router-contracts): V3 swaps have no deadline in the struct;
     /// wrap them in `multicall(deadline, data)`.
-    #[sol(rpc)]
+    #[sol(rpc, all_derives)]
     interface ISwapRouter02 {
         struct ExactInputSingleParams {
             address tokenIn;
@@ -171,7 +171,7 @@ sol! {
     }
 
     /// Uniswap V3 QuoterV2 (non-view, call it with eth_call).
-    #[sol(rpc)]
+    #[sol(rpc, all_derives)]
     interface IQuoterV2 {
         struct QuoteExactInputSingleParams {
             address tokenIn;

@@ -48,6 +48,7 @@ use alloy::network::EthereumWallet;
 use alloy::primitives::{Address, B256, Bytes, address, b256, keccak256};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder, ext::AnvilApi};
 use alloy::signers::local::PrivateKeySigner;
+use alloy::transports::http::reqwest::Url;
 
 pub use cli::{run_devnet_cli, run_devnet_until};
 pub use error::DevnetError;
@@ -207,7 +208,10 @@ pub struct Devnet {
     pub deployer_address: Address,
 
     node: Option<AnvilNode>,
+    /// Internal provider (deployment, dump/load); tests get fresh ones from `provider()`.
     provider: DynProvider,
+    url: Url,
+    signers: EthereumWallet,
     port: u16,
     block_time_secs: Option<u64>,
     anvil_bin: PathBuf,
@@ -262,7 +266,13 @@ impl Devnet {
         let wallet = signer(&wallet_key)?;
         let (deployer_address, trader_address, wallet_address) =
             (deployer.address(), trader.address(), wallet.address());
-        let provider = build_provider(&rpc_url, deployer, trader, wallet)?;
+        let url: Url = rpc_url
+            .parse()
+            .map_err(|e| DevnetError::chain(format!("parse {rpc_url}"), e))?;
+        let mut signers = EthereumWallet::new(deployer);
+        signers.register_signer(trader);
+        signers.register_signer(wallet);
+        let provider = build_provider(&url, &signers);
 
         let chain_id = provider
             .get_chain_id()
@@ -306,6 +316,8 @@ impl Devnet {
             deployer_address,
             node: Some(node),
             provider,
+            url,
+            signers,
             port,
             block_time_secs: opts.block_time_secs,
             anvil_bin,
@@ -320,10 +332,13 @@ impl Devnet {
         self.startup
     }
 
-    /// A provider for [`Self::rpc_url`] with signers for the deployer (default `from`), the
-    /// trader and the test wallet; pick one with `.from(addr)` on a call or transaction.
+    /// A new provider for [`Self::rpc_url`] with signers for the deployer (default `from`), the
+    /// trader and the test wallet; pick one with `.from(addr)` on a call or transaction. Each
+    /// call returns an independent provider with its own nonce cache (alloy's cached nonce
+    /// manager burns a nonce when a send fails before broadcast, e.g. on a failed gas estimate;
+    /// probe expected reverts with `.call()` rather than `.send()`, or take a new provider).
     pub fn provider(&self) -> DynProvider {
-        self.provider.clone()
+        build_provider(&self.url, &self.signers)
     }
 
     /// The TCP port (kept across [`Self::restart_node`]).
@@ -575,22 +590,11 @@ fn signer(key: &B256) -> Result<PrivateKeySigner, DevnetError> {
     PrivateKeySigner::from_bytes(key).map_err(|e| DevnetError::chain("private key", e))
 }
 
-fn build_provider(
-    rpc_url: &str,
-    deployer: PrivateKeySigner,
-    trader: PrivateKeySigner,
-    wallet: PrivateKeySigner,
-) -> Result<DynProvider, DevnetError> {
-    let url = rpc_url
-        .parse()
-        .map_err(|e| DevnetError::chain(format!("parse {rpc_url}"), e))?;
-    let mut signers = EthereumWallet::new(deployer);
-    signers.register_signer(trader);
-    signers.register_signer(wallet);
-    Ok(ProviderBuilder::new()
-        .wallet(signers)
-        .connect_http(url)
-        .erased())
+fn build_provider(url: &Url, signers: &EthereumWallet) -> DynProvider {
+    ProviderBuilder::new()
+        .wallet(signers.clone())
+        .connect_http(url.clone())
+        .erased()
 }
 
 /// A per-devnet scratch directory under the system temp dir, removed on drop.

@@ -60,26 +60,30 @@ pub enum ExecError {
     },
 }
 
-/// A fresh conversion record for leg `index` of `plan`, state PLANNED.
+/// A fresh conversion record for leg `index` of `plan`, state PLANNED, id
+/// `"{request_id}#{attempt}/{index}"`.
 pub fn planned_record(
     chain: &ChainClient,
     plan: &Plan,
     index: usize,
     request_id: &str,
+    attempt: u64,
     snapshot: &Snapshot,
 ) -> ConversionRecord {
     let leg = &plan.legs[index];
+    let mut report = planned_report(
+        chain,
+        plan,
+        index,
+        request_id,
+        snapshot.tokens[leg.token].price,
+        snapshot.eth_price,
+    );
+    report.id = format!("{request_id}#{attempt}/{index}");
     ConversionRecord {
         chain: chain.name().to_string(),
         request_id: request_id.to_string(),
-        report: planned_report(
-            chain,
-            plan,
-            index,
-            request_id,
-            snapshot.tokens[leg.token].price,
-            snapshot.eth_price,
-        ),
+        report,
         txs: Vec::new(),
     }
 }
@@ -279,7 +283,8 @@ fn receipt_figures(
     (amount_in, eth_out)
 }
 
-/// A planned (not sent) conversion.
+/// A planned (not sent) conversion; its id is `"{request_id}/{index}"`
+/// until it is journaled.
 pub fn planned_report(
     chain: &ChainClient,
     plan: &Plan,

@@ -353,8 +353,15 @@ impl Owner {
             "plan"
         );
         // Intent first: every leg PLANNED, durably, before anything is signed.
+        // Ids carry an attempt number: a request released after a crash and
+        // retried gets new ones.
+        let attempt = self
+            .journal
+            .last_sequence()
+            .map_err(|e| BalancerError::Internal(e.to_string()))?
+            + 1;
         let mut records: Vec<ConversionRecord> = (0..plan.legs.len())
-            .map(|i| planned_record(&self.client, &plan, i, &job.request_id, snapshot))
+            .map(|i| planned_record(&self.client, &plan, i, &job.request_id, attempt, snapshot))
             .collect();
         for r in &records {
             self.journal
@@ -531,17 +538,13 @@ impl Owner {
     /// journal, or releases its id when none of its swaps was broadcast.
     async fn settle_request(&mut self, mut req: crate::journal::RequestRecord) -> Result<(), BalancerError> {
         let journal_err = |e: crate::journal::JournalError| BalancerError::Internal(e.to_string());
-        let mut conversions = Vec::new();
-        for i in 0.. {
-            match self
-                .journal
-                .get_conversion(&format!("{}/{i}", req.request_id))
-                .map_err(journal_err)?
-            {
-                Some(c) => conversions.push(c),
-                None => break,
-            }
-        }
+        // The latest attempt is the one this request was waiting on.
+        let conversions = self
+            .journal
+            .conversions_of(&req.request_id)
+            .map_err(journal_err)?
+            .pop()
+            .unwrap_or_default();
         let swapped = conversions
             .iter()
             .any(|c| c.txs.iter().any(|t| t.purpose == TxPurpose::Swap));

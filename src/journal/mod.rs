@@ -331,6 +331,36 @@ impl Journal {
         }
     }
 
+    /// Every conversion of a request (ids `"{request_id}#{attempt}/{leg}"`),
+    /// grouped by attempt, oldest attempt first.
+    pub fn conversions_of(&self, request_id: &str) -> Result<Vec<Vec<ConversionRecord>>, JournalError> {
+        let tx = self.inner.db.begin_read().map_err(err)?;
+        let t = tx.open_table(CONVERSIONS).map_err(err)?;
+        let from = format!("{request_id}#");
+        let to = format!("{request_id}$"); // '$' sorts right after '#'
+        let mut all: Vec<(u64, u64, ConversionRecord)> = Vec::new();
+        for item in t.range(from.as_str()..to.as_str()).map_err(err)? {
+            let (k, v) = item.map_err(err)?;
+            let key = k.value();
+            let rest = &key[from.len()..];
+            let (attempt, leg) = rest.split_once('/').unwrap_or((rest, "0"));
+            all.push((
+                attempt.parse().unwrap_or(0),
+                leg.parse().unwrap_or(0),
+                decode(v.value())?,
+            ));
+        }
+        all.sort_by_key(|(a, l, _)| (*a, *l));
+        let mut groups: Vec<(u64, Vec<ConversionRecord>)> = Vec::new();
+        for (a, _, c) in all {
+            match groups.last_mut() {
+                Some((ga, g)) if *ga == a => g.push(c),
+                _ => groups.push((a, vec![c])),
+            }
+        }
+        Ok(groups.into_iter().map(|(_, g)| g).collect())
+    }
+
     /// Conversions of `chain` that have not reached a final state.
     pub fn open_conversions(&self, chain: &str) -> Result<Vec<ConversionRecord>, JournalError> {
         let tx = self.inner.db.begin_read().map_err(err)?;
