@@ -235,11 +235,9 @@ pub async fn wait_serving(addr: &str, timeout: Duration) -> anyhow::Result<()> {
                     service: server::SERVICE_NAME.into(),
                 })
                 .await
-            {
-                if r.into_inner().status == 1 {
+                && r.into_inner().status == 1 {
                     return Ok(());
                 }
-            }
         }
         if tokio::time::Instant::now() > deadline {
             bail!("the sidecar at {addr} was not SERVING within {timeout:?}");

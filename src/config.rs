@@ -303,16 +303,14 @@ fn error_key(e: &toml::de::Error) -> String {
     // toml reports unknown fields and type errors in its message; the span
     // is not a key path, so the message carries the detail.
     let msg = e.message();
-    if let Some(rest) = msg.strip_prefix("unknown field `") {
-        if let Some(end) = rest.find('`') {
+    if let Some(rest) = msg.strip_prefix("unknown field `")
+        && let Some(end) = rest.find('`') {
             return rest[..end].to_string();
         }
-    }
-    if let Some(rest) = msg.strip_prefix("missing field `") {
-        if let Some(end) = rest.find('`') {
+    if let Some(rest) = msg.strip_prefix("missing field `")
+        && let Some(end) = rest.find('`') {
             return rest[..end].to_string();
         }
-    }
     "<file>".to_string()
 }
 

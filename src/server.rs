@@ -22,7 +22,7 @@ pub const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("starting: {0}")]
-    Start(#[from] crate::balancer::BalancerError),
+    Start(Box<crate::balancer::BalancerError>),
     #[error("reflection service: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("gRPC transport: {0}")]
@@ -40,7 +40,8 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    let balancer = Arc::new(Balancer::new(config.clone(), key)?);
+    let balancer =
+        Arc::new(Balancer::new(config.clone(), key).map_err(|e| ServerError::Start(Box::new(e)))?);
 
     let (reporter, health_service) = tonic_health::server::health_reporter();
     set_health(&reporter, ServingStatus::NotServing).await;

@@ -139,11 +139,10 @@ impl Conn {
                 if l.is_empty() {
                     break;
                 }
-                if let Some((k, v)) = l.split_once(':') {
-                    if k.eq_ignore_ascii_case("content-length") {
+                if let Some((k, v)) = l.split_once(':')
+                    && k.eq_ignore_ascii_case("content-length") {
                         content_length = v.trim().parse().unwrap_or(0);
                     }
-                }
             }
             let mut body = vec![0u8; content_length];
             r.read_exact(&mut body).await?;

@@ -260,8 +260,8 @@ fn receipt_figures(
     let mut amount_in = U256::ZERO;
     let mut eth_out = U256::ZERO;
     for log in &receipt.logs {
-        if log.address == weth {
-            if let Ok(w) = IWETH9::Withdrawal::decode_raw_log(log.topics.iter().copied(), &log.data)
+        if log.address == weth
+            && let Ok(w) = IWETH9::Withdrawal::decode_raw_log(log.topics.iter().copied(), &log.data)
             {
                 if w.src == wallet || Some(w.src) == router {
                     eth_out = eth_out.saturating_add(w.wad);
@@ -271,14 +271,11 @@ fn receipt_figures(
                 }
                 continue;
             }
-        }
-        if log.address == token && token != weth {
-            if let Ok(t) = IERC20::Transfer::decode_raw_log(log.topics.iter().copied(), &log.data) {
-                if t.from == wallet {
+        if log.address == token && token != weth
+            && let Ok(t) = IERC20::Transfer::decode_raw_log(log.topics.iter().copied(), &log.data)
+                && t.from == wallet {
                     amount_in = amount_in.saturating_add(t.value);
                 }
-            }
-        }
     }
     (amount_in, eth_out)
 }

@@ -69,11 +69,10 @@ impl OwnerHandle {
     pub async fn shutdown(&self, timeout: Duration) {
         self.stop.send_replace(true);
         let task = self.task.lock().ok().and_then(|mut t| t.take());
-        if let Some(task) = task {
-            if tokio::time::timeout(timeout, task).await.is_err() {
+        if let Some(task) = task
+            && tokio::time::timeout(timeout, task).await.is_err() {
                 tracing::warn!("wallet owner still busy at shutdown; its work stays journaled");
             }
-        }
     }
 
     /// Queues a job; its answer comes on `job.reply`.
@@ -287,7 +286,7 @@ impl Owner {
     /// Serves a batch: the largest need converts first; everything it
     /// covers is answered from the same conversion.
     async fn serve(&mut self, mut batch: Vec<Job>) {
-        batch.sort_by(|a, b| b.need.cmp(&a.need));
+        batch.sort_by_key(|j| std::cmp::Reverse(j.need));
         while !batch.is_empty() {
             let snapshot = match self.client.snapshot(BlockId::pending()).await {
                 Ok(s) => s,

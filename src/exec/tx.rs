@@ -371,7 +371,7 @@ impl TxSender<'_> {
             else {
                 return Err(ExecError::NonceTaken { what, nonce });
             };
-            if polls % DROP_CHECK_EVERY == 0 {
+            if polls.is_multiple_of(DROP_CHECK_EVERY) {
                 let known: Option<serde_json::Value> = self
                     .chain
                     .provider()

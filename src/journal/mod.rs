@@ -69,6 +69,7 @@ pub struct StoredError {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(clippy::large_enum_variant)] // stored, not moved around
 pub enum RequestState {
     /// Accepted; its conversion may be in progress.
     InFlight,
@@ -174,11 +175,10 @@ fn decode<T: for<'de> Deserialize<'de>>(b: &[u8]) -> Result<T, JournalError> {
 impl Journal {
     /// Opens (or creates) the journal file.
     pub fn open(path: &Path) -> Result<Journal, JournalError> {
-        if let Some(dir) = path.parent() {
-            if !dir.as_os_str().is_empty() {
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty() {
                 std::fs::create_dir_all(dir).map_err(err)?;
             }
-        }
         // Another process (or a server in this one still shutting down)
         // holding the file: wait a little, then fail. Two sidecars never
         // share a journal.
