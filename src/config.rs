@@ -84,6 +84,22 @@ pub struct ServerConfig {
     pub request_timeout: Duration,
     /// Grace period for in-flight work on shutdown.
     pub shutdown_grace: Duration,
+    /// A second listener serving only gRPC health (for kubelet probes),
+    /// so the API itself can stay on loopback.
+    pub health_listen: Option<SocketAddr>,
+    /// File holding the bearer token every API call must present
+    /// (`authorization: Bearer <token>`); health stays open.
+    pub auth_token_file: Option<PathBuf>,
+    /// TLS for the API listener (PEM files).
+    pub tls: Option<TlsConfig>,
+}
+
+#[derive(Clone, Debug)]
+pub struct TlsConfig {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    /// When set, clients must present a certificate signed by this CA (mTLS).
+    pub client_ca_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug)]
@@ -190,6 +206,11 @@ struct RawServer {
     listen: Option<String>,
     request_timeout_secs: Option<u64>,
     shutdown_grace_secs: Option<u64>,
+    health_listen: Option<String>,
+    auth_token_file: Option<PathBuf>,
+    tls_cert_file: Option<PathBuf>,
+    tls_key_file: Option<PathBuf>,
+    tls_client_ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -370,7 +391,50 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             raw.server.request_timeout_secs.unwrap_or(120),
         )?),
         shutdown_grace: Duration::from_secs(raw.server.shutdown_grace_secs.unwrap_or(30)),
+        health_listen: raw
+            .server
+            .health_listen
+            .as_deref()
+            .map(|h| {
+                h.parse::<SocketAddr>()
+                    .map_err(|e| ConfigError::new("server.health_listen", format!("{h:?}: {e}")))
+            })
+            .transpose()?,
+        auth_token_file: raw.server.auth_token_file,
+        tls: match (
+            raw.server.tls_cert_file,
+            raw.server.tls_key_file,
+            raw.server.tls_client_ca_file,
+        ) {
+            (None, None, None) => None,
+            (Some(cert_file), Some(key_file), client_ca_file) => Some(TlsConfig {
+                cert_file,
+                key_file,
+                client_ca_file,
+            }),
+            (None, _, _) => {
+                return Err(ConfigError::new(
+                    "server.tls_cert_file",
+                    "is required with tls_key_file or tls_client_ca_file",
+                ));
+            }
+            (Some(_), None, _) => {
+                return Err(ConfigError::new("server.tls_key_file", "is required with tls_cert_file"));
+            }
+        },
     };
+    // Reachable beyond loopback: callers must authenticate.
+    let authenticated = server.auth_token_file.is_some()
+        || server.tls.as_ref().is_some_and(|t| t.client_ca_file.is_some());
+    if !server.listen.ip().is_loopback() && !authenticated {
+        return Err(ConfigError::new(
+            "server.listen",
+            format!(
+                "{} is reachable beyond loopback: set server.auth_token_file (bearer token) or server.tls_client_ca_file (mTLS)",
+                server.listen
+            ),
+        ));
+    }
 
     let defaults = Policy::default();
     let p = raw.policy;

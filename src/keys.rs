@@ -20,6 +20,8 @@ pub enum KeyError {
     Missing,
     #[error("both wallet.private_key_file and {KEY_ENV} are set: choose one")]
     Both,
+    #[error("server.auth_token_file {path}: {reason}")]
+    Token { path: String, reason: String },
 }
 
 /// The wallet's signer. `Debug` and `Display` never show the key.
@@ -118,5 +120,64 @@ mod tests {
             WalletKey::load(None, Some("0x12".into())),
             Err(KeyError::Env)
         ));
+    }
+}
+
+/// Shortest accepted bearer token.
+pub const MIN_TOKEN_LEN: usize = 32;
+
+/// The API's bearer token. `Debug` never shows it.
+#[derive(Clone)]
+pub struct BearerToken(String);
+
+impl fmt::Debug for BearerToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("BearerToken(REDACTED)")
+    }
+}
+
+impl BearerToken {
+    /// Reads the token from `path`: not group/world-readable, at least
+    /// [`MIN_TOKEN_LEN`] visible ASCII characters, surrounding whitespace
+    /// ignored.
+    pub fn load(path: &Path) -> Result<BearerToken, KeyError> {
+        let err = |reason: String| KeyError::Token {
+            path: path.display().to_string(),
+            reason,
+        };
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(path)
+                .map_err(|e| err(e.to_string()))?
+                .permissions()
+                .mode();
+            if mode & 0o077 != 0 {
+                return Err(err(format!(
+                    "is readable by group or others (mode {:o}); chmod 600 it",
+                    mode & 0o777
+                )));
+            }
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        BearerToken::new(text.trim()).map_err(err)
+    }
+
+    pub fn new(token: &str) -> Result<BearerToken, String> {
+        if token.len() < MIN_TOKEN_LEN {
+            return Err(format!("the token must be at least {MIN_TOKEN_LEN} characters"));
+        }
+        if !token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err("the token must be visible ASCII characters only".into());
+        }
+        Ok(BearerToken(token.to_string()))
+    }
+
+    /// Constant-time comparison with a presented token.
+    pub fn matches(&self, presented: &[u8]) -> bool {
+        use subtle::ConstantTimeEq;
+        // Lengths are compared in the open: the length is not secret
+        // (documented minimum), the content is.
+        self.0.len() == presented.len() && bool::from(self.0.as_bytes().ct_eq(presented))
     }
 }

@@ -122,6 +122,12 @@ async fn serve(config_path: PathBuf, log_json: bool) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    if let Some(path) = &config.server.auth_token_file {
+        if let Err(e) = wallet_balancer::keys::BearerToken::load(path) {
+            eprintln!("invalid configuration: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    }
     let listener = match TcpListener::bind(config.server.listen).await {
         Ok(l) => l,
         Err(e) => {

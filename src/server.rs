@@ -5,14 +5,17 @@ use std::{future::Future, sync::Arc, time::Duration};
 
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic::transport::Server;
+use tonic::{
+    service::interceptor::InterceptedService,
+    transport::{Certificate, Identity, Server, ServerTlsConfig},
+};
 use tonic_health::{ServingStatus, server::HealthReporter};
 
 use crate::{
-    api::WalletBalancerApi,
+    api::{WalletBalancerApi, auth::BearerAuth},
     balancer::Balancer,
     config::Config,
-    keys::WalletKey,
+    keys::{BearerToken, WalletKey},
     pb::{self, wallet_balancer_server::WalletBalancerServer},
 };
 
@@ -27,19 +30,68 @@ pub enum ServerError {
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("gRPC transport: {0}")]
     Transport(#[from] tonic::transport::Error),
+    #[error("{0}")]
+    Auth(#[from] crate::keys::KeyError),
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("cannot listen on {addr} (server.health_listen): {source}")]
+    HealthListen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// The fully qualified service name health reports on.
 pub const SERVICE_NAME: &str = "walletbalancer.v1.WalletBalancer";
 
 /// Serves the API, health and reflection on `listener` until `shutdown`
-/// resolves, then drains in-flight requests.
+/// resolves, then drains in-flight requests. When `server.health_listen` is
+/// configured, health is also served alone on that address.
 pub async fn serve(
     config: Arc<Config>,
     key: WalletKey,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    let health = match config.server.health_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServerError::HealthListen { addr, source })?,
+        ),
+        None => None,
+    };
+    serve_with(config, key, listener, health, shutdown).await
+}
+
+fn tls_config(tls: &crate::config::TlsConfig) -> Result<ServerTlsConfig, ServerError> {
+    let read = |p: &std::path::Path| {
+        std::fs::read(p).map_err(|e| ServerError::Tls(format!("{}: {e}", p.display())))
+    };
+    let mut c = ServerTlsConfig::new().identity(Identity::from_pem(
+        read(&tls.cert_file)?,
+        read(&tls.key_file)?,
+    ));
+    if let Some(ca) = &tls.client_ca_file {
+        c = c.client_ca_root(Certificate::from_pem(read(ca)?));
+    }
+    Ok(c)
+}
+
+/// [`serve`] with the health-only listener given (bound by the caller).
+pub async fn serve_with(
+    config: Arc<Config>,
+    key: WalletKey,
+    listener: TcpListener,
+    health_listener: Option<TcpListener>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let token = match &config.server.auth_token_file {
+        Some(path) => Some(BearerToken::load(path)?),
+        None => None,
+    };
+    let auth = BearerAuth::new(token);
+    let tls = config.server.tls.as_ref().map(tls_config).transpose()?;
     let balancer =
         Arc::new(Balancer::new(config.clone(), key).map_err(|e| ServerError::Start(Box::new(e)))?);
 
@@ -54,7 +106,28 @@ pub async fn serve(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let health_task = tokio::spawn(health_loop(balancer.clone(), reporter.clone(), stop_rx));
 
-    let api = WalletBalancerServer::new(WalletBalancerApi::new(balancer.clone()));
+    let api = InterceptedService::new(
+        WalletBalancerServer::new(WalletBalancerApi::new(balancer.clone())),
+        auth.clone(),
+    );
+    let reflection = InterceptedService::new(reflection, auth);
+    // Health alone on its own port (kubelet probes), if configured.
+    let (health_stop_tx, health_stop_rx) = tokio::sync::watch::channel(false);
+    let health_only = health_listener.map(|l| {
+        let svc = health_service.clone();
+        let mut stop = health_stop_rx.clone();
+        tokio::spawn(async move {
+            let r = Server::builder()
+                .add_service(svc)
+                .serve_with_incoming_shutdown(TcpListenerStream::new(l), async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await;
+            if let Err(e) = r {
+                tracing::error!(error = %e, "health listener failed");
+            }
+        })
+    });
     let grace = config.server.shutdown_grace;
     let (stopped_tx, mut stopped_rx) = tokio::sync::watch::channel(false);
     let shutdown = {
@@ -82,7 +155,11 @@ pub async fn serve(
     };
 
     tracing::info!(listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), wallet = %balancer.wallet(), "serving");
-    let server = Server::builder()
+    let mut builder = Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls)?;
+    }
+    let server = builder
         .timeout(config.server.request_timeout)
         .add_service(health_service)
         .add_service(reflection)
@@ -98,6 +175,10 @@ pub async fn serve(
         _ = hard_stop => Ok(()),
     };
     health_task.abort();
+    let _ = health_stop_tx.send(true);
+    if let Some(h) = health_only {
+        let _ = h.await;
+    }
     balancer.shutdown(Duration::from_secs(2)).await;
     result?;
     Ok(())

@@ -4,6 +4,7 @@
 //!
 //! Only this module knows protobuf types.
 
+pub mod auth;
 mod convert;
 pub mod error;
 mod stream;
