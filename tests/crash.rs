@@ -245,3 +245,94 @@ async fn killed_after_an_approval_was_broadcast() {
     // after the approval is broadcast, before the swap is signed.
     crash_and_recover("after_broadcast", "priority").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_in_flight_conversions() {
+    let devnet = Devnet::start(DevnetOptions::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("wallet.key");
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&key)
+            .unwrap();
+        std::io::Write::write_all(&mut f, devnet.wallet_key.to_string().as_bytes()).unwrap();
+    }
+    let health_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let toml = devnet
+        .config_toml(&key, "127.0.0.1:0")
+        .replace("strategy = \"priority\"", "strategy = \"cheapest\"")
+        .replace(
+            "request_timeout_secs = 120",
+            &format!("request_timeout_secs = 120\nshutdown_grace_secs = 20\nhealth_listen = \"127.0.0.1:{health_port}\""),
+        );
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, toml).unwrap();
+    let log = dir.path().join("sidecar.log");
+    let mut sidecar = Sidecar::start(&config, None, &log).await;
+    let chain = devnet.provider();
+    let wallet = devnet.wallet_address;
+    let _: serde_json::Value = chain
+        .raw_request("evm_setAutomine".into(), (false,))
+        .await
+        .unwrap();
+    let mut c = sidecar.client().await;
+    let in_flight = tokio::spawn(async move { c.ensure_eth(request("drain-1")).await });
+    for _ in 0..100 {
+        if chain.get_transaction_count(wallet).pending().await.unwrap() > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(chain.get_transaction_count(wallet).pending().await.unwrap(), 1);
+
+    let pid = sidecar.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    // Draining: health says NOT_SERVING; no new conversion is taken.
+    let health = format!("http://127.0.0.1:{health_port}");
+    let mut not_serving = false;
+    for _ in 0..50 {
+        let ch = Channel::from_shared(health.clone()).unwrap().connect().await;
+        if let Ok(ch) = ch {
+            let r = tonic_health::pb::health_client::HealthClient::new(ch)
+                .check(tonic_health::pb::HealthCheckRequest {
+                    service: wallet_balancer::server::SERVICE_NAME.into(),
+                })
+                .await;
+            if matches!(r, Ok(r) if r.get_ref().status == 2) {
+                not_serving = true;
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(not_serving, "health did not turn NOT_SERVING on SIGTERM");
+    let fresh = match WalletBalancerClient::connect(sidecar.addr.clone()).await {
+        Ok(mut c) => c.ensure_eth(request("drain-2")).await.is_err(),
+        Err(_) => true,
+    };
+    assert!(fresh, "a new conversion was taken while draining");
+
+    // The in-flight conversion completes within the grace period.
+    let _: serde_json::Value = chain.raw_request("evm_mine".into(), ()).await.unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(20), in_flight)
+        .await
+        .expect("in-flight call not answered")
+        .unwrap()
+        .expect("in-flight conversion failed")
+        .into_inner();
+    assert_eq!(r.outcome, EnsureOutcome::Converted as i32);
+    let status = tokio::task::spawn_blocking(move || sidecar.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "exit after drain: {status:?}");
+    assert_eq!(chain.get_transaction_count(wallet).await.unwrap(), 1);
+}
