@@ -29,7 +29,12 @@ async fn status_matches_the_chain_in_one_request() {
     // Warm: decimals were read at start-up; from now on a status is one call.
     h.proxy.reset();
     let s = h.status().await;
-    assert_eq!(h.proxy.requests(), 1, "GetStatus used {:?}", h.proxy.methods());
+    assert_eq!(
+        h.proxy.requests(),
+        1,
+        "GetStatus used {:?}",
+        h.proxy.methods()
+    );
     assert_eq!(h.proxy.count("eth_call"), 1);
 
     let chain = h.chain();
@@ -121,7 +126,10 @@ async fn status_matches_the_chain_in_one_request() {
     // plus the oracle value of everything convertible.
     let max_eth = parse(&s.max_eth_after_conversion_wei);
     let convertible_eth = total_convertible * U256::from(10u64).pow(U256::from(18)) / eth_answer;
-    assert!(max_eth > eth && max_eth <= eth + convertible_eth, "{max_eth}");
+    assert!(
+        max_eth > eth && max_eth <= eth + convertible_eth,
+        "{max_eth}"
+    );
     assert!(max_eth >= eth + convertible_eth * U256::from(97) / U256::from(100));
     h.stop().await;
 }
@@ -171,7 +179,10 @@ async fn stale_or_broken_feeds_are_named_errors() {
         .header
         .timestamp;
     dai_feed
-        .setRoundData(I256::try_from(100_000_000i64).unwrap(), U256::from(now - 2 * 86_400))
+        .setRoundData(
+            I256::try_from(100_000_000i64).unwrap(),
+            U256::from(now - 2 * 86_400),
+        )
         .send()
         .await
         .unwrap()
@@ -180,11 +191,17 @@ async fn stale_or_broken_feeds_are_named_errors() {
         .unwrap();
     let e = h
         .client
-        .get_status(pb::GetStatusRequest { chain: CHAIN.into() })
+        .get_status(pb::GetStatusRequest {
+            chain: CHAIN.into(),
+        })
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition);
-    assert!(e.message().contains("DAI/USD") && e.message().contains("stale"), "{}", e.message());
+    assert!(
+        e.message().contains("DAI/USD") && e.message().contains("stale"),
+        "{}",
+        e.message()
+    );
 
     dai_feed
         .setRoundData(I256::ZERO, U256::from(now))
@@ -196,11 +213,17 @@ async fn stale_or_broken_feeds_are_named_errors() {
         .unwrap();
     let e = h
         .client
-        .get_status(pb::GetStatusRequest { chain: CHAIN.into() })
+        .get_status(pb::GetStatusRequest {
+            chain: CHAIN.into(),
+        })
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition);
-    assert!(e.message().contains("DAI/USD") && e.message().contains("non-positive"), "{}", e.message());
+    assert!(
+        e.message().contains("DAI/USD") && e.message().contains("non-positive"),
+        "{}",
+        e.message()
+    );
     h.stop().await;
 }
 
@@ -221,7 +244,9 @@ async fn health_follows_the_chain() {
     // While the chain is down a status is UNAVAILABLE, not a zero.
     let e = h
         .client
-        .get_status(pb::GetStatusRequest { chain: CHAIN.into() })
+        .get_status(pb::GetStatusRequest {
+            chain: CHAIN.into(),
+        })
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::Unavailable, "{}", e.message());
@@ -238,5 +263,43 @@ async fn health_follows_the_chain() {
     assert!(back, "health did not come back to SERVING");
     let s = h.status().await;
     assert_eq!(s.tokens.len(), 4);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reflection_lists_the_service_for_grpcurl() {
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+    let h = Harness::start().await;
+    let channel = tonic::transport::Channel::from_shared(h.addr.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = ServerReflectionClient::new(channel);
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut stream = client
+        .server_reflection_info(tokio_stream::iter(vec![req]))
+        .await
+        .unwrap()
+        .into_inner();
+    let resp = stream.message().await.unwrap().unwrap();
+    let Some(MessageResponse::ListServicesResponse(list)) = resp.message_response else {
+        panic!("unexpected reflection answer: {resp:?}");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(
+        names.contains(&"walletbalancer.v1.WalletBalancer".to_string()),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"grpc.health.v1.Health".to_string()),
+        "{names:?}"
+    );
     h.stop().await;
 }
