@@ -61,6 +61,13 @@ enum Command {
         #[arg(long)]
         keep_running: bool,
     },
+    /// The benchmarks: devnet + latency proxy + this binary as the sidecar,
+    /// Rust and Python clients, the prototype's reader as the baseline;
+    /// prints markdown tables (run via scripts/bench).
+    Bench {
+        #[command(flatten)]
+        opts: wallet_balancer::bench::BenchArgs,
+    },
 }
 
 #[tokio::main]
@@ -77,6 +84,10 @@ async fn main() -> ExitCode {
         Command::Demo { opts, keep_running } => {
             telemetry::init_logs(false);
             report(cli::demo(opts, keep_running).await)
+        }
+        Command::Bench { opts } => {
+            telemetry::init_logs(false);
+            report(wallet_balancer::bench::run(opts).await)
         }
     }
 }
@@ -103,11 +114,22 @@ async fn devnet_cmd(opts: cli::DevnetArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(config_path: PathBuf, log_json: bool) -> ExitCode {
-    telemetry::init_logs(log_json);
     // The whole config is validated before anything binds.
     let config = match Config::load(&config_path) {
         Ok(c) => Arc::new(c),
         Err(e) => {
+            eprintln!("invalid configuration: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let telemetry = match telemetry::init(&telemetry::TelemetryOptions {
+        log_json: log_json || config.telemetry.log_json,
+        otlp_endpoint: config.telemetry.otlp_endpoint.clone(),
+        trace_filter: config.telemetry.trace_filter.clone(),
+    }) {
+        Ok(t) => t,
+        Err(e) => {
+            // From the OTEL_* variables: the config itself was checked.
             eprintln!("invalid configuration: {e}");
             return ExitCode::from(EXIT_CONFIG);
         }
@@ -122,11 +144,14 @@ async fn serve(config_path: PathBuf, log_json: bool) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    if let Some(path) = &config.server.auth_token_file {
-        if let Err(e) = wallet_balancer::keys::BearerToken::load(path) {
-            eprintln!("invalid configuration: {e}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
+    if let Some(Err(e)) = config
+        .server
+        .auth_token_file
+        .as_deref()
+        .map(wallet_balancer::keys::BearerToken::load)
+    {
+        eprintln!("invalid configuration: {e}");
+        return ExitCode::from(EXIT_CONFIG);
     }
     let listener = match TcpListener::bind(config.server.listen).await {
         Ok(l) => l,
@@ -135,11 +160,29 @@ async fn serve(config_path: PathBuf, log_json: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match server::serve(config, key, listener, telemetry::shutdown_signal()).await {
+    let metrics = match config.telemetry.metrics_listen {
+        None => None,
+        Some(addr) => match TcpListener::bind(addr).await {
+            Ok(l) => Some(tokio::spawn(telemetry::endpoint::serve(
+                l,
+                std::future::pending::<()>(),
+            ))),
+            Err(e) => {
+                eprintln!("cannot listen on {addr} (telemetry.metrics_listen): {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    let code = match server::serve(config, key, listener, telemetry::shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "server failed");
             ExitCode::FAILURE
         }
+    };
+    if let Some(m) = metrics {
+        m.abort();
     }
+    telemetry.shutdown(std::time::Duration::from_secs(5)).await;
+    code
 }
