@@ -45,7 +45,11 @@ async fn check_receipts(h: &Harness, c: &pb::Conversion) {
     let chain = h.chain();
     let mut gas_used = 0u64;
     let mut gas_cost = U256::ZERO;
-    let mut hashes: Vec<B256> = c.approval_tx_hashes.iter().map(|x| x.parse().unwrap()).collect();
+    let mut hashes: Vec<B256> = c
+        .approval_tx_hashes
+        .iter()
+        .map(|x| x.parse().unwrap())
+        .collect();
     hashes.push(c.tx_hash.parse().unwrap());
     for hash in hashes {
         let r = chain
@@ -59,7 +63,12 @@ async fn check_receipts(h: &Harness, c: &pb::Conversion) {
         gas_cost += U256::from(r.gas_used) * U256::from(r.effective_gas_price);
     }
     assert_eq!(c.gas_used, gas_used, "{}: gas used", c.token_symbol);
-    assert_eq!(parse(&c.gas_cost_wei), gas_cost, "{}: gas cost", c.token_symbol);
+    assert_eq!(
+        parse(&c.gas_cost_wei),
+        gas_cost,
+        "{}: gas cost",
+        c.token_symbol
+    );
     assert_eq!(c.state, ConversionState::Confirmed as i32);
 }
 
@@ -90,7 +99,10 @@ async fn write_up_scenario_converts_dai_and_reports_the_chain() {
     assert_eq!(parse(&r.shortage_wei), milli_eth(75));
     assert_eq!(r.conversions.len(), 1, "{:#?}", r.conversions);
     let c = &r.conversions[0];
-    assert_eq!(c.token_symbol, "DAI", "priority strategy converts DAI first");
+    assert_eq!(
+        c.token_symbol, "DAI",
+        "priority strategy converts DAI first"
+    );
     check_receipts(&h, c).await;
 
     // Exact output: the target ETH (shortage + $5 at $3000), no more.
@@ -170,15 +182,26 @@ async fn split_across_tokens_with_the_usdt_reset_path() {
     // need 0.205 ETH with 0.03 held: more than DAI alone can bring.
     let r = h.ensure(milli_eth(200), "split-1", false).await.unwrap();
     assert_eq!(r.outcome, EnsureOutcome::Converted as i32);
-    let symbols: Vec<&str> = r.conversions.iter().map(|c| c.token_symbol.as_str()).collect();
+    let symbols: Vec<&str> = r
+        .conversions
+        .iter()
+        .map(|c| c.token_symbol.as_str())
+        .collect();
     assert!(symbols.len() >= 2, "{symbols:?}");
     assert_eq!(symbols[0], "DAI");
-    assert_eq!(symbols[1], "USDT", "priority order DAI > USDT > USDC > WETH");
+    assert_eq!(
+        symbols[1], "USDT",
+        "priority order DAI > USDT > USDC > WETH"
+    );
     for c in &r.conversions {
         check_receipts(&h, c).await;
     }
     let usdt_conv = &r.conversions[1];
-    assert_eq!(usdt_conv.approval_tx_hashes.len(), 2, "reset to 0, then approve");
+    assert_eq!(
+        usdt_conv.approval_tx_hashes.len(),
+        2,
+        "reset to 0, then approve"
+    );
 
     let status = h.status().await;
     for t in &status.tokens {
@@ -191,7 +214,11 @@ async fn split_across_tokens_with_the_usdt_reset_path() {
             .map(|c| parse(&c.amount_in))
             .sum();
         assert_eq!(*was - now, sold, "{} sold", t.symbol);
-        assert!(now >= parse(&t.min_reserve), "{} under its reserve", t.symbol);
+        assert!(
+            now >= parse(&t.min_reserve),
+            "{} under its reserve",
+            t.symbol
+        );
     }
     let received: U256 = r.conversions.iter().map(|c| parse(&c.eth_out_wei)).sum();
     let gas: U256 = r.conversions.iter().map(|c| parse(&c.gas_cost_wei)).sum();
@@ -206,7 +233,10 @@ async fn insufficient_funds_fail_with_figures_and_send_nothing() {
     let mut h = Harness::start().await;
     let nonce = h.nonce().await;
     let eth = h.eth_balance().await;
-    let e = h.ensure(milli_eth(300), "too-much", false).await.unwrap_err();
+    let e = h
+        .ensure(milli_eth(300), "too-much", false)
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition, "{}", e.message());
     let info = e.get_details_error_info().expect("ErrorInfo details");
     assert_eq!(info.reason, "INSUFFICIENT_FUNDS");
@@ -224,7 +254,10 @@ async fn limits_refuse_with_resource_exhausted() {
     })
     .await;
     let nonce = h.nonce().await;
-    let e = h.ensure(milli_eth(100), "limit-1", false).await.unwrap_err();
+    let e = h
+        .ensure(milli_eth(100), "limit-1", false)
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Code::ResourceExhausted, "{}", e.message());
     assert_eq!(h.nonce().await, nonce);
     h.stop().await;
@@ -238,7 +271,13 @@ async fn oracle_guard_refuses_pools_pushed_away_from_the_feed() {
     let dump = U256::from(40_000u64) * U256::from(10u64).pow(U256::from(18));
     // Dump DAI into every DAI/WETH pool: ETH costs > 10% more DAI there.
     ITestV2Router::new(a.v2_router, &trader)
-        .swapExactTokensForTokens(dump, U256::ZERO, vec![a.dai, a.weth], h.devnet.trader_address, U256::MAX)
+        .swapExactTokensForTokens(
+            dump,
+            U256::ZERO,
+            vec![a.dai, a.weth],
+            h.devnet.trader_address,
+            U256::MAX,
+        )
         .send()
         .await
         .unwrap()
@@ -265,7 +304,10 @@ async fn oracle_guard_refuses_pools_pushed_away_from_the_feed() {
     }
     let nonce = h.nonce().await;
     let dai_before = h.token_balance(a.dai).await;
-    let e = h.ensure(milli_eth(100), "guarded", false).await.unwrap_err();
+    let e = h
+        .ensure(milli_eth(100), "guarded", false)
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition, "{}", e.message());
     assert!(e.message().contains("DAI"), "{}", e.message());
     let info = e.get_details_error_info().expect("ErrorInfo");
@@ -287,10 +329,16 @@ async fn cheapest_strategy_unwraps_weth_first() {
     let c = &r.conversions[0];
     assert_eq!(c.token_symbol, "WETH");
     assert_eq!(c.venue, Venue::WethUnwrap as i32);
-    assert!(c.approval_tx_hashes.is_empty(), "unwrapping needs no approval");
+    assert!(
+        c.approval_tx_hashes.is_empty(),
+        "unwrapping needs no approval"
+    );
     check_receipts(&h, c).await;
     assert_eq!(parse(&c.amount_in), parse(&c.eth_out_wei), "unwrap is 1:1");
-    assert_eq!(weth_before - h.token_balance(weth).await, parse(&c.amount_in));
+    assert_eq!(
+        weth_before - h.token_balance(weth).await,
+        parse(&c.amount_in)
+    );
     assert!(h.eth_balance().await >= milli_eth(65));
     h.stop().await;
 }
@@ -299,7 +347,8 @@ async fn cheapest_strategy_unwraps_weth_first() {
 async fn uniswap_v2_venue_swaps_six_decimal_tokens() {
     let mut h = Harness::start_with(|c| {
         let ch = c.chains.get_mut("devnet").unwrap();
-        ch.venues.retain(|v| matches!(v.kind, VenueKind::UniswapV2 { .. }));
+        ch.venues
+            .retain(|v| matches!(v.kind, VenueKind::UniswapV2 { .. }));
         // Only USDC (6 decimals) is convertible.
         ch.tokens.retain(|t| t.symbol == "USDC");
     })
@@ -320,7 +369,8 @@ async fn uniswap_v2_venue_swaps_six_decimal_tokens() {
 async fn uniswap_v3_venue_swaps_and_unwraps_in_one_transaction() {
     let mut h = Harness::start_with(|c| {
         let ch = c.chains.get_mut("devnet").unwrap();
-        ch.venues.retain(|v| matches!(v.kind, VenueKind::UniswapV3 { .. }));
+        ch.venues
+            .retain(|v| matches!(v.kind, VenueKind::UniswapV3 { .. }));
     })
     .await;
     let r = h.ensure(milli_eth(100), "v3-dai", false).await.unwrap();
@@ -354,11 +404,36 @@ async fn bad_input_is_invalid_argument_and_sends_nothing() {
     let nonce = h.nonce().await;
     let huge = format!("1{}", "0".repeat(78));
     let cases: Vec<(&str, String, String, Code)> = vec![
-        ("required_wei", "devnet".into(), "-1".into(), Code::InvalidArgument),
-        ("required_wei", "devnet".into(), "0".into(), Code::InvalidArgument),
-        ("required_wei", "devnet".into(), "abc".into(), Code::InvalidArgument),
-        ("required_wei", "devnet".into(), "1.5".into(), Code::InvalidArgument),
-        ("required_wei", "devnet".into(), "".into(), Code::InvalidArgument),
+        (
+            "required_wei",
+            "devnet".into(),
+            "-1".into(),
+            Code::InvalidArgument,
+        ),
+        (
+            "required_wei",
+            "devnet".into(),
+            "0".into(),
+            Code::InvalidArgument,
+        ),
+        (
+            "required_wei",
+            "devnet".into(),
+            "abc".into(),
+            Code::InvalidArgument,
+        ),
+        (
+            "required_wei",
+            "devnet".into(),
+            "1.5".into(),
+            Code::InvalidArgument,
+        ),
+        (
+            "required_wei",
+            "devnet".into(),
+            "".into(),
+            Code::InvalidArgument,
+        ),
         ("required_wei", "devnet".into(), huge, Code::InvalidArgument),
         ("chain", "".into(), "1000".into(), Code::InvalidArgument),
         ("chain", "mainnet".into(), "1000".into(), Code::NotFound),
@@ -394,5 +469,25 @@ async fn bad_input_is_invalid_argument_and_sends_nothing() {
         assert!(e.message().starts_with("request_id"), "{}", e.message());
     }
     assert_eq!(h.nonce().await, nonce);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hourly_limit_counts_what_converted_even_across_a_restart() {
+    let mut h = Harness::start_with(|c| {
+        c.max_usd_per_hour = wallet_balancer::money::Usd::from_dollars(250);
+    })
+    .await;
+    // $230 converted: within the hour's $250.
+    let r = h.ensure(milli_eth(100), "hour-1", false).await.unwrap();
+    assert_eq!(r.outcome, EnsureOutcome::Converted as i32);
+    h.restart().await;
+    let nonce = h.nonce().await;
+    // Another ~$300 would exceed what is left of the hour, restart or not.
+    let e = h.ensure(milli_eth(200), "hour-2", false).await.unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted, "{}", e.message());
+    let info = e.get_details_error_info().expect("ErrorInfo");
+    assert_eq!(info.reason, "HOURLY_LIMIT");
+    assert_eq!(h.nonce().await, nonce, "nothing sent");
     h.stop().await;
 }

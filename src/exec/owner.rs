@@ -12,8 +12,9 @@ use std::{
 
 use alloy::{eips::BlockId, primitives::U256, providers::Provider};
 use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{Instrument, field::Empty};
 
-use super::{ExecError, execute, finish_confirmed, fault, planned_record, tx::TxSender};
+use super::{ExecError, execute, fault, finish_confirmed, planned_record, tx::TxSender};
 use crate::{
     balancer::{BalancerError, ConversionReport, ConversionState, EnsureOutcome, EnsureReport},
     chain::{ChainClient, Snapshot, quotes::QuoteRequest},
@@ -42,6 +43,8 @@ pub struct Job {
     pub required_wei: U256,
     pub need: U256,
     pub reply: oneshot::Sender<Result<EnsureReport, BalancerError>>,
+    /// The request's span: the conversion serving it is traced under it.
+    pub span: tracing::Span,
 }
 
 /// Handle to a chain's owner task.
@@ -70,9 +73,10 @@ impl OwnerHandle {
         self.stop.send_replace(true);
         let task = self.task.lock().ok().and_then(|mut t| t.take());
         if let Some(task) = task
-            && tokio::time::timeout(timeout, task).await.is_err() {
-                tracing::warn!("wallet owner still busy at shutdown; its work stays journaled");
-            }
+            && tokio::time::timeout(timeout, task).await.is_err()
+        {
+            tracing::warn!("wallet owner still busy at shutdown; its work stays journaled");
+        }
     }
 
     /// Queues a job; its answer comes on `job.reply`.
@@ -114,6 +118,38 @@ impl SpendWindow {
     fn record(&mut self, value: Usd) {
         self.entries.push_back((Instant::now(), value));
     }
+
+    /// The window as the journal remembers it: conversions of `chain`
+    /// confirmed during the last hour, valued at the oracle price of the
+    /// ETH they brought. Survives restarts.
+    fn from_journal(journal: &Journal, chain: &str) -> SpendWindow {
+        let now_ms = crate::journal::now_ms();
+        let since = now_ms.saturating_sub(SPEND_WINDOW.as_millis() as u64);
+        let mut w = SpendWindow::default();
+        let events = match journal.events_since(since) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(%chain, error = %e, "cannot read the spend window from the journal");
+                return w;
+            }
+        };
+        for e in events {
+            if e.chain != chain || e.state != ConversionState::Confirmed {
+                continue;
+            }
+            let c = &e.conversion;
+            let value = crate::money::value_usd(
+                c.eth_out,
+                crate::money::ETH_DECIMALS,
+                c.eth_price,
+                crate::money::Rounding::Up,
+            );
+            let age = Duration::from_millis(now_ms.saturating_sub(e.time_ms));
+            let at = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
+            w.entries.push_back((at, value));
+        }
+        w
+    }
 }
 
 /// The planner's view of the configured tokens at a snapshot.
@@ -139,6 +175,19 @@ pub fn token_inputs(client: &ChainClient, snapshot: &Snapshot) -> Vec<TokenInput
 /// Plans a conversion for `required_wei` at `snapshot`: allocate, quote the
 /// legs (one batched call; a first round for `cheapest`), finalize. Pure
 /// planning plus reads; sends nothing. `None` when the ETH suffices.
+#[tracing::instrument(
+    name = "plan",
+    skip_all,
+    fields(
+        chain = %client.name(),
+        strategy = ?config.policy.strategy,
+        required_wei = %required_wei,
+        outcome = Empty,
+        legs = Empty,
+        target_wei = Empty,
+        value_usd = Empty,
+    )
+)]
 pub async fn plan_conversion(
     client: &ChainClient,
     config: &Config,
@@ -167,13 +216,28 @@ pub async fn plan_conversion(
                 eth_out: shortage,
             })
             .collect();
-        client.quotes(&reqs).await?
+        client
+            .quotes(&reqs)
+            .instrument(tracing::info_span!(
+                "quotes",
+                round = "estimate",
+                legs = reqs.len()
+            ))
+            .await?
     } else {
         Vec::new()
     };
-    let allocation = match plan::allocate(&input, policy, &estimates)? {
-        Outcome::Sufficient { .. } => return Ok(None),
-        Outcome::Convert(a) => a,
+    let span = tracing::Span::current();
+    let allocation = match plan::allocate(&input, policy, &estimates) {
+        Ok(Outcome::Sufficient { .. }) => {
+            span.record("outcome", "sufficient");
+            return Ok(None);
+        }
+        Ok(Outcome::Convert(a)) => a,
+        Err(e) => {
+            span.record("outcome", plan_error_outcome(&e));
+            return Err(e.into());
+        }
     };
     let reqs: Vec<QuoteRequest> = allocation
         .legs()
@@ -184,8 +248,39 @@ pub async fn plan_conversion(
             eth_out: l.eth_out,
         })
         .collect();
-    let quotes = client.quotes(&reqs).await?;
-    Ok(Some(plan::finalize(&allocation, &quotes)?))
+    let quotes = client
+        .quotes(&reqs)
+        .instrument(tracing::info_span!(
+            "quotes",
+            round = "legs",
+            legs = reqs.len()
+        ))
+        .await?;
+    let plan = plan::finalize(&allocation, &quotes).inspect_err(|e| {
+        span.record("outcome", plan_error_outcome(e));
+    })?;
+    span.record("outcome", "convert");
+    span.record("legs", plan.legs.len());
+    span.record("target_wei", tracing::field::display(plan.target_wei));
+    span.record("value_usd", tracing::field::display(plan.total_value_usd));
+    Ok(Some(plan))
+}
+
+/// The plan span's outcome for a refusal: the error's kind, never its text.
+fn plan_error_outcome(e: &plan::PlanError) -> &'static str {
+    use plan::PlanError::*;
+    match e {
+        InsufficientFunds { .. } => "insufficient_funds",
+        RequestLimitExceeded { .. } => "request_limit",
+        HourlyBudgetExceeded { .. } => "hourly_limit",
+        PriceDeviation { .. } => "price_deviation",
+        NoQuote { .. } | InvalidQuote { .. } => "no_quote",
+        InvalidPrice { .. }
+        | InvalidToken { .. }
+        | AmountOutOfRange { .. }
+        | UnknownToken { .. }
+        | Invariant { .. } => "invalid",
+    }
 }
 
 struct Owner {
@@ -208,12 +303,13 @@ pub fn spawn(
     let (ready_tx, ready) = watch::channel(false);
     let (stop, stop_rx) = watch::channel(false);
     let replace_after = client.config().replace_after;
+    let spend = SpendWindow::from_journal(&journal, client.name());
     let owner = Owner {
         client,
         key,
         journal,
         config,
-        spend: SpendWindow::default(),
+        spend,
         replace_after,
     };
     let task = tokio::spawn(owner.run(rx, ready_tx, stop_rx));
@@ -238,7 +334,8 @@ impl Owner {
             if *stop.borrow() {
                 return;
             }
-            match self.recover().await {
+            let span = tracing::info_span!("owner.recover", chain = %self.client.name());
+            match self.recover().instrument(span).await {
                 Ok(()) => break,
                 Err(e) => {
                     tracing::warn!(chain = self.client.name(), error = %e, "start-up reconciliation failed; retrying");
@@ -288,7 +385,13 @@ impl Owner {
     async fn serve(&mut self, mut batch: Vec<Job>) {
         batch.sort_by_key(|j| std::cmp::Reverse(j.need));
         while !batch.is_empty() {
-            let snapshot = match self.client.snapshot(BlockId::pending()).await {
+            let read = tracing::info_span!(parent: &batch[0].span, "owner.read", chain = %self.client.name(), batch = batch.len());
+            let snapshot = match self
+                .client
+                .snapshot(BlockId::pending())
+                .instrument(read)
+                .await
+            {
                 Ok(s) => s,
                 Err(e) => {
                     for j in batch.drain(..) {
@@ -310,12 +413,44 @@ impl Owner {
                 return;
             }
             let leader = batch.remove(0);
-            match self.convert(&leader, &snapshot).await {
+            // Under the leader's request; the others it may serve are links.
+            let span = tracing::info_span!(
+                parent: &leader.span,
+                "conversion",
+                chain = %self.client.name(),
+                request_id = %leader.request_id,
+                batch = batch.len() + 1,
+                eth_before = %snapshot.eth_balance,
+                need = %leader.need,
+                legs = Empty,
+                outcome = Empty,
+                eth_after = Empty,
+                otel.status_code = Empty,
+                error = Empty,
+            );
+            for j in &batch {
+                span.follows_from(&j.span);
+            }
+            let result = self
+                .convert(&leader, &snapshot)
+                .instrument(span.clone())
+                .await;
+            match &result {
+                Ok(r) => {
+                    span.record("outcome", crate::telemetry::outcome_name(r.outcome));
+                    span.record("eth_after", tracing::field::display(r.eth_after));
+                }
+                Err(e) => {
+                    span.record("outcome", "error");
+                    span.record("otel.status_code", "ERROR");
+                    span.record("error", tracing::field::display(e));
+                }
+            }
+            match result {
                 Ok(report) => {
                     // Others this conversion covers share its result.
-                    let (served, rest): (Vec<Job>, Vec<Job>) = batch
-                        .into_iter()
-                        .partition(|j| j.need <= report.eth_after);
+                    let (served, rest): (Vec<Job>, Vec<Job>) =
+                        batch.into_iter().partition(|j| j.need <= report.eth_after);
                     for j in served {
                         let mut r = report.clone();
                         r.request_id = j.request_id.clone();
@@ -335,13 +470,24 @@ impl Owner {
     }
 
     /// Plans, journals, executes and checks one conversion for `job`.
-    async fn convert(&mut self, job: &Job, snapshot: &Snapshot) -> Result<EnsureReport, BalancerError> {
+    async fn convert(
+        &mut self,
+        job: &Job,
+        snapshot: &Snapshot,
+    ) -> Result<EnsureReport, BalancerError> {
         let remaining = self.spend.remaining(self.config.max_usd_per_hour);
-        let Some(plan) =
-            plan_conversion(&self.client, &self.config, snapshot, job.required_wei, remaining).await?
+        let Some(plan) = plan_conversion(
+            &self.client,
+            &self.config,
+            snapshot,
+            job.required_wei,
+            remaining,
+        )
+        .await?
         else {
             return Ok(self.sufficient(job, snapshot));
         };
+        tracing::Span::current().record("legs", plan.legs.len());
         tracing::info!(
             chain = %job.chain,
             request_id = %job.request_id,
@@ -402,8 +548,14 @@ impl Owner {
         self.spend.record(confirmed_value);
         result?;
         let conversions: Vec<ConversionReport> = records.into_iter().map(|r| r.report).collect();
-        self.final_report(job, snapshot.eth_balance, plan.shortage_wei, plan.target_wei, conversions)
-            .await
+        self.final_report(
+            job,
+            snapshot.eth_balance,
+            plan.shortage_wei,
+            plan.target_wei,
+            conversions,
+        )
+        .await
     }
 
     /// Re-reads the balance after conversions and checks it covers the need.
@@ -415,7 +567,12 @@ impl Owner {
         target: U256,
         conversions: Vec<ConversionReport>,
     ) -> Result<EnsureReport, BalancerError> {
-        let after = self.client.snapshot(BlockId::latest()).await?;
+        let after = self
+            .client
+            .snapshot(BlockId::latest())
+            .instrument(tracing::info_span!("snapshot", block = "latest"))
+            .await?;
+        crate::telemetry::metrics::eth_balance(self.client.name(), after.eth_balance);
         if after.eth_balance < job.need {
             return Err(BalancerError::StillShort {
                 need: job.need,
@@ -456,7 +613,11 @@ impl Owner {
             .open_conversions(self.client.name())
             .map_err(|e| BalancerError::Internal(e.to_string()))?;
         if !open.is_empty() {
-            tracing::info!(chain = self.client.name(), count = open.len(), "reconciling unfinished conversions");
+            tracing::info!(
+                chain = self.client.name(),
+                count = open.len(),
+                "reconciling unfinished conversions"
+            );
         }
         for mut rec in open {
             self.reconcile(&mut rec).await?;
@@ -496,7 +657,11 @@ impl Owner {
                 Ok(receipt) => {
                     if last.purpose == TxPurpose::Swap {
                         swap_confirmed = Some(receipt);
-                    } else if !rec.report.approval_tx_hashes.contains(&receipt.transaction_hash) {
+                    } else if !rec
+                        .report
+                        .approval_tx_hashes
+                        .contains(&receipt.transaction_hash)
+                    {
                         rec.report.approval_tx_hashes.push(receipt.transaction_hash);
                     }
                 }
@@ -513,7 +678,9 @@ impl Owner {
         }
         match swap_confirmed {
             Some(receipt) => {
-                finish_confirmed(&self.client, rec, &receipt).await.map_err(BalancerError::Exec)?;
+                finish_confirmed(&self.client, rec, &receipt)
+                    .await
+                    .map_err(BalancerError::Exec)?;
                 self.journal
                     .record_conversion(rec, Some((ConversionState::Confirmed, rec.report.tx_hash)))
                     .map_err(journal_err)?;
@@ -522,7 +689,8 @@ impl Owner {
             None => {
                 rec.report.state = ConversionState::Failed;
                 rec.report.error = Some(
-                    "interrupted by a restart before the swap was signed: nothing was swapped".into(),
+                    "interrupted by a restart before the swap was signed: nothing was swapped"
+                        .into(),
                 );
                 self.journal
                     .record_conversion(rec, Some((ConversionState::Failed, None)))
@@ -535,7 +703,10 @@ impl Owner {
 
     /// Gives a request left in flight by a crash its final answer from the
     /// journal, or releases its id when none of its swaps was broadcast.
-    async fn settle_request(&mut self, mut req: crate::journal::RequestRecord) -> Result<(), BalancerError> {
+    async fn settle_request(
+        &mut self,
+        mut req: crate::journal::RequestRecord,
+    ) -> Result<(), BalancerError> {
         let journal_err = |e: crate::journal::JournalError| BalancerError::Internal(e.to_string());
         // The latest attempt is the one this request was waiting on.
         let conversions = self
@@ -569,13 +740,24 @@ impl Owner {
                 required_wei: req.params.required_wei,
                 need,
                 reply: oneshot::channel().0,
+                span: tracing::Span::current(),
             };
-            let received = reports.iter().fold(U256::ZERO, |a, c| a.saturating_add(c.eth_out));
-            let gas = reports.iter().fold(U256::ZERO, |a, c| a.saturating_add(c.gas_cost_wei));
-            match self.final_report(&job, U256::ZERO, U256::ZERO, received, reports).await {
+            let received = reports
+                .iter()
+                .fold(U256::ZERO, |a, c| a.saturating_add(c.eth_out));
+            let gas = reports
+                .iter()
+                .fold(U256::ZERO, |a, c| a.saturating_add(c.gas_cost_wei));
+            match self
+                .final_report(&job, U256::ZERO, U256::ZERO, received, reports)
+                .await
+            {
                 Ok(mut report) => {
                     // The balance before is not known after a crash: derive it.
-                    report.eth_before = report.eth_after.saturating_add(gas).saturating_sub(received);
+                    report.eth_before = report
+                        .eth_after
+                        .saturating_add(gas)
+                        .saturating_sub(received);
                     report.shortage = need.saturating_sub(report.eth_before);
                     RequestState::Done(report)
                 }

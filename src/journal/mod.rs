@@ -176,9 +176,10 @@ impl Journal {
     /// Opens (or creates) the journal file.
     pub fn open(path: &Path) -> Result<Journal, JournalError> {
         if let Some(dir) = path.parent()
-            && !dir.as_os_str().is_empty() {
-                std::fs::create_dir_all(dir).map_err(err)?;
-            }
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir).map_err(err)?;
+        }
         // Another process (or a server in this one still shutting down)
         // holding the file: wait a little, then fail. Two sidecars never
         // share a journal.
@@ -316,6 +317,8 @@ impl Journal {
         tx.commit().map_err(err)?;
         let seq = emitted.as_ref().map(|e| e.sequence);
         if let Some(e) = emitted {
+            // One log line and the metrics per committed state change.
+            crate::telemetry::conversion_event(&e);
             // No subscriber is fine; a lagging one resumes from disk.
             let _ = self.inner.live.send(e);
         }
@@ -333,7 +336,10 @@ impl Journal {
 
     /// Every conversion of a request (ids `"{request_id}#{attempt}/{leg}"`),
     /// grouped by attempt, oldest attempt first.
-    pub fn conversions_of(&self, request_id: &str) -> Result<Vec<Vec<ConversionRecord>>, JournalError> {
+    pub fn conversions_of(
+        &self,
+        request_id: &str,
+    ) -> Result<Vec<Vec<ConversionRecord>>, JournalError> {
         let tx = self.inner.db.begin_read().map_err(err)?;
         let t = tx.open_table(CONVERSIONS).map_err(err)?;
         let from = format!("{request_id}#");
@@ -406,6 +412,23 @@ impl Journal {
                 break;
             }
         }
+        Ok(out)
+    }
+
+    /// Events recorded at or after `since_ms` (unix ms), oldest first.
+    pub fn events_since(&self, since_ms: u64) -> Result<Vec<EventRecord>, JournalError> {
+        let tx = self.inner.db.begin_read().map_err(err)?;
+        let t = tx.open_table(EVENTS).map_err(err)?;
+        let mut out = Vec::new();
+        for item in t.iter().map_err(err)?.rev() {
+            let (_, v) = item.map_err(err)?;
+            let e: EventRecord = decode(v.value())?;
+            if e.time_ms < since_ms {
+                break;
+            }
+            out.push(e);
+        }
+        out.reverse();
         Ok(out)
     }
 
