@@ -15,6 +15,7 @@ use alloy::{
 };
 
 use serde::{Deserialize, Serialize};
+use tracing::Instrument;
 
 use crate::{
     chain::{ChainClient, ChainError, Snapshot},
@@ -53,7 +54,9 @@ pub enum BalancerError {
     #[error("{0}")]
     Unavailable(String),
     /// The request id was used before with other parameters.
-    #[error("request_id {request_id:?} was already used with different parameters ({first}); use a new request_id")]
+    #[error(
+        "request_id {request_id:?} was already used with different parameters ({first}); use a new request_id"
+    )]
     IdempotencyConflict { request_id: String, first: String },
     /// The stored answer of an earlier attempt with this request id.
     #[error("{}", .0.message)]
@@ -277,12 +280,17 @@ impl Balancer {
         })
     }
 
-    /// GetStatus: one snapshot (one JSON-RPC request once the chain's
-    /// decimals are known), figures computed by the planner's status math.
+    /// GetStatus: one snapshot at `latest` (one JSON-RPC request once the
+    /// chain's decimals are known, none while the block-following cache has
+    /// the current block: `chain::cache`), figures computed by the planner's
+    /// status math.
     pub async fn status(&self, chain: &str) -> Result<StatusReport, BalancerError> {
         let client = self.client(chain)?;
         client.initialise().await?;
-        let snapshot = client.snapshot(BlockId::latest()).await?;
+        let snapshot = client
+            .status_snapshot()
+            .instrument(tracing::info_span!("snapshot", block = "latest"))
+            .await?;
         let cfg = client.config();
         let inputs = owner::token_inputs(client, &snapshot);
         let st = plan::status(
@@ -307,12 +315,20 @@ impl Balancer {
                 min_reserve_usd: t.min_reserve_usd,
                 min_reserve: s.reserve_units,
                 // Under the minimum conversion size nothing is convertible.
-                convertible: if s.eligible { s.convertible } else { U256::ZERO },
-                convertible_usd: if s.eligible { s.convertible_usd } else { Usd::ZERO },
+                convertible: if s.eligible {
+                    s.convertible
+                } else {
+                    U256::ZERO
+                },
+                convertible_usd: if s.eligible {
+                    s.convertible_usd
+                } else {
+                    Usd::ZERO
+                },
                 priority: t.priority,
             })
             .collect();
-        Ok(StatusReport {
+        let report = StatusReport {
             chain: chain.to_string(),
             chain_id: cfg.chain_id,
             wallet: client.wallet(),
@@ -323,7 +339,9 @@ impl Balancer {
             total_convertible_usd: st.convertible_usd,
             max_eth_after_conversion_wei: st.max_eth_reachable_wei,
             snapshot,
-        })
+        };
+        crate::telemetry::metrics::wallet_status(&report);
+        Ok(report)
     }
 
     /// EnsureEth, idempotent on `request_id`:
@@ -418,9 +436,14 @@ impl Balancer {
             })?;
         // 3. The fast path: one read at the `pending` block (the bot's own
         // unmined trades already spend ETH).
-        let snapshot = client.snapshot(BlockId::pending()).await?;
+        let snapshot = client
+            .snapshot(BlockId::pending())
+            .instrument(tracing::info_span!("snapshot", block = "pending"))
+            .await?;
+        crate::telemetry::metrics::eth_balance(&req.chain, snapshot.eth_balance);
         if snapshot.eth_balance >= need {
-            let report = sufficient_report(&req, need, self.config.policy.gas_reserve_wei, &snapshot);
+            let report =
+                sufficient_report(&req, need, self.config.policy.gas_reserve_wei, &snapshot);
             // Nothing was sent: remembered without an fsync.
             self.remember(&req, params, RequestState::Done(report.clone()), false);
             return Ok(report);
@@ -442,12 +465,12 @@ impl Balancer {
                 Some(f.answer.clone())
             } else {
                 map.insert(
-                req.request_id.clone(),
-                InFlight {
-                    params: params.clone(),
-                    answer: rx.clone(),
-                },
-            );
+                    req.request_id.clone(),
+                    InFlight {
+                        params: params.clone(),
+                        answer: rx.clone(),
+                    },
+                );
                 None
             }
         };
@@ -471,6 +494,7 @@ impl Balancer {
             required_wei: req.required_wei,
             need,
             reply,
+            span: tracing::Span::current(),
         }) {
             let _ = self.journal.remove_request(&req.request_id);
             self.forget(&req.request_id);
@@ -482,7 +506,9 @@ impl Balancer {
         let request_id = req.request_id.clone();
         tokio::spawn(async move {
             let result = answer.await.unwrap_or_else(|_| {
-                Err(BalancerError::Internal("the wallet owner dropped the request".into()))
+                Err(BalancerError::Internal(
+                    "the wallet owner dropped the request".into(),
+                ))
             });
             this.record_answer(&request_id, params, &result);
             let _ = tx.send(Some(result));
@@ -508,7 +534,12 @@ impl Balancer {
         )
         .await?
         else {
-            return Ok(sufficient_report(req, need, self.config.policy.gas_reserve_wei, snapshot));
+            return Ok(sufficient_report(
+                req,
+                need,
+                self.config.policy.gas_reserve_wei,
+                snapshot,
+            ));
         };
         let conversions = (0..plan.legs.len())
             .map(|i| {
@@ -532,7 +563,13 @@ impl Balancer {
         })
     }
 
-    fn remember(&self, req: &EnsureRequest, params: RequestParams, state: RequestState, durable: bool) {
+    fn remember(
+        &self,
+        req: &EnsureRequest,
+        params: RequestParams,
+        state: RequestState,
+        durable: bool,
+    ) {
         let rec = RequestRecord {
             request_id: req.request_id.clone(),
             params,

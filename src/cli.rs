@@ -235,9 +235,10 @@ pub async fn wait_serving(addr: &str, timeout: Duration) -> anyhow::Result<()> {
                     service: server::SERVICE_NAME.into(),
                 })
                 .await
-                && r.into_inner().status == 1 {
-                    return Ok(());
-                }
+                && r.into_inner().status == 1
+            {
+                return Ok(());
+            }
         }
         if tokio::time::Instant::now() > deadline {
             bail!("the sidecar at {addr} was not SERVING within {timeout:?}");

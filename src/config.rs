@@ -66,6 +66,21 @@ pub struct Config {
     /// Configured chains by name.
     pub chains: BTreeMap<String, ChainConfig>,
     pub journal: JournalConfig,
+    pub telemetry: TelemetryConfig,
+}
+
+/// Logs, traces and metrics (`[telemetry]`). The standard `OTEL_*`
+/// variables apply too; see [`crate::telemetry`].
+#[derive(Clone, Debug, Default)]
+pub struct TelemetryConfig {
+    /// JSON log lines (also `serve --log-json`).
+    pub log_json: bool,
+    /// OTLP/gRPC collector (`http://host:4317`); else `OTEL_EXPORTER_OTLP_*`.
+    pub otlp_endpoint: Option<String>,
+    /// Which spans are exported (an `EnvFilter` directive).
+    pub trace_filter: Option<String>,
+    /// Where `/metrics` is served; no listener when `None`.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(Clone, Debug)]
@@ -128,6 +143,10 @@ pub struct ChainConfig {
     /// A transaction without a receipt for this long is replaced with higher
     /// fees (same nonce).
     pub replace_after: Duration,
+    /// GetStatus may be served from a snapshot whose block was confirmed to
+    /// be the head at most this long ago (a block follower keeps it
+    /// current); zero: every GetStatus reads the chain. See `chain::cache`.
+    pub status_max_age: Duration,
     pub max_fee_per_gas_wei: u128,
     pub max_priority_fee_per_gas_wei: u128,
     pub tokens: Vec<TokenConfig>,
@@ -191,6 +210,17 @@ struct RawConfig {
     chains: BTreeMap<String, toml::Table>,
     #[serde(default)]
     journal: RawJournal,
+    #[serde(default)]
+    telemetry: RawTelemetry,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTelemetry {
+    log_json: Option<bool>,
+    otlp_endpoint: Option<String>,
+    trace_filter: Option<String>,
+    metrics_listen: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -248,6 +278,7 @@ struct RawChain {
     sequencer_grace_secs: Option<u64>,
     confirmations: Option<u64>,
     replace_after_secs: Option<u64>,
+    status_max_age_ms: Option<u64>,
     max_fee_per_gas_wei: Option<String>,
     max_priority_fee_per_gas_wei: Option<String>,
     #[serde(default)]
@@ -325,13 +356,15 @@ fn error_key(e: &toml::de::Error) -> String {
     // is not a key path, so the message carries the detail.
     let msg = e.message();
     if let Some(rest) = msg.strip_prefix("unknown field `")
-        && let Some(end) = rest.find('`') {
-            return rest[..end].to_string();
-        }
+        && let Some(end) = rest.find('`')
+    {
+        return rest[..end].to_string();
+    }
     if let Some(rest) = msg.strip_prefix("missing field `")
-        && let Some(end) = rest.find('`') {
-            return rest[..end].to_string();
-        }
+        && let Some(end) = rest.find('`')
+    {
+        return rest[..end].to_string();
+    }
     "<file>".to_string()
 }
 
@@ -419,13 +452,19 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
                 ));
             }
             (Some(_), None, _) => {
-                return Err(ConfigError::new("server.tls_key_file", "is required with tls_cert_file"));
+                return Err(ConfigError::new(
+                    "server.tls_key_file",
+                    "is required with tls_cert_file",
+                ));
             }
         },
     };
     // Reachable beyond loopback: callers must authenticate.
     let authenticated = server.auth_token_file.is_some()
-        || server.tls.as_ref().is_some_and(|t| t.client_ca_file.is_some());
+        || server
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.client_ca_file.is_some());
     if !server.listen.ip().is_loopback() && !authenticated {
         return Err(ConfigError::new(
             "server.listen",
@@ -524,6 +563,34 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
                 raw.journal.idempotency_ttl_secs.unwrap_or(86_400),
             )?),
         },
+        telemetry: validate_telemetry(raw.telemetry)?,
+    })
+}
+
+fn validate_telemetry(raw: RawTelemetry) -> Result<TelemetryConfig, ConfigError> {
+    let nonempty = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
+    let otlp_endpoint = nonempty(raw.otlp_endpoint);
+    if let Some(ep) = &otlp_endpoint {
+        crate::telemetry::check_endpoint(ep)
+            .map_err(|e| ConfigError::new("telemetry.otlp_endpoint", e))?;
+    }
+    let trace_filter = nonempty(raw.trace_filter);
+    if let Some(f) = &trace_filter {
+        tracing_subscriber::EnvFilter::builder()
+            .parse(f)
+            .map_err(|e| ConfigError::new("telemetry.trace_filter", format!("{f:?}: {e}")))?;
+    }
+    let metrics_listen = nonempty(raw.metrics_listen)
+        .map(|m| {
+            m.parse::<SocketAddr>()
+                .map_err(|e| ConfigError::new("telemetry.metrics_listen", format!("{m:?}: {e}")))
+        })
+        .transpose()?;
+    Ok(TelemetryConfig {
+        log_json: raw.log_json.unwrap_or(false),
+        otlp_endpoint,
+        trace_filter,
+        metrics_listen,
     })
 }
 
@@ -719,6 +786,7 @@ fn validate_chain(name: &str, mut table: toml::Table) -> Result<ChainConfig, Con
             &k("replace_after_secs"),
             raw.replace_after_secs.unwrap_or(30),
         )?),
+        status_max_age: Duration::from_millis(raw.status_max_age_ms.unwrap_or(1_000)),
         max_fee_per_gas_wei: wei(
             "max_fee_per_gas_wei",
             raw.max_fee_per_gas_wei,
@@ -808,6 +876,36 @@ eth_usd_feed = "0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512"
 
         let e = Config::from_toml("").unwrap_err();
         assert_eq!(e.key, "chains");
+    }
+
+    #[test]
+    fn telemetry_section() {
+        let c = Config::from_toml(MINIMAL).unwrap();
+        assert!(!c.telemetry.log_json);
+        assert!(c.telemetry.otlp_endpoint.is_none() && c.telemetry.metrics_listen.is_none());
+        let c = Config::from_toml(&format!(
+            "[telemetry]\nlog_json = true\notlp_endpoint = \"http://otel:4317\"\nmetrics_listen = \"0.0.0.0:9464\"\ntrace_filter = \"wallet_balancer=trace\"\n{MINIMAL}"
+        ))
+        .unwrap();
+        assert!(c.telemetry.log_json);
+        assert_eq!(
+            c.telemetry.otlp_endpoint.as_deref(),
+            Some("http://otel:4317")
+        );
+        assert_eq!(c.telemetry.metrics_listen.unwrap().port(), 9464);
+        for (line, key) in [
+            (
+                "otlp_endpoint = \"https://u:SECRET@otel:4317\"",
+                "telemetry.otlp_endpoint",
+            ),
+            ("metrics_listen = \"nowhere\"", "telemetry.metrics_listen"),
+            ("trace_filter = \"=[\"", "telemetry.trace_filter"),
+            ("nope = 1", "nope"),
+        ] {
+            let e = Config::from_toml(&format!("[telemetry]\n{line}\n{MINIMAL}")).unwrap_err();
+            assert_eq!(e.key, key, "{e}");
+            assert!(!e.to_string().contains("SECRET"), "{e}");
+        }
     }
 
     #[test]

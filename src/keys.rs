@@ -165,7 +165,9 @@ impl BearerToken {
 
     pub fn new(token: &str) -> Result<BearerToken, String> {
         if token.len() < MIN_TOKEN_LEN {
-            return Err(format!("the token must be at least {MIN_TOKEN_LEN} characters"));
+            return Err(format!(
+                "the token must be at least {MIN_TOKEN_LEN} characters"
+            ));
         }
         if !token.bytes().all(|b| b.is_ascii_graphic()) {
             return Err("the token must be visible ASCII characters only".into());

@@ -10,6 +10,7 @@
 //! |---------------|---------------------------------------------------------------|--------------|
 //! | [`api`]       | edge: gRPC handlers, validation, the one error -> Status map  | network in   |
 //! | [`balancer`]  | use cases: EnsureEth and GetStatus over the roles below       | via roles    |
+//! | [`bench`]     | the benchmark harness (`wallet-balancer bench`, `scripts/bench`) | processes    |
 //! | [`chain`]     | read: pooled failover provider, one-call snapshot, feeds      | chain reads  |
 //! | [`plan`]      | decide: the pure planner, integer money math                  | none         |
 //! | [`exec`]      | act: the wallet owner per chain; approvals, unwraps, swaps; sign, send, confirm, replace | chain writes |
@@ -29,6 +30,7 @@
 
 pub mod api;
 pub mod balancer;
+pub mod bench;
 pub mod chain;
 pub mod cli;
 pub mod config;

@@ -28,7 +28,11 @@ struct Sidecar {
 }
 
 impl Sidecar {
-    async fn start(config: &std::path::Path, fault: Option<&str>, log: &std::path::Path) -> Sidecar {
+    async fn start(
+        config: &std::path::Path,
+        fault: Option<&str>,
+        log: &std::path::Path,
+    ) -> Sidecar {
         let listen = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap()
@@ -47,12 +51,16 @@ impl Sidecar {
         let addr = format!("http://{listen}");
         wallet_balancer::cli::wait_serving(&addr, Duration::from_secs(60))
             .await
-            .unwrap_or_else(|e| panic!("{e}: {}", std::fs::read_to_string(log).unwrap_or_default()));
+            .unwrap_or_else(|e| {
+                panic!("{e}: {}", std::fs::read_to_string(log).unwrap_or_default())
+            });
         Sidecar { child, addr }
     }
 
     async fn client(&self) -> WalletBalancerClient<Channel> {
-        WalletBalancerClient::connect(self.addr.clone()).await.unwrap()
+        WalletBalancerClient::connect(self.addr.clone())
+            .await
+            .unwrap()
     }
 }
 
@@ -89,9 +97,10 @@ async fn crash_and_recover(point: &str, strategy: &str) {
         std::io::Write::write_all(&mut f, devnet.wallet_key.to_string().as_bytes()).unwrap();
     }
     let journal = dir.path().join("journal.redb");
-    let toml = devnet
-        .config_toml(&key, "127.0.0.1:0")
-        .replace("strategy = \"priority\"", &format!("strategy = \"{strategy}\""));
+    let toml = devnet.config_toml(&key, "127.0.0.1:0").replace(
+        "strategy = \"priority\"",
+        &format!("strategy = \"{strategy}\""),
+    );
     // Our journal, not the devnet's default one.
     let toml = match toml.find("[journal]") {
         Some(_) => {
@@ -110,7 +119,10 @@ async fn crash_and_recover(point: &str, strategy: &str) {
         }
         None => toml,
     };
-    let toml = format!("[journal]\npath = {:?}\n\n{toml}", journal.to_string_lossy());
+    let toml = format!(
+        "[journal]\npath = {:?}\n\n{toml}",
+        journal.to_string_lossy()
+    );
     let config = dir.path().join("config.toml");
     std::fs::write(&config, toml).unwrap();
     let chain = devnet.provider();
@@ -120,7 +132,11 @@ async fn crash_and_recover(point: &str, strategy: &str) {
     } else {
         devnet.addresses.dai
     };
-    let token_before = IERC20::new(token, &chain).balanceOf(wallet).call().await.unwrap();
+    let token_before = IERC20::new(token, &chain)
+        .balanceOf(wallet)
+        .call()
+        .await
+        .unwrap();
 
     // 1. Killed at `point`.
     let log1 = dir.path().join("first.log");
@@ -131,7 +147,10 @@ async fn crash_and_recover(point: &str, strategy: &str) {
     let status = first.child.wait().unwrap();
     assert!(!status.success(), "{point}: {status:?}");
     let log = std::fs::read_to_string(&log1).unwrap();
-    assert!(log.contains(&format!("aborting at {point}")), "{point}: {log}");
+    assert!(
+        log.contains(&format!("aborting at {point}")),
+        "{point}: {log}"
+    );
 
     // 2. Restarted: reconciles before SERVING; the retry completes.
     let log2 = dir.path().join("second.log");
@@ -141,7 +160,10 @@ async fn crash_and_recover(point: &str, strategy: &str) {
         .ensure_eth(request("crash-1"))
         .await
         .unwrap_or_else(|e| {
-            panic!("{point}: retry failed: {e:?}\n{}", std::fs::read_to_string(&log2).unwrap_or_default())
+            panic!(
+                "{point}: retry failed: {e:?}\n{}",
+                std::fs::read_to_string(&log2).unwrap_or_default()
+            )
         })
         .into_inner();
     assert_eq!(r.outcome, EnsureOutcome::Converted as i32, "{point}");
@@ -149,11 +171,22 @@ async fn crash_and_recover(point: &str, strategy: &str) {
     let conv = &r.conversions[0];
     assert_eq!(conv.state, ConversionState::Confirmed as i32);
     let eth = chain.get_balance(wallet).await.unwrap();
-    assert!(eth >= U256::from(65_000_000_000_000_000u64), "{point}: {eth}");
-    assert_eq!(r.eth_after_wei, eth.to_string(), "{point}: figures are the chain's");
+    assert!(
+        eth >= U256::from(65_000_000_000_000_000u64),
+        "{point}: {eth}"
+    );
+    assert_eq!(
+        r.eth_after_wei,
+        eth.to_string(),
+        "{point}: figures are the chain's"
+    );
 
     // No duplicate swap: the token went down by exactly one conversion.
-    let token_after = IERC20::new(token, &chain).balanceOf(wallet).call().await.unwrap();
+    let token_after = IERC20::new(token, &chain)
+        .balanceOf(wallet)
+        .call()
+        .await
+        .unwrap();
     assert_eq!(
         token_before - token_after,
         conv.amount_in.parse::<U256>().unwrap(),
@@ -199,7 +232,11 @@ async fn crash_and_recover(point: &str, strategy: &str) {
         .iter()
         .filter(|e| e.state == ConversionState::Confirmed as i32)
         .collect();
-    assert_eq!(confirmed.len(), 1, "{point}: exactly one confirmed conversion");
+    assert_eq!(
+        confirmed.len(),
+        1,
+        "{point}: exactly one confirmed conversion"
+    );
     assert_eq!(confirmed[0].tx_hash, conv.tx_hash);
     // Every transaction the wallet ever sent is one the journal knows: the
     // approvals of every attempt and the one swap.
@@ -211,10 +248,14 @@ async fn crash_and_recover(point: &str, strategy: &str) {
         .values()
         .map(|e| {
             let c = e.conversion.as_ref().unwrap();
-            c.approval_tx_hashes.len() as u64 + u64::from(e.state == ConversionState::Confirmed as i32)
+            c.approval_tx_hashes.len() as u64
+                + u64::from(e.state == ConversionState::Confirmed as i32)
         })
         .sum();
-    assert_eq!(latest, known, "{point}: the wallet's transactions are all journaled");
+    assert_eq!(
+        latest, known,
+        "{point}: the wallet's transactions are all journaled"
+    );
     drop(second);
     drop(devnet);
 }
@@ -291,15 +332,27 @@ async fn sigterm_drains_in_flight_conversions() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(chain.get_transaction_count(wallet).pending().await.unwrap(), 1);
+    assert_eq!(
+        chain.get_transaction_count(wallet).pending().await.unwrap(),
+        1
+    );
 
     let pid = sidecar.child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
     // Draining: health says NOT_SERVING; no new conversion is taken.
     let health = format!("http://127.0.0.1:{health_port}");
     let mut not_serving = false;
     for _ in 0..50 {
-        let ch = Channel::from_shared(health.clone()).unwrap().connect().await;
+        let ch = Channel::from_shared(health.clone())
+            .unwrap()
+            .connect()
+            .await;
         if let Ok(ch) = ch {
             let r = tonic_health::pb::health_client::HealthClient::new(ch)
                 .check(tonic_health::pb::HealthCheckRequest {

@@ -54,9 +54,15 @@ async fn a_thousand_concurrent_calls_make_one_conversion() {
     let mut converted = BTreeSet::new();
     let mut ok = 0;
     for t in tasks {
-        let r = t.await.unwrap().unwrap_or_else(|e| panic!("a caller failed: {e:?}"));
+        let r = t
+            .await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("a caller failed: {e:?}"));
         ok += 1;
-        assert!(parse(&r.eth_after_wei) >= milli_eth(105) || r.outcome == EnsureOutcome::Sufficient as i32);
+        assert!(
+            parse(&r.eth_after_wei) >= milli_eth(105)
+                || r.outcome == EnsureOutcome::Sufficient as i32
+        );
         for c in &r.conversions {
             converted.insert(c.tx_hash.clone());
         }
@@ -64,10 +70,17 @@ async fn a_thousand_concurrent_calls_make_one_conversion() {
     assert_eq!(ok, 1000, "every caller OK");
     assert_eq!(converted.len(), 1, "exactly one conversion: {converted:?}");
     // One approval and one swap: no second conversion, no resent nonce.
-    assert_eq!(h.proxy.count("eth_sendRawTransaction"), 2, "{:?}", h.proxy.methods());
+    assert_eq!(
+        h.proxy.count("eth_sendRawTransaction"),
+        2,
+        "{:?}",
+        h.proxy.methods()
+    );
     let nonce = h.nonce().await;
     assert_eq!(nonce, 2);
-    let pending: U256 = h.anvil("eth_getTransactionCount", (h.wallet(), "pending")).await;
+    let pending: U256 = h
+        .anvil("eth_getTransactionCount", (h.wallet(), "pending"))
+        .await;
     assert_eq!(pending, U256::from(nonce), "no nonce gap, nothing stuck");
     h.stop().await;
 }
@@ -111,7 +124,11 @@ async fn the_same_request_id_converts_once_even_after_a_client_deadline() {
         seen.insert(hashes(&r));
     }
     assert_eq!(seen.len(), 1, "every caller got the same hashes: {seen:?}");
-    assert_eq!(h.proxy.count("eth_sendRawTransaction"), 2, "one approval, one swap");
+    assert_eq!(
+        h.proxy.count("eth_sendRawTransaction"),
+        2,
+        "one approval, one swap"
+    );
 
     // Same id, other parameters: refused, nothing sent.
     let e = h.ensure(milli_eth(90), "dup-1", false).await.unwrap_err();
@@ -132,10 +149,12 @@ async fn needs_that_together_exceed_one_conversion_never_sell_twice() {
     let h = Harness::start().await;
     let status_before = {
         let mut h2 = h.client.clone();
-        h2.get_status(pb::GetStatusRequest { chain: CHAIN.into() })
-            .await
-            .unwrap()
-            .into_inner()
+        h2.get_status(pb::GetStatusRequest {
+            chain: CHAIN.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
     };
     let mut tasks = Vec::new();
     for (i, milli) in [60u64, 100, 80, 120, 70].into_iter().enumerate() {
@@ -161,22 +180,34 @@ async fn needs_that_together_exceed_one_conversion_never_sell_twice() {
     // the arrivals in two rounds on a loaded machine, never more.)
     let mut rounds = BTreeSet::new();
     for r in &answers {
-        assert!(parse(&r.eth_after_wei) >= parse(&r.need_wei) || r.outcome == EnsureOutcome::Sufficient as i32);
+        assert!(
+            parse(&r.eth_after_wei) >= parse(&r.need_wei)
+                || r.outcome == EnsureOutcome::Sufficient as i32
+        );
         if let Some(c) = r.conversions.first() {
             rounds.insert(c.conversion_id.split('/').next().unwrap().to_string());
         }
     }
-    assert!(!rounds.is_empty() && rounds.len() <= 2, "conversion rounds: {rounds:?}");
+    assert!(
+        !rounds.is_empty() && rounds.len() <= 2,
+        "conversion rounds: {rounds:?}"
+    );
     assert!(h.eth_balance().await >= milli_eth(125));
     // Every token sold at most its convertible amount.
     let mut h2 = h.client.clone();
     let after = h2
-        .get_status(pb::GetStatusRequest { chain: CHAIN.into() })
+        .get_status(pb::GetStatusRequest {
+            chain: CHAIN.into(),
+        })
         .await
         .unwrap()
         .into_inner();
     for (b, a) in status_before.tokens.iter().zip(&after.tokens) {
-        assert!(parse(&a.balance) >= parse(&b.min_reserve), "{} under reserve", a.symbol);
+        assert!(
+            parse(&a.balance) >= parse(&b.min_reserve),
+            "{} under reserve",
+            a.symbol
+        );
     }
     h.stop().await;
 }
@@ -224,14 +255,24 @@ async fn a_dropped_transaction_is_rebroadcast_with_the_same_bytes() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(in_pool(&h).await, "the dropped transaction was not rebroadcast");
+    assert!(
+        in_pool(&h).await,
+        "the dropped transaction was not rebroadcast"
+    );
     let _: serde_json::Value = h.anvil("evm_mine", ()).await;
     let r = call.await.unwrap().unwrap().into_inner();
     assert_eq!(r.outcome, EnsureOutcome::Converted as i32);
-    assert_eq!(h.proxy.count("eth_sendRawTransaction"), 2, "sent, then resent");
+    assert_eq!(
+        h.proxy.count("eth_sendRawTransaction"),
+        2,
+        "sent, then resent"
+    );
     // Same bytes, same hash: the hash in the answer is the one mined.
     let events = h
-        .events(0, |ev| ev.iter().any(|e| e.state == ConversionState::Confirmed as i32))
+        .events(0, |ev| {
+            ev.iter()
+                .any(|e| e.state == ConversionState::Confirmed as i32)
+        })
         .await;
     let submitted: Vec<&str> = events
         .iter()
@@ -239,7 +280,11 @@ async fn a_dropped_transaction_is_rebroadcast_with_the_same_bytes() {
         .map(|e| e.tx_hash.as_str())
         .collect();
     assert_eq!(submitted, vec![r.conversions[0].tx_hash.as_str()]);
-    assert!(!events.iter().any(|e| e.state == ConversionState::Replaced as i32));
+    assert!(
+        !events
+            .iter()
+            .any(|e| e.state == ConversionState::Replaced as i32)
+    );
     let _: serde_json::Value = h.anvil("evm_setAutomine", (true,)).await;
     h.stop().await;
 }
@@ -283,7 +328,14 @@ async fn a_stuck_transaction_is_replaced_within_its_fee_cap() {
     }
     let first = first.expect("the unwrap never reached the pool");
     let first_hash = first["hash"].as_str().unwrap().to_string();
-    let first_max_fee = u128::from_str_radix(first["maxFeePerGas"].as_str().unwrap().trim_start_matches("0x"), 16).unwrap();
+    let first_max_fee = u128::from_str_radix(
+        first["maxFeePerGas"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("0x"),
+        16,
+    )
+    .unwrap();
     // Keep the base fee 5% above what the first transaction pays: it can
     // never be mined; a >= 10% replacement can.
     let high = first_max_fee * 105 / 100;
@@ -298,16 +350,36 @@ async fn a_stuck_transaction_is_replaced_within_its_fee_cap() {
     let r = call.await.unwrap().unwrap().into_inner();
     assert_eq!(r.outcome, EnsureOutcome::Converted as i32);
     let c = &r.conversions[0];
-    assert_ne!(c.tx_hash, first_hash, "the mined transaction is the replacement");
+    assert_ne!(
+        c.tx_hash, first_hash,
+        "the mined transaction is the replacement"
+    );
     let mined: B256 = c.tx_hash.parse().unwrap();
     let tx: serde_json::Value = h.anvil("eth_getTransactionByHash", (mined,)).await;
-    let fee = u128::from_str_radix(tx["maxFeePerGas"].as_str().unwrap().trim_start_matches("0x"), 16).unwrap();
-    assert!(fee * 100 >= first_max_fee * 110, "bumped by >= 10%: {fee} vs {first_max_fee}");
+    let fee = u128::from_str_radix(
+        tx["maxFeePerGas"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("0x"),
+        16,
+    )
+    .unwrap();
+    assert!(
+        fee * 100 >= first_max_fee * 110,
+        "bumped by >= 10%: {fee} vs {first_max_fee}"
+    );
     assert!(fee <= cap, "within the cap");
     let events = h
-        .events(0, |ev| ev.iter().any(|e| e.state == ConversionState::Confirmed as i32))
+        .events(0, |ev| {
+            ev.iter()
+                .any(|e| e.state == ConversionState::Confirmed as i32)
+        })
         .await;
-    assert!(events.iter().any(|e| e.state == ConversionState::Replaced as i32 && e.tx_hash == c.tx_hash));
+    assert!(
+        events
+            .iter()
+            .any(|e| e.state == ConversionState::Replaced as i32 && e.tx_hash == c.tx_hash)
+    );
     let _: serde_json::Value = h.anvil("evm_setAutomine", (true,)).await;
     h.stop().await;
 }
@@ -321,9 +393,18 @@ async fn a_nonce_used_outside_the_sidecar_is_resynchronised() {
     let tx = alloy::rpc::types::TransactionRequest::default()
         .to(wallet)
         .value(U256::from(1u64));
-    outside.send_transaction(tx).await.unwrap().get_receipt().await.unwrap();
+    outside
+        .send_transaction(tx)
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
     assert_eq!(h.nonce().await, 1);
-    let r = h.ensure(milli_eth(100), "after-outside", false).await.unwrap();
+    let r = h
+        .ensure(milli_eth(100), "after-outside", false)
+        .await
+        .unwrap();
     assert_eq!(r.outcome, EnsureOutcome::Converted as i32);
     assert_eq!(h.nonce().await, 3, "approval + swap after the outside tx");
     h.stop().await;
@@ -372,7 +453,11 @@ async fn the_stream_resumes_across_a_restart_with_no_gap_or_duplicate() {
     assert_eq!(r2.outcome, EnsureOutcome::Converted as i32);
     let n2 = r2.conversions.len();
     let rest = h.events(cursor, confirmed(n2)).await;
-    assert_eq!(rest.first().unwrap().sequence, cursor + 1, "no gap at the cursor");
+    assert_eq!(
+        rest.first().unwrap().sequence,
+        cursor + 1,
+        "no gap at the cursor"
+    );
     for w in rest.windows(2) {
         assert_eq!(w[1].sequence, w[0].sequence + 1, "contiguous");
     }

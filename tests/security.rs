@@ -52,12 +52,17 @@ async fn api_calls_need_the_bearer_token_health_does_not() {
     h.proxy.reset();
     let nonce = h.nonce().await;
 
-    let status = pb::GetStatusRequest { chain: CHAIN.into() };
+    let status = pb::GetStatusRequest {
+        chain: CHAIN.into(),
+    };
     let e = h.client.get_status(status.clone()).await.unwrap_err();
     assert_eq!(e.code(), Code::Unauthenticated);
     let e = h
         .client
-        .get_status(with_token(status.clone(), "wrong-token-wrong-token-wrong-token"))
+        .get_status(with_token(
+            status.clone(),
+            "wrong-token-wrong-token-wrong-token",
+        ))
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::Unauthenticated);
@@ -79,7 +84,11 @@ async fn api_calls_need_the_bearer_token_health_does_not() {
     assert_eq!(h.proxy.requests(), 0, "{:?}", h.proxy.methods());
     assert_eq!(h.nonce().await, nonce);
 
-    let s = h.client.get_status(with_token(status, TOKEN)).await.unwrap();
+    let s = h
+        .client
+        .get_status(with_token(status, TOKEN))
+        .await
+        .unwrap();
     assert_eq!(s.into_inner().chain, CHAIN);
     assert_eq!(h.health_status().await, 1);
     h.stop().await;
@@ -99,7 +108,10 @@ eth_usd_feed = "0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512"
 "#;
     let e = wallet_balancer::config::Config::from_toml(text).unwrap_err();
     assert_eq!(e.key, "server.listen");
-    let ok = text.replace("[chains.devnet]", "auth_token_file = \"/run/token\"\n[chains.devnet]");
+    let ok = text.replace(
+        "[chains.devnet]",
+        "auth_token_file = \"/run/token\"\n[chains.devnet]",
+    );
     assert!(wallet_balancer::config::Config::from_toml(&ok).is_ok());
 }
 
@@ -109,19 +121,80 @@ fn openssl(dir: &Path, args: &[&str]) {
         .args(args)
         .output()
         .expect("openssl");
-    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A CA, a server certificate for 127.0.0.1/localhost and a client one.
 fn make_pki(dir: &Path) {
-    openssl(dir, &["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=test-ca"]);
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=test-ca",
+        ],
+    );
     for (name, ext) in [
-        ("server", "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth"),
+        (
+            "server",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth",
+        ),
         ("client", "extendedKeyUsage=clientAuth"),
     ] {
-        openssl(dir, &["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", &format!("{name}.key"), "-out", &format!("{name}.csr"), "-subj", &format!("/CN={name}")]);
+        openssl(
+            dir,
+            &[
+                "req",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+                &format!("{name}.key"),
+                "-out",
+                &format!("{name}.csr"),
+                "-subj",
+                &format!("/CN={name}"),
+            ],
+        );
         std::fs::write(dir.join(format!("{name}.ext")), ext).unwrap();
-        openssl(dir, &["x509", "-req", "-in", &format!("{name}.csr"), "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", &format!("{name}.pem"), "-days", "2", "-extfile", &format!("{name}.ext")]);
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{name}.csr"),
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &format!("{name}.pem"),
+                "-days",
+                "2",
+                "-extfile",
+                &format!("{name}.ext"),
+            ],
+        );
     }
 }
 
@@ -132,7 +205,9 @@ async fn mutual_tls_and_a_health_only_listener() {
     let devnet = Devnet::start(DevnetOptions::default()).await.unwrap();
     let key_path = dir.path().join("wallet.key");
     write_private(&key_path, &devnet.wallet_key.to_string());
-    let mut config = wallet_balancer::config::Config::from_toml(&devnet.config_toml(&key_path, "127.0.0.1:0")).unwrap();
+    let mut config =
+        wallet_balancer::config::Config::from_toml(&devnet.config_toml(&key_path, "127.0.0.1:0"))
+            .unwrap();
     config.journal.path = dir.path().join("journal.redb");
     config.server.tls = Some(TlsConfig {
         cert_file: dir.path().join("server.pem"),
@@ -145,9 +220,15 @@ async fn mutual_tls_and_a_health_only_listener() {
     let health_addr = format!("http://{}", health.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let key = WalletKey::load(Some(&key_path), None).unwrap();
-    let task = tokio::spawn(server::serve_with(Arc::new(config), key, listener, Some(health), async {
-        let _ = stopped.await;
-    }));
+    let task = tokio::spawn(server::serve_with(
+        Arc::new(config),
+        key,
+        listener,
+        Some(health),
+        async {
+            let _ = stopped.await;
+        },
+    ));
     // Plain-text health on its own port, reachable by a kubelet probe.
     wallet_balancer::cli::wait_serving(&health_addr, Duration::from_secs(30))
         .await
@@ -156,25 +237,31 @@ async fn mutual_tls_and_a_health_only_listener() {
     let e = WalletBalancerClient::connect(health_addr.clone())
         .await
         .unwrap()
-        .get_status(pb::GetStatusRequest { chain: CHAIN.into() })
+        .get_status(pb::GetStatusRequest {
+            chain: CHAIN.into(),
+        })
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::Unimplemented);
 
     let ca = Certificate::from_pem(std::fs::read(dir.path().join("ca.pem")).unwrap());
-    let endpoint = || {
-        Channel::from_shared(format!("https://localhost:{}", api.port())).unwrap()
-    };
+    let endpoint = || Channel::from_shared(format!("https://localhost:{}", api.port())).unwrap();
     // Without a client certificate: no connection.
     let no_cert = endpoint()
-        .tls_config(ClientTlsConfig::new().ca_certificate(ca.clone()).domain_name("localhost"))
+        .tls_config(
+            ClientTlsConfig::new()
+                .ca_certificate(ca.clone())
+                .domain_name("localhost"),
+        )
         .unwrap()
         .connect()
         .await;
     let refused = match no_cert {
         Err(_) => true,
         Ok(ch) => WalletBalancerClient::new(ch)
-            .get_status(pb::GetStatusRequest { chain: CHAIN.into() })
+            .get_status(pb::GetStatusRequest {
+                chain: CHAIN.into(),
+            })
             .await
             .is_err(),
     };
@@ -196,7 +283,9 @@ async fn mutual_tls_and_a_health_only_listener() {
         .await
         .unwrap();
     let s = WalletBalancerClient::new(ch)
-        .get_status(pb::GetStatusRequest { chain: CHAIN.into() })
+        .get_status(pb::GetStatusRequest {
+            chain: CHAIN.into(),
+        })
         .await
         .unwrap()
         .into_inner();
@@ -221,7 +310,12 @@ fn bad_wei() -> impl Strategy<Value = String> {
 }
 
 fn any_chain() -> impl Strategy<Value = String> {
-    prop_oneof![Just(CHAIN.to_string()), Just(String::new()), "\\PC{0,80}", "[a-z]{70,200}"]
+    prop_oneof![
+        Just(CHAIN.to_string()),
+        Just(String::new()),
+        "\\PC{0,80}",
+        "[a-z]{70,200}"
+    ]
 }
 
 fn any_request_id() -> impl Strategy<Value = String> {
@@ -248,7 +342,13 @@ fn fuzzed_requests_are_refused_cleanly_and_send_nothing() {
         failure_persistence: None,
         ..ProptestConfig::default()
     });
-    let strategy = (any_chain(), bad_wei(), any_request_id(), any::<bool>(), any::<u64>());
+    let strategy = (
+        any_chain(),
+        bad_wei(),
+        any_request_id(),
+        any::<bool>(),
+        any::<u64>(),
+    );
     runner
         .run(&strategy, |(chain, wei, id, dry_run, after)| {
             let mut c = client.clone();
@@ -280,7 +380,9 @@ fn fuzzed_requests_are_refused_cleanly_and_send_nothing() {
                 }
                 if chain != CHAIN {
                     let e = c
-                        .get_status(pb::GetStatusRequest { chain: chain.clone() })
+                        .get_status(pb::GetStatusRequest {
+                            chain: chain.clone(),
+                        })
                         .await
                         .expect_err("status of a chain that is not configured");
                     prop_assert!(matches!(e.code(), Code::InvalidArgument | Code::NotFound));
@@ -303,7 +405,9 @@ fn fuzzed_requests_are_refused_cleanly_and_send_nothing() {
     assert_eq!(rt.block_on(h.nonce()), nonce);
     let mut c = client.clone();
     let s = rt
-        .block_on(c.get_status(pb::GetStatusRequest { chain: CHAIN.into() }))
+        .block_on(c.get_status(pb::GetStatusRequest {
+            chain: CHAIN.into(),
+        }))
         .unwrap();
     assert_eq!(s.into_inner().tokens.len(), 4);
     rt.block_on(h.stop());

@@ -29,7 +29,10 @@ impl Interceptor for BearerAuth {
             .metadata()
             .get("authorization")
             .map(|v| v.as_bytes())
-            .and_then(|v| v.strip_prefix(b"Bearer ").or_else(|| v.strip_prefix(b"bearer ")));
+            .and_then(|v| {
+                v.strip_prefix(b"Bearer ")
+                    .or_else(|| v.strip_prefix(b"bearer "))
+            });
         match presented {
             Some(p) if token.matches(p) => Ok(request),
             Some(_) => Err(Status::unauthenticated("invalid bearer token")),
@@ -59,10 +62,19 @@ mod tests {
         let mut auth = BearerAuth::new(Some(BearerToken::new(TOKEN).unwrap()));
         assert_eq!(call(&mut auth, Some(&format!("Bearer {TOKEN}"))), Ok(()));
         assert_eq!(call(&mut auth, None), Err(tonic::Code::Unauthenticated));
-        assert_eq!(call(&mut auth, Some("Bearer nope")), Err(tonic::Code::Unauthenticated));
-        assert_eq!(call(&mut auth, Some(TOKEN)), Err(tonic::Code::Unauthenticated));
+        assert_eq!(
+            call(&mut auth, Some("Bearer nope")),
+            Err(tonic::Code::Unauthenticated)
+        );
+        assert_eq!(
+            call(&mut auth, Some(TOKEN)),
+            Err(tonic::Code::Unauthenticated)
+        );
         let wrong_last = format!("Bearer {}y", &TOKEN[..TOKEN.len() - 1]);
-        assert_eq!(call(&mut auth, Some(&wrong_last)), Err(tonic::Code::Unauthenticated));
+        assert_eq!(
+            call(&mut auth, Some(&wrong_last)),
+            Err(tonic::Code::Unauthenticated)
+        );
         assert!(BearerToken::new("short").is_err());
         assert!(format!("{:?}", BearerToken::new(TOKEN).unwrap()).contains("REDACTED"));
         let mut open = BearerAuth::new(None);

@@ -36,17 +36,40 @@ type EventStream = Pin<Box<dyn Stream<Item = Result<pb::ConversionEvent, Status>
 
 #[tonic::async_trait]
 impl WalletBalancer for WalletBalancerApi {
-    #[tracing::instrument(name = "EnsureEth", skip_all, fields(rpc.method = "EnsureEth", chain = %request.get_ref().chain, request_id = %request.get_ref().request_id))]
+    #[tracing::instrument(
+        name = "EnsureEth",
+        skip_all,
+        fields(
+            rpc.method = "EnsureEth",
+            chain = %request.get_ref().chain,
+            request_id = %request.get_ref().request_id,
+            required_wei = %request.get_ref().required_wei,
+            dry_run = request.get_ref().dry_run,
+            outcome = tracing::field::Empty,
+            conversions = tracing::field::Empty,
+            eth_after = tracing::field::Empty,
+        )
+    )]
     async fn ensure_eth(
         &self,
         request: Request<pb::EnsureEthRequest>,
     ) -> Result<Response<pb::EnsureEthResponse>, Status> {
         let req = validate::ensure_eth(&self.balancer, request.get_ref())?;
-        let report = self
-            .balancer
-            .ensure_eth(req)
-            .await
-            .map_err(error::to_status)?;
+        let chain = req.chain.clone();
+        let span = tracing::Span::current();
+        let report = match self.balancer.ensure_eth(req).await {
+            Ok(r) => r,
+            Err(e) => {
+                span.record("outcome", "error");
+                crate::telemetry::metrics::ensure_eth(&chain, "error");
+                return Err(error::to_status(e));
+            }
+        };
+        let outcome = crate::telemetry::outcome_name(report.outcome);
+        span.record("outcome", outcome);
+        span.record("conversions", report.conversions.len());
+        span.record("eth_after", tracing::field::display(report.eth_after));
+        crate::telemetry::metrics::ensure_eth(&chain, outcome);
         Ok(Response::new(convert::ensure_response(&report)))
     }
 

@@ -4,6 +4,8 @@
 //! Only this module and `exec/` know alloy providers.
 
 pub mod abi;
+pub mod cache;
+mod flight;
 pub mod quotes;
 pub mod snapshot;
 pub mod transport;
@@ -111,6 +113,8 @@ struct Inner {
     provider: DynProvider,
     /// Decimals read once from the chain (tokens checked against config).
     meta: OnceLock<ChainMeta>,
+    /// Single-flight snapshot reads and GetStatus's block-following cache.
+    reads: cache::Reads,
 }
 
 impl std::fmt::Debug for ChainClient {
@@ -137,12 +141,14 @@ impl ChainClient {
             .disable_recommended_fillers()
             .connect_client(client)
             .erased();
+        let reads = cache::Reads::new(config.status_max_age);
         Ok(ChainClient {
             inner: Arc::new(Inner {
                 config,
                 wallet,
                 provider,
                 meta: OnceLock::new(),
+                reads,
             }),
         })
     }

@@ -349,9 +349,5 @@ impl Snapshot {
     }
 }
 
-impl ChainClient {
-    /// The wallet snapshot at `block`, in one JSON-RPC request.
-    pub async fn snapshot(&self, block: BlockId) -> Result<Snapshot, ChainError> {
-        read(self, block).await
-    }
-}
+// `ChainClient::snapshot` (single-flight) and `status_snapshot` (GetStatus's
+// block-following cache) are in `cache.rs`.

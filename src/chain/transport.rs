@@ -9,8 +9,13 @@
 //! raced. JSON-RPC error responses (reverts, "nonce too low"...) are answers,
 //! not failures, and are returned as they are.
 //!
-//! Endpoints are identified in logs and spans by host only: URLs often carry
-//! API keys in their path or query.
+//! Endpoints are identified in logs, spans and metrics by scheme, host and
+//! port only: URLs often carry API keys in their path or query. That is why
+//! the HTTP POST is made here rather than through alloy's `Http` transport,
+//! which names the full URL in a span and in its errors.
+//!
+//! Each attempt is an `rpc` span (method, endpoint, latency, error; part of
+//! the exported trace) and is counted in the `rpc_*` metrics.
 
 use std::{
     sync::{
@@ -23,10 +28,7 @@ use std::{
 
 use alloy::{
     rpc::json_rpc::{RequestPacket, ResponsePacket},
-    transports::{
-        TransportError, TransportErrorKind, TransportFut,
-        http::{Http, reqwest},
-    },
+    transports::{TransportError, TransportErrorKind, TransportFut, http::reqwest},
 };
 use tower::Service;
 use tracing::Instrument;
@@ -41,10 +43,59 @@ pub fn redact_url(url: &Url) -> String {
     }
 }
 
+/// [`redact_url`] of a URL given as text (`"<invalid URL>"` when it does
+/// not parse: the text itself may be a secret).
+pub fn redact_url_str(url: &str) -> String {
+    Url::parse(url)
+        .map(|u| redact_url(&u))
+        .unwrap_or_else(|_| "<invalid URL>".into())
+}
+
 #[derive(Clone)]
 struct Endpoint {
-    http: Http<reqwest::Client>,
+    client: reqwest::Client,
+    /// The full URL: only ever given to reqwest, never shown.
+    url: Url,
     label: Arc<str>,
+}
+
+impl Endpoint {
+    /// One JSON-RPC POST. Errors name the endpoint by its label only
+    /// (reqwest's own errors carry the URL). A non-2xx answer whose body is
+    /// a JSON-RPC error is that error, as alloy's transport does.
+    async fn post(&self, req: RequestPacket) -> Result<ResponsePacket, TransportError> {
+        let label = &self.label;
+        let body = serde_json::to_vec(&req).map_err(TransportError::ser_err)?;
+        let resp = self
+            .client
+            .post(self.url.clone())
+            .headers(req.headers())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| {
+                TransportErrorKind::custom_str(&format!("{label}: {}", e.without_url()))
+            })?;
+        let status = resp.status();
+        let body = resp.bytes().await.map_err(|e| {
+            TransportErrorKind::custom_str(&format!(
+                "{label}: reading the response: {}",
+                e.without_url()
+            ))
+        })?;
+        if !status.is_success() {
+            return match serde_json::from_slice::<ResponsePacket>(&body) {
+                Ok(r) if r.is_error() => Ok(r),
+                _ => Err(TransportErrorKind::http_error(
+                    status.as_u16(),
+                    String::from_utf8_lossy(&body).into_owned(),
+                )),
+            };
+        }
+        serde_json::from_slice(&body)
+            .map_err(|e| TransportError::deser_err(e, String::from_utf8_lossy(&body)))
+    }
 }
 
 /// Ordered failover over several HTTP endpoints. Cheap to clone; clones share
@@ -79,7 +130,8 @@ impl FailoverTransport {
         let endpoints = urls
             .iter()
             .map(|u| Endpoint {
-                http: Http::with_client(client.clone(), u.clone()),
+                client: client.clone(),
+                url: u.clone(),
                 label: redact_url(u).into(),
             })
             .collect();
@@ -118,19 +170,44 @@ impl FailoverTransport {
                 let ep = &self.endpoints[idx];
                 let span = tracing::debug_span!(
                     "rpc",
+                    otel.name = %method,
+                    otel.kind = "client",
+                    otel.status_code = tracing::field::Empty,
+                    rpc.system = "jsonrpc",
                     rpc.method = %method,
                     rpc.endpoint = %ep.label,
                     rpc.latency_ms = tracing::field::Empty,
                     rpc.error = tracing::field::Empty,
+                    rpc.jsonrpc.error_code = tracing::field::Empty,
                 );
+                // A call outside any request (health checks, the block
+                // follower) is not traced: only requests' calls are.
+                if tracing::Span::current().is_none() {
+                    crate::telemetry::unsampled(&span);
+                }
                 let started = Instant::now();
-                let mut http = ep.http.clone();
-                let result = tokio::time::timeout(self.timeout, http.call(req.clone()))
+                let result = tokio::time::timeout(self.timeout, ep.post(req.clone()))
                     .instrument(span.clone())
                     .await;
-                span.record("rpc.latency_ms", started.elapsed().as_millis() as u64);
+                let elapsed = started.elapsed();
+                span.record("rpc.latency_ms", elapsed.as_millis() as u64);
+                let outcome = match &result {
+                    Ok(Ok(resp)) if resp.is_error() => "rpc_error",
+                    Ok(Ok(_)) => "ok",
+                    Ok(Err(_)) => "transport_error",
+                    Err(_) => "timeout",
+                };
+                crate::telemetry::metrics::rpc_call(&method, &ep.label, outcome, elapsed);
+                if outcome != "ok" {
+                    span.record("otel.status_code", "ERROR");
+                }
                 match result {
                     Ok(Ok(resp)) => {
+                        // An answer, not a failure (reverts, "nonce too
+                        // low"...): its code is on the span.
+                        if let Some(code) = resp.first_error_code() {
+                            span.record("rpc.jsonrpc.error_code", code);
+                        }
                         if idx != start_at {
                             tracing::warn!(endpoint = %ep.label, "RPC failover: now using this endpoint");
                         }
@@ -182,5 +259,27 @@ mod tests {
         assert_eq!(redact_url(&u), "https://arb-mainnet.example.com");
         let u = Url::parse("http://127.0.0.1:8545/abc").unwrap();
         assert_eq!(redact_url(&u), "http://127.0.0.1:8545");
+        assert_eq!(redact_url_str("SECRET not a url"), "<invalid URL>");
+    }
+
+    #[tokio::test]
+    async fn transport_errors_never_carry_the_url() {
+        // A closed port: connection refused, reported by reqwest with the URL.
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let url = Url::parse(&format!("http://127.0.0.1:{port}/v2/SECRETKEY?key=XYZ")).unwrap();
+        let mut t = FailoverTransport::new(&[url], Duration::from_secs(2), 0).unwrap();
+        let req: alloy::rpc::json_rpc::Request<()> =
+            alloy::rpc::json_rpc::Request::new("eth_chainId", 1u64.into(), ());
+        let packet = RequestPacket::Single(req.serialize().unwrap());
+        let err = t.call(packet).await.unwrap_err();
+        let text = format!("{err} {err:?}");
+        assert!(text.contains(&format!("http://127.0.0.1:{port}")), "{text}");
+        assert!(
+            !text.contains("SECRETKEY") && !text.contains("XYZ"),
+            "{text}"
+        );
     }
 }

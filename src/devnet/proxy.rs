@@ -49,6 +49,9 @@ impl RpcProxy {
             let latency_ms = latency_ms.clone();
             tokio::spawn(async move {
                 while let Ok((stream, _)) = listener.accept().await {
+                    // Answers go out at once: no Nagle wait (with the
+                    // peer's delayed ACK that is ~40 ms per request).
+                    let _ = stream.set_nodelay(true);
                     let c = Conn {
                         client: client.clone(),
                         upstream: upstream.clone(),
@@ -140,9 +143,10 @@ impl Conn {
                     break;
                 }
                 if let Some((k, v)) = l.split_once(':')
-                    && k.eq_ignore_ascii_case("content-length") {
-                        content_length = v.trim().parse().unwrap_or(0);
-                    }
+                    && k.eq_ignore_ascii_case("content-length")
+                {
+                    content_length = v.trim().parse().unwrap_or(0);
+                }
             }
             let mut body = vec![0u8; content_length];
             r.read_exact(&mut body).await?;
@@ -169,12 +173,14 @@ impl Conn {
                 Err(_) => (502, Vec::new()),
             };
             let reason = if status == 200 { "OK" } else { "Bad Gateway" };
-            let head = format!(
+            let mut out = format!(
                 "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
                 bytes.len()
-            );
-            w.write_all(head.as_bytes()).await?;
-            w.write_all(&bytes).await?;
+            )
+            .into_bytes();
+            out.extend_from_slice(&bytes);
+            // One write: head and body in one segment.
+            w.write_all(&out).await?;
             w.flush().await?;
         }
     }

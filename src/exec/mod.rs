@@ -29,6 +29,7 @@ use crate::{
     money::Price,
     plan::{Plan, Route},
 };
+use tracing::{Instrument, field::Empty};
 use tx::{RawReceipt, TxSender};
 
 #[derive(Clone, Debug, thiserror::Error)]
@@ -47,9 +48,13 @@ pub enum ExecError {
     Journal(String),
     #[error("{what}: the nonce kept being taken by other transactions from this key")]
     NonceConflict { what: String },
-    #[error("{what}: nonce {nonce} was used by a transaction not sent by the sidecar; ours can never be mined")]
+    #[error(
+        "{what}: nonce {nonce} was used by a transaction not sent by the sidecar; ours can never be mined"
+    )]
     NonceTaken { what: String, nonce: u64 },
-    #[error("conversion {index} ({symbol}) failed after {done} confirmed conversion(s) [{confirmed_txs}]: {source}")]
+    #[error(
+        "conversion {index} ({symbol}) failed after {done} confirmed conversion(s) [{confirmed_txs}]: {source}"
+    )]
     Leg {
         index: usize,
         symbol: String,
@@ -100,15 +105,55 @@ pub async fn execute(
 ) -> Result<(), ExecError> {
     let deadline = U256::from(snapshot.block_timestamp.saturating_add(deadline_secs));
     for index in 0..records.len() {
-        let result = execute_leg(sender, plan, index, &mut records[index], snapshot, deadline).await;
+        let leg = &plan.legs[index];
+        let report = &records[index].report;
+        let span = tracing::info_span!(
+            "leg",
+            index,
+            conversion = %report.id,
+            token = %leg.symbol,
+            venue = %report.venue_name,
+            fee_tier = report.fee_tier,
+            eth_out = %leg.eth_out,
+            max_amount_in = %leg.max_in,
+            quoted_amount_in = %leg.amount_in,
+            tx_hash = Empty,
+            approvals = Empty,
+            gas_used = Empty,
+            gas_cost_wei = Empty,
+            outcome = Empty,
+            otel.status_code = Empty,
+            error = Empty,
+        );
+        let result = execute_leg(sender, plan, index, &mut records[index], snapshot, deadline)
+            .instrument(span.clone())
+            .await;
+        let report = &records[index].report;
+        if let Some(h) = report.tx_hash {
+            span.record("tx_hash", tracing::field::display(h));
+        }
+        span.record("approvals", report.approval_tx_hashes.len());
+        match &result {
+            Ok(()) => {
+                span.record("outcome", "confirmed");
+                span.record("gas_used", report.gas_used);
+                span.record("gas_cost_wei", tracing::field::display(report.gas_cost_wei));
+            }
+            Err(e) => {
+                span.record("outcome", "failed");
+                span.record("otel.status_code", "ERROR");
+                span.record("error", tracing::field::display(e));
+            }
+        }
         if let Err(e) = result {
+            // The FAILED state changes are logged within the leg.
+            let _entered = span.enter();
             let rec = &mut records[index];
             rec.report.state = ConversionState::Failed;
             rec.report.error = Some(e.to_string());
-            let _ = sender.journal.record_conversion(
-                rec,
-                Some((ConversionState::Failed, rec.report.tx_hash)),
-            );
+            let _ = sender
+                .journal
+                .record_conversion(rec, Some((ConversionState::Failed, rec.report.tx_hash)));
             // Later legs will not run: they end FAILED, nothing sent.
             for later in records.iter_mut().skip(index + 1) {
                 later.report.state = ConversionState::Failed;
@@ -166,7 +211,15 @@ async fn execute_leg(
                 sender.confirm(nonce, rec).await?;
             }
             match fee_tier {
-                None => venues::v2_swap(router, token, cfg.weth, wallet, leg.eth_out, leg.max_in, deadline),
+                None => venues::v2_swap(
+                    router,
+                    token,
+                    cfg.weth,
+                    wallet,
+                    leg.eth_out,
+                    leg.max_in,
+                    deadline,
+                ),
                 Some(fee) => venues::v3_swap(
                     router,
                     token,
@@ -210,8 +263,7 @@ pub async fn finish_confirmed(
             .rfind(|t| t.purpose == TxPurpose::Swap)
             .and_then(|t| tx_to(&t.raw)),
     };
-    let (amount_in, eth_received) =
-        receipt_figures(swap, token, cfg.weth, chain.wallet(), router);
+    let (amount_in, eth_received) = receipt_figures(swap, token, cfg.weth, chain.wallet(), router);
     let mut gas_used = swap.gas_used_u64();
     let mut gas_cost = swap.gas_cost_wei();
     for h in rec.report.approval_tx_hashes.clone() {
@@ -262,20 +314,22 @@ fn receipt_figures(
     for log in &receipt.logs {
         if log.address == weth
             && let Ok(w) = IWETH9::Withdrawal::decode_raw_log(log.topics.iter().copied(), &log.data)
-            {
-                if w.src == wallet || Some(w.src) == router {
-                    eth_out = eth_out.saturating_add(w.wad);
-                }
-                if token == weth && w.src == wallet {
-                    amount_in = amount_in.saturating_add(w.wad);
-                }
-                continue;
+        {
+            if w.src == wallet || Some(w.src) == router {
+                eth_out = eth_out.saturating_add(w.wad);
             }
-        if log.address == token && token != weth
+            if token == weth && w.src == wallet {
+                amount_in = amount_in.saturating_add(w.wad);
+            }
+            continue;
+        }
+        if log.address == token
+            && token != weth
             && let Ok(t) = IERC20::Transfer::decode_raw_log(log.topics.iter().copied(), &log.data)
-                && t.from == wallet {
-                    amount_in = amount_in.saturating_add(t.value);
-                }
+            && t.from == wallet
+        {
+            amount_in = amount_in.saturating_add(t.value);
+        }
     }
     (amount_in, eth_out)
 }

@@ -19,6 +19,7 @@ use alloy::{
     transports::RpcError,
 };
 use serde::Deserialize;
+use tracing::field::Empty;
 
 use super::{ExecError, fault};
 use crate::{
@@ -101,6 +102,15 @@ pub struct TxSender<'a> {
     pub nonce: u64,
     /// A stuck transaction is replaced after this long without a receipt.
     pub replace_after: Duration,
+}
+
+/// The name of a transaction's purpose in metrics.
+fn purpose_name(p: TxPurpose) -> &'static str {
+    match p {
+        TxPurpose::ApprovalReset => "approval_reset",
+        TxPurpose::Approval => "approval",
+        TxPurpose::Swap => "swap",
+    }
 }
 
 fn is_nonce_too_low(msg: &str) -> bool {
@@ -241,6 +251,21 @@ impl TxSender<'_> {
     /// outside the sidecar) the nonce is resynchronised from the chain and
     /// the call signed anew; the abandoned signature is marked replaced and
     /// can never be broadcast again. Returns the hash.
+    #[tracing::instrument(
+        name = "tx.send",
+        skip_all,
+        fields(
+            chain = %self.chain.name(),
+            what = %call.what,
+            purpose = ?purpose,
+            nonce = Empty,
+            tx_hash = Empty,
+            gas_estimate = Empty,
+            gas_limit = Empty,
+            max_fee_per_gas = Empty,
+            max_priority_fee_per_gas = Empty,
+        )
+    )]
     pub async fn send(
         &mut self,
         call: &Call,
@@ -254,6 +279,11 @@ impl TxSender<'_> {
         // block, and V3 swaps that cross into a later second use more gas
         // than estimated (seen on anvil).
         let gas_limit = gas.saturating_mul(5) / 4 + 20_000;
+        let span = tracing::Span::current();
+        span.record("gas_estimate", gas);
+        span.record("gas_limit", gas_limit);
+        span.record("max_fee_per_gas", max_fee);
+        span.record("max_priority_fee_per_gas", tip);
         for _attempt in 0..3 {
             let (hash, raw) = self.sign(call, self.nonce, gas_limit, max_fee, tip)?;
             rec.txs.push(TxRecord {
@@ -271,8 +301,13 @@ impl TxSender<'_> {
             // The signed bytes are on disk before anything leaves.
             self.journal(rec, None)?;
             fault::point("after_sign");
-            tracing::info!(chain = self.chain.name(), what = %call.what, nonce = self.nonce, gas_limit, max_fee, tip, tx = %hash, "sending transaction");
+            span.record("nonce", self.nonce);
+            span.record("tx_hash", tracing::field::display(hash));
+            // The conversion's state line (journal) carries the swap's hash;
+            // this one is for debugging.
+            tracing::debug!(chain = self.chain.name(), what = %call.what, nonce = self.nonce, gas_limit, max_fee, tip, tx = %hash, "sending transaction");
             let outcome = self.broadcast(&raw).await?;
+            crate::telemetry::metrics::tx_sent(self.chain.name(), purpose_name(purpose));
             if outcome != Broadcast::NonceUsed {
                 // Underpriced: journaled and owned; the confirm loop
                 // replaces it with higher fees.
@@ -300,7 +335,12 @@ impl TxSender<'_> {
                 .pending()
                 .await
                 .map_err(|e| self.chain.rpc_err(e))?;
-            tracing::warn!(chain = self.chain.name(), stale = self.nonce, resynced = chain_nonce, "nonce too low: resynchronised from the chain");
+            tracing::warn!(
+                chain = self.chain.name(),
+                stale = self.nonce,
+                resynced = chain_nonce,
+                "nonce too low: resynchronised from the chain"
+            );
             self.nonce = chain_nonce.max(self.nonce + 1);
         }
         Err(ExecError::NonceConflict {
@@ -324,6 +364,19 @@ impl TxSender<'_> {
     /// [`ExecError::Reverted`]; a nonce taken by a transaction that is not
     /// ours is [`ExecError::NonceTaken`]. Never gives up on a transaction
     /// that may still be mined.
+    #[tracing::instrument(
+        name = "tx.confirm",
+        skip_all,
+        fields(
+            chain = %self.chain.name(),
+            nonce = nonce,
+            tx_hash = Empty,
+            block = Empty,
+            gas_used = Empty,
+            effective_gas_price = Empty,
+            polls = Empty,
+        )
+    )]
     pub async fn confirm(
         &mut self,
         nonce: u64,
@@ -359,17 +412,27 @@ impl TxSender<'_> {
                         break; // mined, not deep enough yet
                     }
                     if !r.succeeded() {
-                        return Err(ExecError::Reverted {
-                            what,
-                            tx_hash: *h,
-                        });
+                        return Err(ExecError::Reverted { what, tx_hash: *h });
                     }
-                    tracing::info!(chain = self.chain.name(), %what, tx = %h, block = r.block(), gas_used = r.gas_used_u64(), "confirmed");
+                    let span = tracing::Span::current();
+                    span.record("tx_hash", tracing::field::display(h));
+                    span.record("block", r.block());
+                    span.record("gas_used", r.gas_used_u64());
+                    span.record(
+                        "effective_gas_price",
+                        tracing::field::display(r.effective_gas_price),
+                    );
+                    span.record("polls", polls);
+                    tracing::debug!(chain = self.chain.name(), %what, tx = %h, block = r.block(), gas_used = r.gas_used_u64(), "confirmed");
                     return Ok(r);
                 }
             }
             polls += 1;
-            let Some(current) = rec.txs.iter().rfind(|t| t.nonce == nonce && !t.replaced).cloned()
+            let Some(current) = rec
+                .txs
+                .iter()
+                .rfind(|t| t.nonce == nonce && !t.replaced)
+                .cloned()
             else {
                 return Err(ExecError::NonceTaken { what, nonce });
             };
@@ -428,7 +491,11 @@ impl TxSender<'_> {
         rec: &mut ConversionRecord,
     ) -> Result<Option<B256>, ExecError> {
         let cfg = self.chain.config();
-        let bump = |v: u128| v.saturating_mul(100 + REPLACEMENT_BUMP_PERCENT).div_ceil(100).max(v + 1);
+        let bump = |v: u128| {
+            v.saturating_mul(100 + REPLACEMENT_BUMP_PERCENT)
+                .div_ceil(100)
+                .max(v + 1)
+        };
         let max_fee = bump(current.max_fee_per_gas).min(cfg.max_fee_per_gas_wei);
         let tip = bump(current.max_priority_fee_per_gas)
             .min(cfg.max_priority_fee_per_gas_wei)
@@ -441,9 +508,8 @@ impl TxSender<'_> {
             return Ok(None);
         }
         // The same call, re-derived from the journaled bytes.
-        let (to, data) = decode_call(&current.raw).ok_or_else(|| {
-            ExecError::Signing("cannot decode a journaled transaction".into())
-        })?;
+        let (to, data) = decode_call(&current.raw)
+            .ok_or_else(|| ExecError::Signing("cannot decode a journaled transaction".into()))?;
         let call = Call {
             what: current.what.clone(),
             to,

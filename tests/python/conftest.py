@@ -88,6 +88,7 @@ from walletbalancer.v1 import wallet_balancer_pb2_grpc as pb_grpc  # noqa: E402
 
 from evm_keys import address_from_private_key  # noqa: E402
 from evm_rpc import EvmRpc, try_chain_id  # noqa: E402
+from otlp_receiver import OtlpReceiver  # noqa: E402
 
 
 # ---------------------------------------------------------------------------
@@ -148,12 +149,13 @@ class _Proc:
         p.wait(timeout=STOP_TIMEOUT)
 
 
-def _spawn(name: str, argv: list[str], workdir: Path) -> _Proc:
+def _spawn(name: str, argv: list[str], workdir: Path, extra_env: dict[str, str] | None = None) -> _Proc:
     stdout_path = workdir / f"{name}.stdout.log"
     stderr_path = workdir / f"{name}.stderr.log"
     env = dict(os.environ)
     env.setdefault("RUST_LOG", "info")
     env["NO_COLOR"] = "1"
+    env.update(extra_env or {})
     # The config comes from the command line only.
     for k in list(env):
         if k == "WB_CONFIG" or k.startswith("WB__"):
@@ -324,7 +326,17 @@ _ACTIVE: Sidecar | None = None
 
 
 @pytest.fixture(scope="session")
-def sidecar(tmp_path_factory: pytest.TempPathFactory):
+def otlp_receiver():
+    """The OTLP/gRPC collector the sidecar exports its traces to."""
+    r = OtlpReceiver()
+    try:
+        yield r
+    finally:
+        r.stop()
+
+
+@pytest.fixture(scope="session")
+def sidecar(tmp_path_factory: pytest.TempPathFactory, otlp_receiver: OtlpReceiver):
     global _ACTIVE
     wb = _wb_bin()
     workdir = tmp_path_factory.mktemp("sidecar")
@@ -349,7 +361,9 @@ def sidecar(tmp_path_factory: pytest.TempPathFactory):
         assert Path(config["wallet"]["private_key_file"]) == key_path, "the config does not read --key-out"
         _poll(f"the wallet key file {key_path}", lambda: key_path.is_file() and key_path.read_text().strip(), 10, procs)
 
-        server = _spawn("sidecar", [wb, "serve", "--config", str(config_path)], workdir)
+        # Traces go to the test's receiver, exported every 200 ms.
+        otel = {"OTEL_EXPORTER_OTLP_ENDPOINT": otlp_receiver.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "200"}
+        server = _spawn("sidecar", [wb, "serve", "--config", str(config_path)], workdir, otel)
         procs.append(server)
         target = listen
         # Straight to the sidecar: never through a proxy from the environment.
@@ -411,8 +425,14 @@ def sidecar(tmp_path_factory: pytest.TempPathFactory):
 
 def pytest_collection_modifyitems(config, items):
     """Read-only tests first, on the fresh devnet wallet; tests marked
-    ``sends_transactions`` (test_ensure.py) last. Stable otherwise."""
-    items.sort(key=lambda item: item.get_closest_marker("sends_transactions") is not None)
+    ``sends_transactions`` (test_ensure.py) last, and among them those also
+    marked ``after_write_up`` at the very end. Stable otherwise."""
+    items.sort(
+        key=lambda item: (
+            item.get_closest_marker("sends_transactions") is not None,
+            item.get_closest_marker("after_write_up") is not None,
+        )
+    )
 
 
 @pytest.hookimpl(wrapper=True)

@@ -8,6 +8,8 @@ on the fresh devnet wallet.
 
 from __future__ import annotations
 
+import time
+
 import grpc
 import pytest
 from walletbalancer.v1 import wallet_balancer_pb2 as pb
@@ -18,6 +20,20 @@ from status_check import CHAIN, FEED_DECIMALS, USD_RE, assert_status_matches_cha
 
 def get_status(sidecar, chain: str = CHAIN) -> pb.WalletStatus:
     return sidecar.stub.GetStatus(pb.GetStatusRequest(chain=chain), timeout=30)
+
+
+def get_status_at_least(sidecar, block: int, timeout: float = 10.0) -> pb.WalletStatus:
+    """GetStatus once it describes `block` or a later one. GetStatus may be
+    served from a snapshot kept current by following new blocks (the sidecar
+    polls the head; `status_max_age_ms`), so a write made outside the sidecar
+    shows up within a poll, not necessarily in the very next answer."""
+    deadline = time.monotonic() + timeout
+    while True:
+        s = get_status(sidecar)
+        if s.block_number >= block:
+            return s
+        assert time.monotonic() < deadline, f"GetStatus still at block {s.block_number} < {block} after {timeout}s"
+        time.sleep(0.02)
 
 
 def test_status_matches_the_chain_at_the_reported_block(sidecar):
@@ -75,15 +91,15 @@ def test_status_rounding_at_non_round_prices(sidecar):
     assert set(feeds) == set(ODD_ANSWERS), f"unexpected feeds {sorted(feeds)}"
     original = {name: rpc.latest_round_data(addr).answer for name, addr in feeds.items()}
 
-    def post(name: str, answer: int) -> None:
+    def post(name: str, answer: int) -> int:
         feed = feeds[name]
         receipt = rpc.send_transaction(rpc.owner(feed), feed, SEL_UPDATE_ANSWER + encode_int256(answer))
         assert receipt["status"] == "0x1", f"updateAnswer({answer}) on the {name}/USD feed reverted"
+        return int(receipt["blockNumber"], 16)
 
     try:
-        for name, answer in ODD_ANSWERS.items():
-            post(name, answer)
-        s = get_status(sidecar)
+        last_block = max(post(name, answer) for name, answer in ODD_ANSWERS.items())
+        s = get_status_at_least(sidecar, last_block)
         assert s.eth_price_usd == "3000.12345678"
         expected = assert_status_matches_chain(sidecar, s)
         # Not vacuous: some reserve is a non-integral number of base units, so

@@ -78,7 +78,9 @@ impl Harness {
         let mut h = Harness {
             devnet,
             proxy,
-            client: WalletBalancerClient::new(Channel::from_static("http://127.0.0.1:1").connect_lazy()),
+            client: WalletBalancerClient::new(
+                Channel::from_static("http://127.0.0.1:1").connect_lazy(),
+            ),
             health: HealthClient::new(Channel::from_static("http://127.0.0.1:1").connect_lazy()),
             config,
             addr: String::new(),
