@@ -19,7 +19,7 @@
 //! | [`config`]    | config file, env overrides, shipped chain presets             | file         |
 //! | [`keys`]      | the wallet key: file or env, never printed                    | file         |
 //! | [`server`]    | library-first server: bound listener + shutdown future        | network      |
-//! | [`telemetry`] | logs, shutdown signal                                         | -            |
+//! | [`telemetry`] | logs, traces (OTLP, W3C context), Prometheus metrics, shutdown signal | network      |
 //! | [`cli`]       | operator CLI and the demo                                     | network      |
 //! | [`devnet`]    | the local devnet fixture: anvil + Uniswap + feeds + a wallet  | processes    |
 //! | [`pb`]        | generated protobuf types (only `api` and `cli` use them)      | -            |

@@ -96,6 +96,11 @@ pub async fn serve_with(
         Arc::new(Balancer::new(config.clone(), key).map_err(|e| ServerError::Start(Box::new(e)))?);
 
     let (reporter, health_service) = tonic_health::server::health_reporter();
+    // "" is the process (liveness): up until shutdown. The service name is
+    // readiness: SERVING only while the chains answer.
+    reporter
+        .set_service_status("", ServingStatus::Serving)
+        .await;
     set_health(&reporter, ServingStatus::NotServing).await;
 
     let reflection = tonic_reflection::server::Builder::configure()
@@ -139,6 +144,9 @@ pub async fn serve_with(
             let _ = stop_tx.send(true);
             balancer.start_draining();
             set_health(&reporter, ServingStatus::NotServing).await;
+            reporter
+                .set_service_status("", ServingStatus::NotServing)
+                .await;
             let _ = stopped_tx.send(true);
             // Conversions in flight finish within the grace period; what
             // is still running after it stays journaled and is reconciled
@@ -196,7 +204,6 @@ pub async fn serve_with(
 
 async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
     crate::telemetry::metrics::health_serving(matches!(status, ServingStatus::Serving));
-    reporter.set_service_status("", status).await;
     reporter.set_service_status(SERVICE_NAME, status).await;
 }
 

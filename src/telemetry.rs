@@ -113,11 +113,6 @@ pub struct Telemetry {
 }
 
 impl Telemetry {
-    /// Where spans go, for the start-up log line.
-    pub fn exporting(&self) -> bool {
-        self.provider.is_some()
-    }
-
     /// Exports what is still buffered (bounded by `timeout`).
     pub async fn shutdown(self, timeout: Duration) {
         let Some(provider) = self.provider else {

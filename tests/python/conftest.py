@@ -9,7 +9,8 @@ The ``sidecar`` session fixture then starts, on 127.0.0.1 only:
 1. ``$WB_BIN devnet`` (anvil + the deployed market + the funded wallet),
    which writes the sidecar config and the wallet key into a temp dir;
 2. ``$WB_BIN serve --config <that config>``, waited for until gRPC health
-   says SERVING for ``walletbalancer.v1.WalletBalancer``;
+   says SERVING for ``walletbalancer.v1.WalletBalancer``, exporting its
+   traces to the session's in-process OTLP receiver (``otlp_receiver``);
 
 and yields a :class:`Sidecar` with the gRPC stubs, the RPC URL, the
 addresses from the config and a JSON-RPC client. Both processes are stopped
