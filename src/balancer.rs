@@ -254,6 +254,13 @@ impl Balancer {
         self.owners.values().all(|o| o.is_ready())
     }
 
+    /// Waits until every chain's owner has finished start-up reconciliation.
+    pub async fn wait_owners_ready(&self) {
+        for o in self.owners.values() {
+            o.wait_ready().await;
+        }
+    }
+
     /// Stops taking new EnsureEth requests (conversions already queued or
     /// running go on).
     pub fn start_draining(&self) {

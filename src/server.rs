@@ -215,6 +215,9 @@ async fn health_loop(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut last = None;
+    // The first check once start-up reconciliation is done (bounded by one
+    // interval): SERVING comes then, not one HEALTH_INTERVAL later.
+    let _ = tokio::time::timeout(HEALTH_INTERVAL, balancer.wait_owners_ready()).await;
     loop {
         // SERVING also waits for start-up reconciliation of the journal.
         let mut healthy = balancer.owners_ready();

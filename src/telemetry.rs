@@ -251,13 +251,18 @@ fn log_layer<S>(json: bool) -> impl Layer<S>
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
+    use tracing_subscriber::filter::{FilterExt, filter_fn};
+
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // The gRPC server span is for traces: in every log line's context its
+    // OpenTelemetry fields would only repeat what the handler's span says.
+    let not_server_span = filter_fn(|m| !(m.is_span() && m.name() == grpc::SERVER_SPAN));
     let layer = if json {
         fmt::layer().json().with_writer(std::io::stderr).boxed()
     } else {
         fmt::layer().with_writer(std::io::stderr).boxed()
     };
-    layer.with_filter(filter)
+    layer.with_filter(filter.and(not_server_span))
 }
 
 /// Logs only, no trace export (the CLI's devnet and demo commands).

@@ -56,6 +56,10 @@ const UNTRACED: &[&str] = &[
     "grpc.reflection.v1alpha.ServerReflection",
 ];
 
+/// The name of the server span (exported as `otel.name`:
+/// `service/method`).
+pub const SERVER_SPAN: &str = "grpc.server";
+
 /// `(service, method)` of a request path, or `("other", "other")`.
 pub fn classify(path: &str) -> (&'static str, &'static str) {
     let mut parts = path.trim_start_matches('/').splitn(2, '/');
@@ -284,6 +288,16 @@ mod tests {
         );
         assert_eq!(classify("/x"), ("other", "other"));
         assert_eq!(classify("/a/b/c"), ("other", "other"));
+    }
+
+    #[test]
+    fn the_server_span_is_named_as_the_log_filter_expects() {
+        let name = tracing::subscriber::with_default(tracing_subscriber::registry(), || {
+            server_span("svc", "M", &http::HeaderMap::new())
+                .metadata()
+                .map(|m| m.name())
+        });
+        assert_eq!(name, Some(SERVER_SPAN));
     }
 
     #[test]

@@ -227,7 +227,7 @@ impl Metrics {
                 &registry,
                 IntGauge::with_opts(opts(
                     "health_serving",
-                    "1 while gRPC health reports SERVING, else 0.",
+                    "1 while gRPC health reports walletbalancer.v1.WalletBalancer SERVING (readiness), else 0.",
                 ))
                 .expect("metric"),
             ),
