@@ -53,26 +53,31 @@ impl WalletKey {
                     path: path.display().to_string(),
                     reason,
                 };
-                #[cfg(unix)]
-                {
-                    use std::os::unix::fs::PermissionsExt;
-                    let mode = std::fs::metadata(path)
-                        .map_err(|e| err(e.to_string()))?
-                        .permissions()
-                        .mode();
-                    if mode & 0o077 != 0 {
-                        return Err(err(format!(
-                            "is readable by group or others (mode {:o}); chmod 600 it",
-                            mode & 0o777
-                        )));
-                    }
-                }
-                let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+                let text = read_secret_file(path).map_err(err)?;
                 WalletKey::parse(&text)
                     .ok_or_else(|| err("does not hold a valid 0x-hex secp256k1 private key".into()))
             }
         }
     }
+}
+
+/// Reads a secret file, refusing one that is readable by group or others.
+fn read_secret_file(path: &Path) -> Result<String, String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .map_err(|e| e.to_string())?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(format!(
+                "is readable by group or others (mode {:o}); chmod 600 it",
+                mode & 0o777
+            ));
+        }
+    }
+    std::fs::read_to_string(path).map_err(|e| e.to_string())
 }
 
 impl fmt::Debug for WalletKey {
@@ -145,21 +150,7 @@ impl BearerToken {
             path: path.display().to_string(),
             reason,
         };
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(path)
-                .map_err(|e| err(e.to_string()))?
-                .permissions()
-                .mode();
-            if mode & 0o077 != 0 {
-                return Err(err(format!(
-                    "is readable by group or others (mode {:o}); chmod 600 it",
-                    mode & 0o777
-                )));
-            }
-        }
-        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        let text = read_secret_file(path).map_err(err)?;
         BearerToken::new(text.trim()).map_err(err)
     }
 
