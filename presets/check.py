@@ -51,6 +51,7 @@ ALLOWED_TOP = {
     "sequencer_uptime_feed",
     "sequencer_grace_secs",
     "confirmations",
+    "block_time_ms",
     "max_fee_per_gas_wei",
     "max_priority_fee_per_gas_wei",
     "rpc_timeout_ms",
@@ -183,7 +184,7 @@ def check_shape(data: dict, rep: Report) -> None:
             rep.err(f"missing required key `{key}`")
     if not isinstance(data.get("chain_id"), int) or data.get("chain_id", 0) <= 0:
         rep.err("chain_id must be a positive integer")
-    for key in ("feed_max_age_secs", "confirmations"):
+    for key in ("feed_max_age_secs", "confirmations", "block_time_ms"):
         if key in data and (not isinstance(data[key], int) or data[key] <= 0):
             rep.err(f"{key} must be a positive integer")
     caps = {}

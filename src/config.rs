@@ -63,6 +63,11 @@ pub struct Config {
     pub max_usd_per_hour: Usd,
     /// Deadline put on swaps, from the moment they are built.
     pub swap_deadline: Duration,
+    /// Allowance granted by an approval, in USD of the token at its oracle
+    /// price, when more than the swap's maximum input: later conversions
+    /// reuse it instead of approving again. Zero (the default): approvals
+    /// are exactly the swap's maximum input. Never unlimited.
+    pub approval_usd: Usd,
     /// Configured chains by name.
     pub chains: BTreeMap<String, ChainConfig>,
     pub journal: JournalConfig,
@@ -147,6 +152,9 @@ pub struct ChainConfig {
     /// be the head at most this long ago (a block follower keeps it
     /// current); zero: every GetStatus reads the chain. See `chain::cache`.
     pub status_max_age: Duration,
+    /// The chain's block interval: a sent transaction's receipt is looked
+    /// for once per block, not more often than blocks come.
+    pub block_time: Duration,
     pub max_fee_per_gas_wei: u128,
     pub max_priority_fee_per_gas_wei: u128,
     pub tokens: Vec<TokenConfig>,
@@ -260,6 +268,7 @@ struct RawPolicy {
     max_usd_per_request: Option<String>,
     max_usd_per_hour: Option<String>,
     swap_deadline_secs: Option<u64>,
+    approval_usd: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -279,6 +288,7 @@ struct RawChain {
     confirmations: Option<u64>,
     replace_after_secs: Option<u64>,
     status_max_age_ms: Option<u64>,
+    block_time_ms: Option<u64>,
     max_fee_per_gas_wei: Option<String>,
     max_priority_fee_per_gas_wei: Option<String>,
     #[serde(default)]
@@ -531,6 +541,16 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         "policy.swap_deadline_secs",
         p.swap_deadline_secs.unwrap_or(300),
     )?);
+    let approval_usd = usd("policy.approval_usd", p.approval_usd, Usd::ZERO)?;
+    if approval_usd > max_usd_per_hour {
+        return Err(ConfigError::new(
+            "policy.approval_usd",
+            format!(
+                "{approval_usd} is more than policy.max_usd_per_hour ({max_usd_per_hour}): \
+                 an allowance should not outlast the spend limit"
+            ),
+        ));
+    }
 
     if raw.chains.is_empty() {
         return Err(ConfigError::new(
@@ -552,6 +572,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         policy,
         max_usd_per_hour,
         swap_deadline,
+        approval_usd,
         chains,
         journal: JournalConfig {
             path: raw
@@ -787,6 +808,15 @@ fn validate_chain(name: &str, mut table: toml::Table) -> Result<ChainConfig, Con
             raw.replace_after_secs.unwrap_or(30),
         )?),
         status_max_age: Duration::from_millis(raw.status_max_age_ms.unwrap_or(1_000)),
+        block_time: Duration::from_millis(match raw.block_time_ms.unwrap_or(1_000) {
+            ms @ 50..=60_000 => ms,
+            ms => {
+                return Err(ConfigError::new(
+                    k("block_time_ms"),
+                    format!("{ms} is outside 50..=60000"),
+                ));
+            }
+        }),
         max_fee_per_gas_wei: wei(
             "max_fee_per_gas_wei",
             raw.max_fee_per_gas_wei,
@@ -876,6 +906,17 @@ eth_usd_feed = "0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512"
 
         let e = Config::from_toml("").unwrap_err();
         assert_eq!(e.key, "chains");
+
+        let e = Config::from_toml(&format!("[policy]\napproval_usd = \"5001\"\n{MINIMAL}"))
+            .unwrap_err();
+        assert_eq!(e.key, "policy.approval_usd", "{e}");
+    }
+
+    #[test]
+    fn approvals_are_exact_unless_a_grant_is_configured() {
+        assert_eq!(Config::from_toml(MINIMAL).unwrap().approval_usd, Usd::ZERO);
+        let c = Config::from_toml(&format!("[policy]\napproval_usd = \"250\"\n{MINIMAL}")).unwrap();
+        assert_eq!(c.approval_usd, Usd::from_dollars(250));
     }
 
     #[test]

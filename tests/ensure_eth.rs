@@ -491,3 +491,52 @@ async fn the_hourly_limit_counts_what_converted_even_across_a_restart() {
     assert_eq!(h.nonce().await, nonce, "nothing sent");
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_granted_allowance_amortises_approvals_over_conversions() {
+    // USDC only, on V2: both conversions sell USDC through the same router.
+    let mut h = Harness::start_with(|c| {
+        c.approval_usd = wallet_balancer::money::Usd::from_dollars(200);
+        let ch = c.chains.get_mut("devnet").unwrap();
+        ch.venues
+            .retain(|v| matches!(v.kind, VenueKind::UniswapV2 { .. }));
+        ch.tokens.retain(|t| t.symbol == "USDC");
+    })
+    .await;
+    let usdc = token(&h, "USDC");
+    let router = match &h.config.chain("devnet").unwrap().venues[0].kind {
+        VenueKind::UniswapV2 { router } => *router,
+        _ => unreachable!(),
+    };
+    let usdc_c = IERC20::new(usdc, h.chain());
+
+    // First conversion (~$80): one approval, of the granted $200 (USDC at
+    // the feed's $1.00), not of the swap's maximum input alone.
+    let r = h.ensure(milli_eth(50), "grant-1", false).await.unwrap();
+    let c = &r.conversions[0];
+    assert_eq!(c.approval_tx_hashes.len(), 1, "first conversion approves");
+    check_receipts(&h, c).await;
+    let left = usdc_c.allowance(h.wallet(), router).call().await.unwrap();
+    assert_eq!(
+        left,
+        U256::from(200_000_000u64) - parse(&c.amount_in),
+        "the allowance is the grant minus what the swap took"
+    );
+
+    // Second conversion (~$50): what is left of the grant covers it.
+    let r = h.ensure(milli_eth(70), "grant-2", false).await.unwrap();
+    let c2 = &r.conversions[0];
+    assert_eq!(c2.token_symbol, "USDC");
+    assert!(
+        c2.approval_tx_hashes.is_empty(),
+        "the second conversion reuses the allowance: {:?}",
+        c2.approval_tx_hashes
+    );
+    check_receipts(&h, c2).await;
+    assert_eq!(
+        usdc_c.allowance(h.wallet(), router).call().await.unwrap(),
+        left - parse(&c2.amount_in)
+    );
+    assert!(h.eth_balance().await >= milli_eth(75));
+    h.stop().await;
+}

@@ -483,6 +483,8 @@ impl Devnet {
         line(format!("eth_usd_feed = \"{}\"", a.eth_usd_feed));
         line("feed_max_age_secs = 86400".into());
         line("confirmations = 1".into());
+        // Automine: a block per transaction; receipts are there at once.
+        line("block_time_ms = 250".into());
         line("max_fee_per_gas_wei = \"100000000000\"".into());
         line("max_priority_fee_per_gas_wei = \"2000000000\"".into());
         for t in self.tokens() {

@@ -26,7 +26,7 @@ use crate::{
         abi::{IERC20, IWETH9},
     },
     journal::{ConversionRecord, TxPurpose},
-    money::Price,
+    money::{self, Price, Rounding, Usd},
     plan::{Plan, Route},
 };
 use tracing::{Instrument, field::Empty};
@@ -102,6 +102,7 @@ pub async fn execute(
     records: &mut [ConversionRecord],
     snapshot: &Snapshot,
     deadline_secs: u64,
+    approval_usd: Usd,
 ) -> Result<(), ExecError> {
     let deadline = U256::from(snapshot.block_timestamp.saturating_add(deadline_secs));
     for index in 0..records.len() {
@@ -125,9 +126,17 @@ pub async fn execute(
             otel.status_code = Empty,
             error = Empty,
         );
-        let result = execute_leg(sender, plan, index, &mut records[index], snapshot, deadline)
-            .instrument(span.clone())
-            .await;
+        let result = execute_leg(
+            sender,
+            plan,
+            index,
+            &mut records[index],
+            snapshot,
+            deadline,
+            approval_usd,
+        )
+        .instrument(span.clone())
+        .await;
         let report = &records[index].report;
         if let Some(h) = report.tx_hash {
             span.record("tx_hash", tracing::field::display(h));
@@ -185,6 +194,7 @@ async fn execute_leg(
     rec: &mut ConversionRecord,
     snapshot: &Snapshot,
     deadline: U256,
+    approval_usd: Usd,
 ) -> Result<(), ExecError> {
     let chain = sender.chain;
     let cfg = chain.config();
@@ -200,7 +210,10 @@ async fn execute_leg(
             let v = &cfg.venues[venue];
             let router = v.kind.router();
             let allowance = reading.allowances.get(venue).copied().unwrap_or_default();
-            for call in venues::approvals(token, &v.name, router, allowance, leg.max_in) {
+            // The policy's bounded grant, in token units at the oracle price.
+            let grant =
+                money::amount_for_usd(approval_usd, token.decimals, reading.price, Rounding::Down);
+            for call in venues::approvals(token, &v.name, router, allowance, leg.max_in, grant) {
                 let purpose = if call.what.starts_with("reset") {
                     TxPurpose::ApprovalReset
                 } else {

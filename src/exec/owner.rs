@@ -535,6 +535,7 @@ impl Owner {
             &mut records,
             snapshot,
             self.config.swap_deadline.as_secs(),
+            self.config.approval_usd,
         )
         .await;
         // What confirmed counts against the hourly limit, even when a later

@@ -29,11 +29,10 @@ use crate::{
     keys::WalletKey,
 };
 
-/// How often a pending transaction is looked for: about a block on fast
-/// chains; devnet mines on send.
-pub const RECEIPT_POLL: Duration = Duration::from_millis(250);
 /// How often, while waiting, the node is asked whether it still knows the
-/// transaction (a dropped one is rebroadcast).
+/// transaction (a dropped one is rebroadcast), in receipt polls. A receipt
+/// is looked for right after the broadcast, then once per block
+/// (`chains.<name>.block_time_ms`): never more often than blocks come.
 pub const DROP_CHECK_EVERY: u32 = 4;
 /// Fee increase of a replacement, in percent: above the 10% minimum bump
 /// nodes require.
@@ -478,7 +477,7 @@ impl TxSender<'_> {
                 }
                 force_replace = false;
             }
-            tokio::time::sleep(RECEIPT_POLL).await;
+            tokio::time::sleep(self.chain.config().block_time).await;
         }
     }
 

@@ -31,14 +31,17 @@ pub fn unwrap(weth: Address, eth_out: U256) -> Call {
 
 /// The approvals needed for `router` to pull `max_in` of `token`: none when
 /// the allowance suffices; for USDT-style tokens (`approval_reset`) a reset
-/// to 0 first when an old non-zero allowance is there. Never unlimited:
-/// exactly what the swap may take.
+/// to 0 first when an old non-zero allowance is there. The new allowance is
+/// `max(max_in, grant)`: exactly what the swap may take unless the policy
+/// grants a larger, still bounded, allowance (`policy.approval_usd`) so
+/// that later conversions reuse it. Never unlimited.
 pub fn approvals(
     token: &TokenConfig,
     venue_name: &str,
     router: Address,
     allowance: U256,
     max_in: U256,
+    grant: U256,
 ) -> Vec<Call> {
     if allowance >= max_in {
         return Vec::new();
@@ -61,7 +64,7 @@ pub fn approvals(
         ));
     }
     calls.push(approve(
-        max_in,
+        max_in.max(grant),
         format!("approve {} for {venue_name}", token.symbol),
     ));
     calls
@@ -157,15 +160,29 @@ mod tests {
     fn approvals_are_exact_and_reset_usdt_style_tokens() {
         let router = address!("0x00000000000000000000000000000000000000cc");
         let max = U256::from(1_000u64);
-        assert!(approvals(&token(true), "v2", router, max, max).is_empty());
-        let calls = approvals(&token(false), "v2", router, U256::from(5u64), max);
+        assert!(approvals(&token(true), "v2", router, max, max, U256::ZERO).is_empty());
+        let calls = approvals(
+            &token(false),
+            "v2",
+            router,
+            U256::from(5u64),
+            max,
+            U256::ZERO,
+        );
         assert_eq!(calls.len(), 1);
         let decoded = IERC20::approveCall::abi_decode(&calls[0].data).unwrap();
         assert_eq!(
             decoded.value, max,
             "approval must be exact, never unlimited"
         );
-        let calls = approvals(&token(true), "v2", router, U256::from(5u64), max);
+        let calls = approvals(
+            &token(true),
+            "v2",
+            router,
+            U256::from(5u64),
+            max,
+            U256::ZERO,
+        );
         assert_eq!(calls.len(), 2);
         assert_eq!(
             IERC20::approveCall::abi_decode(&calls[0].data)
@@ -181,8 +198,34 @@ mod tests {
         );
         // From a zero allowance no reset is needed.
         assert_eq!(
-            approvals(&token(true), "v2", router, U256::ZERO, max).len(),
+            approvals(&token(true), "v2", router, U256::ZERO, max, U256::ZERO).len(),
             1
         );
+    }
+
+    #[test]
+    fn a_granted_allowance_is_bounded_and_reused() {
+        let router = address!("0x00000000000000000000000000000000000000cc");
+        let max = U256::from(1_000u64);
+        let grant = U256::from(50_000u64);
+        let calls = approvals(&token(false), "v2", router, U256::ZERO, max, grant);
+        assert_eq!(calls.len(), 1);
+        assert_eq!(
+            IERC20::approveCall::abi_decode(&calls[0].data)
+                .unwrap()
+                .value,
+            grant,
+            "the policy's bounded grant, not unlimited"
+        );
+        // A grant smaller than the swap's need never starves it.
+        let calls = approvals(&token(false), "v2", router, U256::ZERO, grant, max);
+        assert_eq!(
+            IERC20::approveCall::abi_decode(&calls[0].data)
+                .unwrap()
+                .value,
+            grant
+        );
+        // What is left of the grant covers the next swap: no approval.
+        assert!(approvals(&token(false), "v2", router, grant - max, max, grant).is_empty());
     }
 }
