@@ -256,6 +256,13 @@ async fn crash_and_recover(point: &str, strategy: &str) {
         latest, known,
         "{point}: the wallet's transactions are all journaled"
     );
+    println!(
+        "killed at {point}: {} confirmed swap(s), token sold once ({} base units), \
+         nonce {latest} = pending {pending}, {} events replayed",
+        confirmed.len(),
+        token_before - token_after,
+        events.len()
+    );
     drop(second);
     drop(devnet);
 }

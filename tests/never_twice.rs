@@ -82,6 +82,13 @@ async fn a_thousand_concurrent_calls_make_one_conversion() {
         .anvil("eth_getTransactionCount", (h.wallet(), "pending"))
         .await;
     assert_eq!(pending, U256::from(nonce), "no nonce gap, nothing stuck");
+    println!(
+        "1,000 concurrent EnsureEth: {ok} OK, {} conversion(s), {} broadcasts, nonce {nonce} \
+         (pending {pending}), JSON-RPC {:?}",
+        converted.len(),
+        h.proxy.count("eth_sendRawTransaction"),
+        h.proxy.methods()
+    );
     h.stop().await;
 }
 
