@@ -74,6 +74,11 @@ pub struct BenchArgs {
     /// Conversions per client per latency.
     #[arg(long, default_value_t = 4)]
     pub conversions: usize,
+    /// The sidecar's `policy.approval_usd`: approvals grant this much, so
+    /// later conversions reuse them ("0": exact approvals, one per
+    /// conversion).
+    #[arg(long, default_value = "500")]
+    pub approval_usd: String,
     /// Python with grpcio (default: <repo>/.venv/bin/python, made by scripts/setup).
     #[arg(long)]
     pub python: Option<PathBuf>,
@@ -495,6 +500,13 @@ impl Bench {
             .config_toml(&self.key, &listen)
             .replace(&self.devnet.rpc_url, &self.proxy.url());
         let section = format!("[chains.{CHAIN_NAME}]\n");
+        if !toml.contains("[policy]\n") {
+            bail!("no [policy] in the devnet config");
+        }
+        toml = toml.replace(
+            "[policy]\n",
+            &format!("[policy]\napproval_usd = {:?}\n", self.args.approval_usd),
+        );
         if cache_off {
             if !toml.contains(&section) {
                 bail!("no {section} in the devnet config");
