@@ -58,6 +58,16 @@ async fn check_receipts(h: &Harness, c: &pb::Conversion) {
             .unwrap()
             .expect("receipt of a reported tx");
         assert!(r.status(), "tx {hash} failed");
+        let tx = chain
+            .get_transaction_by_hash(hash)
+            .await
+            .unwrap()
+            .expect("a reported tx");
+        assert_eq!(
+            tx.inner.tx_type(),
+            alloy::consensus::TxType::Eip1559,
+            "tx {hash}: EIP-1559 fees, never a legacy gasPrice"
+        );
         assert_eq!(r.from, h.wallet(), "tx {hash} not from the wallet");
         gas_used += r.gas_used;
         gas_cost += U256::from(r.gas_used) * U256::from(r.effective_gas_price);

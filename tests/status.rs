@@ -303,3 +303,32 @@ async fn reflection_lists_the_service_for_grpcurl() {
     );
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decimals_are_read_from_the_chain_never_guessed() {
+    // The prototype guessed decimals from the symbol. Here they are read
+    // from the chain at start-up and a config that disagrees is refused,
+    // naming the token: the chain stays not ready, nothing is valued.
+    let h = Harness::start().await;
+    let mut config = h.config.chain(CHAIN).unwrap().clone();
+    let usdc = config
+        .tokens
+        .iter_mut()
+        .find(|t| t.symbol == "USDC")
+        .unwrap();
+    assert_eq!(usdc.decimals, 6);
+    usdc.decimals = 18;
+    let client = wallet_balancer::chain::ChainClient::new(config, h.wallet()).unwrap();
+    let e = client.initialise().await.unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains("USDC") && msg.contains("6") && msg.contains("18"),
+        "{msg}"
+    );
+    assert!(client.meta().is_err(), "not ready after a mismatch");
+    assert!(
+        client.health_check().await.is_err(),
+        "health stays NOT_SERVING"
+    );
+    h.stop().await;
+}
