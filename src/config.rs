@@ -870,6 +870,7 @@ eth_usd_feed = "0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512"
         let ch = c.chain("devnet").unwrap();
         assert_eq!(ch.chain_id, 31337);
         assert_eq!(ch.confirmations, 1);
+        assert_eq!(ch.block_time, Duration::from_secs(1));
     }
 
     #[test]
@@ -906,6 +907,12 @@ eth_usd_feed = "0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512"
 
         let e = Config::from_toml("").unwrap_err();
         assert_eq!(e.key, "chains");
+
+        let e = Config::from_toml(
+            &MINIMAL.replace("chain_id = 31337", "chain_id = 31337\nblock_time_ms = 10"),
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "chains.devnet.block_time_ms", "{e}");
 
         let e = Config::from_toml(&format!("[policy]\napproval_usd = \"5001\"\n{MINIMAL}"))
             .unwrap_err();
@@ -983,6 +990,15 @@ eth_usd_feed = "0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512"
                 ch.tokens.iter().any(|t| t.is_weth),
                 "{name}: WETH not listed"
             );
+            // Receipts are looked for once per block: each preset states
+            // its chain's block time.
+            let want_ms = match *name {
+                "arbitrum" => 250,
+                "base" | "optimism" => 2_000,
+                "ethereum" => 12_000,
+                other => panic!("unknown preset {other}"),
+            };
+            assert_eq!(ch.block_time, Duration::from_millis(want_ms), "{name}");
 
             // Every 0x-address literal in the file is EIP-55 checksummed.
             for word in text.split(|c: char| !c.is_ascii_alphanumeric()) {
