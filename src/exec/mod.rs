@@ -210,9 +210,14 @@ async fn execute_leg(
             let v = &cfg.venues[venue];
             let router = v.kind.router();
             let allowance = reading.allowances.get(venue).copied().unwrap_or_default();
-            // The policy's bounded grant, in token units at the oracle price.
-            let grant =
-                money::amount_for_usd(approval_usd, token.decimals, reading.price, Rounding::Down);
+            // The policy's bounded grant, in token units at the oracle price
+            // (none without a price: `amount_for_usd` answers MAX for a zero
+            // price, and an approval must never be unlimited).
+            let grant = if reading.price.answer.is_zero() {
+                U256::ZERO
+            } else {
+                money::amount_for_usd(approval_usd, token.decimals, reading.price, Rounding::Down)
+            };
             for call in venues::approvals(token, &v.name, router, allowance, leg.max_in, grant) {
                 let purpose = if call.what.starts_with("reset") {
                     TxPurpose::ApprovalReset
