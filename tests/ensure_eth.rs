@@ -82,6 +82,14 @@ async fn check_receipts(h: &Harness, c: &pb::Conversion) {
     assert_eq!(c.state, ConversionState::Confirmed as i32);
 }
 
+/// Config edit: only USDC (6 decimals) is convertible, only on Uniswap V2.
+fn usdc_on_v2_only(c: &mut wallet_balancer::config::Config) {
+    let ch = c.chains.get_mut("devnet").unwrap();
+    ch.venues
+        .retain(|v| matches!(v.kind, VenueKind::UniswapV2 { .. }));
+    ch.tokens.retain(|t| t.symbol == "USDC");
+}
+
 fn token(h: &Harness, symbol: &str) -> Address {
     h.config
         .chain("devnet")
@@ -355,14 +363,7 @@ async fn cheapest_strategy_unwraps_weth_first() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uniswap_v2_venue_swaps_six_decimal_tokens() {
-    let mut h = Harness::start_with(|c| {
-        let ch = c.chains.get_mut("devnet").unwrap();
-        ch.venues
-            .retain(|v| matches!(v.kind, VenueKind::UniswapV2 { .. }));
-        // Only USDC (6 decimals) is convertible.
-        ch.tokens.retain(|t| t.symbol == "USDC");
-    })
-    .await;
+    let mut h = Harness::start_with(usdc_on_v2_only).await;
     let usdc = token(&h, "USDC");
     let before = h.token_balance(usdc).await;
     let r = h.ensure(milli_eth(50), "v2-usdc", false).await.unwrap();
@@ -507,10 +508,7 @@ async fn a_granted_allowance_amortises_approvals_over_conversions() {
     // USDC only, on V2: both conversions sell USDC through the same router.
     let mut h = Harness::start_with(|c| {
         c.approval_usd = wallet_balancer::money::Usd::from_dollars(200);
-        let ch = c.chains.get_mut("devnet").unwrap();
-        ch.venues
-            .retain(|v| matches!(v.kind, VenueKind::UniswapV2 { .. }));
-        ch.tokens.retain(|t| t.symbol == "USDC");
+        usdc_on_v2_only(c);
     })
     .await;
     let usdc = token(&h, "USDC");

@@ -156,51 +156,33 @@ mod tests {
         }
     }
 
+    /// The allowance an `approve` call sets.
+    fn approved(call: &Call) -> U256 {
+        IERC20::approveCall::abi_decode(&call.data).unwrap().value
+    }
+
     #[test]
     fn approvals_are_exact_and_reset_usdt_style_tokens() {
         let router = address!("0x00000000000000000000000000000000000000cc");
         let max = U256::from(1_000u64);
-        assert!(approvals(&token(true), "v2", router, max, max, U256::ZERO).is_empty());
-        let calls = approvals(
-            &token(false),
-            "v2",
-            router,
-            U256::from(5u64),
-            max,
-            U256::ZERO,
-        );
+        // No grant configured: approvals are exactly `max`.
+        let exact = |reset: bool, allowance: U256| {
+            approvals(&token(reset), "v2", router, allowance, max, U256::ZERO)
+        };
+        assert!(exact(true, max).is_empty());
+        let calls = exact(false, U256::from(5u64));
         assert_eq!(calls.len(), 1);
-        let decoded = IERC20::approveCall::abi_decode(&calls[0].data).unwrap();
         assert_eq!(
-            decoded.value, max,
+            approved(&calls[0]),
+            max,
             "approval must be exact, never unlimited"
         );
-        let calls = approvals(
-            &token(true),
-            "v2",
-            router,
-            U256::from(5u64),
-            max,
-            U256::ZERO,
-        );
+        let calls = exact(true, U256::from(5u64));
         assert_eq!(calls.len(), 2);
-        assert_eq!(
-            IERC20::approveCall::abi_decode(&calls[0].data)
-                .unwrap()
-                .value,
-            U256::ZERO
-        );
-        assert_eq!(
-            IERC20::approveCall::abi_decode(&calls[1].data)
-                .unwrap()
-                .value,
-            max
-        );
+        assert_eq!(approved(&calls[0]), U256::ZERO);
+        assert_eq!(approved(&calls[1]), max);
         // From a zero allowance no reset is needed.
-        assert_eq!(
-            approvals(&token(true), "v2", router, U256::ZERO, max, U256::ZERO).len(),
-            1
-        );
+        assert_eq!(exact(true, U256::ZERO).len(), 1);
     }
 
     #[test]
@@ -211,20 +193,13 @@ mod tests {
         let calls = approvals(&token(false), "v2", router, U256::ZERO, max, grant);
         assert_eq!(calls.len(), 1);
         assert_eq!(
-            IERC20::approveCall::abi_decode(&calls[0].data)
-                .unwrap()
-                .value,
+            approved(&calls[0]),
             grant,
             "the policy's bounded grant, not unlimited"
         );
         // A grant smaller than the swap's need never starves it.
         let calls = approvals(&token(false), "v2", router, U256::ZERO, grant, max);
-        assert_eq!(
-            IERC20::approveCall::abi_decode(&calls[0].data)
-                .unwrap()
-                .value,
-            grant
-        );
+        assert_eq!(approved(&calls[0]), grant);
         // What is left of the grant covers the next swap: no approval.
         assert!(approvals(&token(false), "v2", router, grant - max, max, grant).is_empty());
     }
