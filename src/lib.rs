@@ -35,6 +35,7 @@ pub mod chain;
 pub mod cli;
 pub mod config;
 pub mod devnet;
+pub mod domain;
 pub mod exec;
 pub mod journal;
 pub mod keys;

@@ -15,11 +15,12 @@
 //!
 //! Secrets never reach any of them: the wallet key has no `Debug`/`Display`
 //! that shows it, and RPC endpoints are only ever named by
-//! `scheme://host:port` ([`crate::chain::transport::redact_url`]).
+//! `scheme://host:port` ([`redact::url`]).
 
 pub mod endpoint;
 pub mod grpc;
 pub mod metrics;
+pub mod redact;
 
 use std::{
     sync::atomic::{AtomicBool, Ordering},
@@ -31,10 +32,7 @@ use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::{Resource, trace::SdkTracerProvider};
 use tracing_subscriber::{EnvFilter, Layer, fmt, prelude::*};
 
-use crate::{
-    balancer::{ConversionState, EnsureOutcome},
-    journal::EventRecord,
-};
+use crate::domain::{ConversionEvent, ConversionState, EnsureOutcome};
 
 /// The service name in traces when `OTEL_SERVICE_NAME` (or `service.name`
 /// in `OTEL_RESOURCE_ATTRIBUTES`) does not say otherwise.
@@ -156,7 +154,7 @@ pub fn resolve_endpoint(configured: Option<&str>) -> Option<String> {
 /// the endpoint safe to log (no credentials, path or query).
 pub fn check_endpoint(endpoint: &str) -> Result<String, TelemetryError> {
     let bad = |reason: &str| TelemetryError::Endpoint {
-        endpoint: crate::chain::transport::redact_url_str(endpoint),
+        endpoint: redact::url_str(endpoint),
         reason: reason.to_string(),
     };
     let url = url::Url::parse(endpoint).map_err(|e| bad(&e.to_string()))?;
@@ -172,7 +170,7 @@ pub fn check_endpoint(endpoint: &str) -> Result<String, TelemetryError> {
     if url.host_str().is_none() {
         return Err(bad("no host"));
     }
-    Ok(crate::chain::transport::redact_url(&url))
+    Ok(redact::url(&url))
 }
 
 fn resource() -> Resource {
@@ -295,7 +293,7 @@ pub fn state_name(s: ConversionState) -> &'static str {
 
 /// A conversion changed state (journaled): exactly one log line, and the
 /// metrics. Called by the journal after the commit.
-pub fn conversion_event(e: &EventRecord) {
+pub fn conversion_event(e: &ConversionEvent) {
     let c = &e.conversion;
     let tx = e.tx_hash.map(|h| h.to_string()).unwrap_or_default();
     match e.state {

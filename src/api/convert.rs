@@ -4,7 +4,7 @@
 use alloy::primitives::U256;
 
 use crate::{
-    balancer::{
+    domain::{
         ConversionReport, ConversionState, EnsureOutcome, EnsureReport, StatusReport, VenueLabel,
     },
     money::Price,
@@ -88,7 +88,7 @@ pub fn conversion(c: &ConversionReport) -> pb::Conversion {
     }
 }
 
-pub fn event(e: &crate::journal::EventRecord) -> pb::ConversionEvent {
+pub fn event(e: &crate::domain::ConversionEvent) -> pb::ConversionEvent {
     pb::ConversionEvent {
         sequence: e.sequence,
         time: Some(prost_types::Timestamp {

@@ -12,10 +12,7 @@ use tokio::sync::{broadcast::error::RecvError, mpsc};
 use tonic::Status;
 
 use super::convert;
-use crate::{
-    journal::{EventRecord, Journal},
-    pb,
-};
+use crate::{domain::ConversionEvent, journal::Journal, pb};
 
 /// Events per journal read while replaying.
 const PAGE: usize = 256;
@@ -47,7 +44,7 @@ async fn run(
     let mut live = journal.subscribe();
     let mut closing = journal.closing();
     let mut cursor = after;
-    let send = |e: EventRecord| {
+    let send = |e: ConversionEvent| {
         let chain = chain.clone();
         async move {
             if chain.as_deref().is_some_and(|c| c != e.chain) {

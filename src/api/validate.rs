@@ -6,10 +6,7 @@ use alloy::primitives::U256;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use crate::{
-    balancer::{Balancer, EnsureRequest},
-    money, pb,
-};
+use crate::{balancer::Balancer, domain::EnsureRequest, money, pb};
 
 /// Longest accepted `request_id`.
 pub const MAX_REQUEST_ID_LEN: usize = 128;

@@ -33,7 +33,8 @@ use alloy::{
 use futures::future::{BoxFuture, FutureExt};
 use tokio::time::MissedTickBehavior;
 
-use super::{ChainClient, ChainError, Snapshot, flight::SingleFlight, snapshot};
+use super::{ChainClient, ChainError, flight::SingleFlight, snapshot};
+use crate::domain::Snapshot;
 
 /// The block follower stops this long after the last GetStatus.
 pub const FOLLOW_IDLE: Duration = Duration::from_secs(10);

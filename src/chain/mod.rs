@@ -23,7 +23,7 @@ use alloy::{
 
 use crate::config::ChainConfig;
 use abi::IMulticall3;
-pub use snapshot::{ChainMeta, Snapshot, TokenReading};
+pub use snapshot::ChainMeta;
 use transport::FailoverTransport;
 
 /// Errors reading a chain. Each names what failed.

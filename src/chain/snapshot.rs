@@ -15,7 +15,10 @@ use super::{
     ChainClient, ChainError,
     abi::{AggregatorV3Interface, IERC20, IMulticall3},
 };
-use crate::money::Price;
+use crate::{
+    domain::{Snapshot, TokenReading},
+    money::Price,
+};
 
 /// Decimals read once from the chain.
 #[derive(Clone, Debug)]
@@ -24,32 +27,6 @@ pub struct ChainMeta {
     pub eth_feed_decimals: u8,
     /// Per configured token (same order): decimals of its USD feed.
     pub token_feed_decimals: Vec<u8>,
-}
-
-/// One token as read in a snapshot.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TokenReading {
-    pub balance: U256,
-    pub price: Price,
-    /// Allowance granted by the wallet to each configured venue's router,
-    /// in venue order. Empty for WETH (unwrapping needs none).
-    pub allowances: Vec<U256>,
-}
-
-/// The wallet on one chain at one block.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Snapshot {
-    /// The block the figures describe; for a read at the `pending` tag, the
-    /// block being built (latest mined + 1).
-    pub block_number: u64,
-    /// True for a read at the `pending` tag.
-    pub at_pending: bool,
-    pub block_timestamp: u64,
-    pub base_fee_wei: U256,
-    pub eth_balance: U256,
-    pub eth_price: Price,
-    /// Per configured token, in configuration order.
-    pub tokens: Vec<TokenReading>,
 }
 
 struct Batch {
@@ -335,18 +312,6 @@ pub async fn read(client: &ChainClient, block: BlockId) -> Result<Snapshot, Chai
         eth_price,
         tokens,
     })
-}
-
-impl Snapshot {
-    /// The latest mined block the figures build on: a `pending` read
-    /// describes the block after it (mined state plus the node's pool).
-    pub fn mined_block(&self) -> u64 {
-        if self.at_pending {
-            self.block_number.saturating_sub(1)
-        } else {
-            self.block_number
-        }
-    }
 }
 
 // `ChainClient::snapshot` (single-flight) and `status_snapshot` (GetStatus's

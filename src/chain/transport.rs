@@ -34,23 +34,6 @@ use tower::Service;
 use tracing::Instrument;
 use url::Url;
 
-/// An endpoint's name safe to log: scheme, host and port, nothing else.
-pub fn redact_url(url: &Url) -> String {
-    match (url.host_str(), url.port()) {
-        (Some(h), Some(p)) => format!("{}://{h}:{p}", url.scheme()),
-        (Some(h), None) => format!("{}://{h}", url.scheme()),
-        _ => format!("{}://<no host>", url.scheme()),
-    }
-}
-
-/// [`redact_url`] of a URL given as text (`"<invalid URL>"` when it does
-/// not parse: the text itself may be a secret).
-pub fn redact_url_str(url: &str) -> String {
-    Url::parse(url)
-        .map(|u| redact_url(&u))
-        .unwrap_or_else(|_| "<invalid URL>".into())
-}
-
 #[derive(Clone)]
 struct Endpoint {
     client: reqwest::Client,
@@ -132,7 +115,7 @@ impl FailoverTransport {
             .map(|u| Endpoint {
                 client: client.clone(),
                 url: u.clone(),
-                label: redact_url(u).into(),
+                label: crate::telemetry::redact::url(u).into(),
             })
             .collect();
         Ok(FailoverTransport {
@@ -251,16 +234,6 @@ impl Service<RequestPacket> for FailoverTransport {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn redaction_keeps_only_scheme_host_port() {
-        let u =
-            Url::parse("https://user:pw@arb-mainnet.example.com/v2/SECRETKEY?apikey=XYZ").unwrap();
-        assert_eq!(redact_url(&u), "https://arb-mainnet.example.com");
-        let u = Url::parse("http://127.0.0.1:8545/abc").unwrap();
-        assert_eq!(redact_url(&u), "http://127.0.0.1:8545");
-        assert_eq!(redact_url_str("SECRET not a url"), "<invalid URL>");
-    }
 
     #[tokio::test]
     async fn transport_errors_never_carry_the_url() {

@@ -2,16 +2,22 @@
 //! swaps), sending them with the wallet's nonces, journaling every step, and
 //! reading what really happened from the receipts.
 //!
-//! - [`owner`]: the one task per chain that owns the wallet's nonces; every
-//!   EnsureEth that needs a conversion queues there.
+//! Its surface is the [`Executor`]: "execute this plan" and "recover the
+//! open records a previous process left", with its own [`ExecError`].
+//! Who asks, when, and how often (queueing, batching, limits) is the use
+//! cases' business (`balancer::owner`).
+//!
 //! - [`venues`]: calldata builders, one per way of turning a token into ETH.
 //! - [`tx`]: simulate, sign, journal, send, confirm, rebroadcast, replace.
-//! - [`fault`]: test-only crash points.
+//! - [`recover`]: start-up reconciliation of unfinished conversions.
+//! - [`fault`]: crash points for the crash tests (feature `fault-injection`).
 
 pub mod fault;
-pub mod owner;
-pub mod tx;
-pub mod venues;
+mod recover;
+mod tx;
+mod venues;
+
+use std::time::Duration;
 
 use alloy::{
     primitives::{Address, B256, U256},
@@ -20,13 +26,15 @@ use alloy::{
 };
 
 use crate::{
-    balancer::{ConversionReport, ConversionState, VenueLabel},
     chain::{
-        ChainClient, ChainError, Snapshot,
+        ChainClient, ChainError,
         abi::{IERC20, IWETH9},
     },
+    domain::{ConversionState, Snapshot, VenueLabel},
+    journal::Journal,
     journal::{ConversionRecord, TxPurpose},
-    money::{self, Price, Rounding, Usd},
+    keys::WalletKey,
+    money::{self, Rounding, Usd},
     plan::{Plan, Route},
 };
 use tracing::{Instrument, field::Empty};
@@ -65,38 +73,92 @@ pub enum ExecError {
     },
 }
 
-/// A fresh conversion record for leg `index` of `plan`, state PLANNED, id
-/// `"{request_id}#{attempt}/{index}"`.
-pub fn planned_record(
-    chain: &ChainClient,
-    plan: &Plan,
-    index: usize,
-    request_id: &str,
-    attempt: u64,
-    snapshot: &Snapshot,
-) -> ConversionRecord {
-    let leg = &plan.legs[index];
-    let mut report = planned_report(
-        chain,
-        plan,
-        index,
-        request_id,
-        snapshot.tokens[leg.token].price,
-        snapshot.eth_price,
-    );
-    report.id = format!("{request_id}#{attempt}/{index}");
-    ConversionRecord {
-        chain: chain.name().to_string(),
-        request_id: request_id.to_string(),
-        report,
-        txs: Vec::new(),
+/// The wallet's hands on one chain. One per chain, used by one task at a
+/// time (the chain's wallet owner): it reads the nonce it signs with from
+/// the chain at the start of each plan.
+pub struct Executor {
+    client: ChainClient,
+    key: WalletKey,
+    journal: Journal,
+    replace_after: Duration,
+}
+
+impl Executor {
+    pub fn new(client: ChainClient, key: WalletKey, journal: Journal) -> Executor {
+        let replace_after = client.config().replace_after;
+        Executor {
+            client,
+            key,
+            journal,
+            replace_after,
+        }
+    }
+
+    fn sender(&self, nonce: u64) -> TxSender<'_> {
+        TxSender {
+            chain: &self.client,
+            key: &self.key,
+            journal: &self.journal,
+            nonce,
+            replace_after: self.replace_after,
+        }
+    }
+
+    /// Executes the legs of `plan` whose records are in `records` (journaled
+    /// PLANNED already), one after the other, each confirmed before the
+    /// next, from the wallet's pending nonce. Records are updated and
+    /// journaled at every step; on failure the failed leg and every later
+    /// one end FAILED.
+    pub async fn execute(
+        &self,
+        plan: &Plan,
+        records: &mut [ConversionRecord],
+        snapshot: &Snapshot,
+        deadline_secs: u64,
+        approval_usd: Usd,
+    ) -> Result<(), ExecError> {
+        let nonce = self
+            .client
+            .provider()
+            .get_transaction_count(self.key.address())
+            .pending()
+            .await
+            .map_err(|e| self.client.rpc_err(e))?;
+        let mut sender = self.sender(nonce);
+        execute(
+            &mut sender,
+            plan,
+            records,
+            snapshot,
+            deadline_secs,
+            approval_usd,
+        )
+        .await
+    }
+
+    /// Start-up reconciliation of this chain's unfinished conversions (see
+    /// [`recover`]). Returns how many there were.
+    pub async fn recover(&self) -> Result<usize, ExecError> {
+        let open = self
+            .journal
+            .open_conversions(self.client.name())
+            .map_err(|e| ExecError::Journal(e.to_string()))?;
+        if !open.is_empty() {
+            tracing::info!(
+                chain = self.client.name(),
+                count = open.len(),
+                "reconciling unfinished conversions"
+            );
+        }
+        let count = open.len();
+        for mut rec in open {
+            recover::reconcile(&mut self.sender(0), &mut rec).await?;
+        }
+        Ok(count)
     }
 }
 
-/// Executes the legs of `plan` whose records are in `records` (journaled
-/// PLANNED already), one after the other, each confirmed before the next.
-/// Records are updated and journaled at every step.
-pub async fn execute(
+async fn execute(
     sender: &mut TxSender<'_>,
     plan: &Plan,
     records: &mut [ConversionRecord],
@@ -350,52 +412,4 @@ fn receipt_figures(
         }
     }
     (amount_in, eth_out)
-}
-
-/// A planned (not sent) conversion; its id is `"{request_id}/{index}"`
-/// until it is journaled.
-pub fn planned_report(
-    chain: &ChainClient,
-    plan: &Plan,
-    index: usize,
-    request_id: &str,
-    token_price: Price,
-    eth_price: Price,
-) -> ConversionReport {
-    let cfg = chain.config();
-    let leg = &plan.legs[index];
-    let token = &cfg.tokens[leg.token];
-    let (venue, venue_name, fee_tier) = match leg.route {
-        Route::Unwrap => (VenueLabel::WethUnwrap, "weth".to_string(), 0),
-        Route::Pool { venue, fee_tier } => (
-            if fee_tier.is_some() {
-                VenueLabel::UniswapV3
-            } else {
-                VenueLabel::UniswapV2
-            },
-            cfg.venues[venue].name.clone(),
-            fee_tier.unwrap_or(0),
-        ),
-    };
-    ConversionReport {
-        id: format!("{request_id}/{index}"),
-        token_symbol: token.symbol.clone(),
-        token_address: token.address,
-        venue,
-        venue_name,
-        fee_tier,
-        eth_out: leg.eth_out,
-        max_amount_in: leg.max_in,
-        quoted_amount_in: leg.amount_in,
-        amount_in: None,
-        token_price,
-        eth_price,
-        state: ConversionState::Planned,
-        tx_hash: None,
-        approval_tx_hashes: Vec::new(),
-        gas_used: 0,
-        gas_cost_wei: U256::ZERO,
-        block_number: 0,
-        error: None,
-    }
 }

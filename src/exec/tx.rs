@@ -23,8 +23,8 @@ use tracing::field::Empty;
 
 use super::{ExecError, fault};
 use crate::{
-    balancer::ConversionState,
     chain::ChainClient,
+    domain::ConversionState,
     journal::{ConversionRecord, Journal, TxPurpose, TxRecord, now_ms},
     keys::WalletKey,
 };

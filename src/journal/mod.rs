@@ -24,7 +24,7 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinitio
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
-use crate::balancer::{ConversionReport, ConversionState, EnsureReport};
+use crate::domain::{ConversionEvent, ConversionReport, ConversionState, EnsureReport, Failure};
 
 const REQUESTS: TableDefinition<&str, &[u8]> = TableDefinition::new("requests");
 const CONVERSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("conversions");
@@ -60,21 +60,14 @@ pub struct RequestParams {
     pub dry_run: bool,
 }
 
-/// A stored failure: what the client got.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StoredError {
-    /// gRPC status code.
-    pub code: i32,
-    pub message: String,
-}
-
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[allow(clippy::large_enum_variant)] // stored, not moved around
 pub enum RequestState {
     /// Accepted; its conversion may be in progress.
     InFlight,
     Done(EnsureReport),
-    Failed(StoredError),
+    /// What the client was told, replayed as is to a retry.
+    Failed(#[serde(deserialize_with = "legacy::failure")] Failure),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -129,17 +122,48 @@ impl ConversionRecord {
     }
 }
 
-/// One state change of one conversion.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EventRecord {
-    pub sequence: u64,
-    pub time_ms: u64,
-    pub chain: String,
-    pub request_id: String,
-    pub conversion_id: String,
-    pub state: ConversionState,
-    pub tx_hash: Option<B256>,
-    pub conversion: ConversionReport,
+/// Records written by earlier versions, still read.
+mod legacy {
+    use serde::{Deserialize, Deserializer};
+
+    use crate::domain::{Failure, FailureKind};
+
+    /// A failed request as versions before the protocol-neutral
+    /// [`Failure`] stored it: a gRPC status code and the message, no
+    /// details.
+    #[derive(Deserialize)]
+    struct StoredError {
+        code: i32,
+        message: String,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Stored {
+        Failure(Failure),
+        Legacy(StoredError),
+    }
+
+    /// Reads a [`Failure`], or a legacy `{code, message}` record: the kind
+    /// from the gRPC code it stored; its reason was never stored, so it is
+    /// `UNSPECIFIED`.
+    pub fn failure<'de, D: Deserializer<'de>>(d: D) -> Result<Failure, D::Error> {
+        Ok(match Stored::deserialize(d)? {
+            Stored::Failure(f) => f,
+            Stored::Legacy(StoredError { code, message }) => {
+                let kind = match code {
+                    3 => FailureKind::InvalidArgument,
+                    6 => FailureKind::AlreadyExists,
+                    8 => FailureKind::ResourceExhausted,
+                    9 => FailureKind::FailedPrecondition,
+                    10 => FailureKind::Aborted,
+                    14 => FailureKind::Unavailable,
+                    _ => FailureKind::Internal,
+                };
+                Failure::new(kind, "UNSPECIFIED", message)
+            }
+        })
+    }
 }
 
 /// The journal. Cheap to clone.
@@ -150,7 +174,7 @@ pub struct Journal {
 
 struct Inner {
     db: Database,
-    live: broadcast::Sender<EventRecord>,
+    live: broadcast::Sender<ConversionEvent>,
     /// Set when the server shuts down: stream tasks end.
     closing: tokio::sync::watch::Sender<bool>,
     /// Serialises "commit, then broadcast" so live events go out in
@@ -227,7 +251,7 @@ impl Journal {
     }
 
     /// New live events (subscribe BEFORE replaying from disk).
-    pub fn subscribe(&self) -> broadcast::Receiver<EventRecord> {
+    pub fn subscribe(&self) -> broadcast::Receiver<ConversionEvent> {
         self.inner.live.subscribe()
     }
 
@@ -300,7 +324,7 @@ impl Journal {
                     .map_err(err)?
                     .map(|(k, _)| k.value() + 1)
                     .unwrap_or(1);
-                let e = EventRecord {
+                let e = ConversionEvent {
                     sequence: next,
                     time_ms: now_ms(),
                     chain: rec.chain.clone(),
@@ -401,7 +425,11 @@ impl Journal {
     }
 
     /// Up to `limit` events with a sequence greater than `after`.
-    pub fn events_after(&self, after: u64, limit: usize) -> Result<Vec<EventRecord>, JournalError> {
+    pub fn events_after(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<ConversionEvent>, JournalError> {
         let tx = self.inner.db.begin_read().map_err(err)?;
         let t = tx.open_table(EVENTS).map_err(err)?;
         let mut out = Vec::new();
@@ -416,13 +444,13 @@ impl Journal {
     }
 
     /// Events recorded at or after `since_ms` (unix ms), oldest first.
-    pub fn events_since(&self, since_ms: u64) -> Result<Vec<EventRecord>, JournalError> {
+    pub fn events_since(&self, since_ms: u64) -> Result<Vec<ConversionEvent>, JournalError> {
         let tx = self.inner.db.begin_read().map_err(err)?;
         let t = tx.open_table(EVENTS).map_err(err)?;
         let mut out = Vec::new();
         for item in t.iter().map_err(err)?.rev() {
             let (_, v) = item.map_err(err)?;
-            let e: EventRecord = decode(v.value())?;
+            let e: ConversionEvent = decode(v.value())?;
             if e.time_ms < since_ms {
                 break;
             }

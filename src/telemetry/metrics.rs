@@ -25,8 +25,7 @@ use prometheus::{
 };
 
 use crate::{
-    balancer::{ConversionState, StatusReport},
-    journal::EventRecord,
+    domain::{ConversionEvent, ConversionState, StatusReport},
     money,
 };
 
@@ -323,7 +322,7 @@ pub fn tx_sent(chain: &str, purpose: &str) {
 
 /// A journaled conversion state change: final states count the conversion,
 /// and a confirmed one its ETH and gas (from its receipts).
-pub fn conversion_event(e: &EventRecord) {
+pub fn conversion_event(e: &ConversionEvent) {
     let m = metrics();
     let c = &e.conversion;
     m.state_changes

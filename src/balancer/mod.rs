@@ -1,5 +1,16 @@
 //! The use cases, EnsureEth and GetStatus, orchestrated over the roles:
-//! read (`chain`), decide (`plan`), act (`exec`).
+//! read (`chain`), decide (`plan`), act (`exec`), record (`journal`).
+//!
+//! - this module: the [`Balancer`]: idempotency by `request_id`, the fast
+//!   "sufficient" path, dry runs, GetStatus, answers recorded.
+//! - [`owner`]: the one task per chain every conversion goes through: the
+//!   queue, batching, the hourly spend window, start-up settlement of
+//!   requests a crash left in flight.
+//! - [`planning`]: the glue between a snapshot and the pure planner
+//!   (allocate, quote, finalize) and the planned conversion records.
+//! - [`spend`]: the rolling hourly spend window, rebuilt from the journal.
+//! - [`error`]: the use cases' error and its protocol-neutral
+//!   [`Failure`](crate::domain::Failure).
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -9,173 +20,29 @@ use std::{
     },
 };
 
+pub mod error;
+mod owner;
+mod planning;
+mod spend;
+
 use alloy::{
     eips::BlockId,
-    primitives::{Address, B256, U256},
+    primitives::{Address, U256},
 };
-
-use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
+pub use error::BalancerError;
+use owner::{Job, OwnerHandle};
+
 use crate::{
-    chain::{ChainClient, ChainError, Snapshot},
+    chain::{ChainClient, ChainError},
     config::Config,
-    exec::{
-        self, ExecError,
-        owner::{self, Job, OwnerHandle},
-    },
-    journal::{Journal, JournalError, RequestParams, RequestRecord, RequestState, StoredError},
+    domain::{EnsureOutcome, EnsureReport, EnsureRequest, Snapshot, StatusReport, TokenRow},
+    journal::{Journal, RequestParams, RequestRecord, RequestState},
     keys::WalletKey,
-    money::{Price, Usd},
+    money::Usd,
     plan::{self, PlanError},
 };
-
-/// Errors of the use cases; mapped to gRPC statuses in `api::error`.
-#[derive(Clone, Debug, thiserror::Error)]
-pub enum BalancerError {
-    #[error(transparent)]
-    Chain(#[from] ChainError),
-    #[error(transparent)]
-    Plan(#[from] PlanError),
-    #[error(transparent)]
-    Exec(#[from] ExecError),
-    /// After every conversion confirmed, the re-read balance is still short
-    /// (something else spent the wallet's ETH meanwhile).
-    #[error(
-        "after converting, the wallet holds {after} wei, less than the {need} wei needed (conversion txs: {txs})"
-    )]
-    StillShort {
-        need: U256,
-        after: U256,
-        txs: String,
-    },
-    #[error("internal error: {0}")]
-    Internal(String),
-    #[error("{0}")]
-    Unavailable(String),
-    /// The request id was used before with other parameters.
-    #[error(
-        "request_id {request_id:?} was already used with different parameters ({first}); use a new request_id"
-    )]
-    IdempotencyConflict { request_id: String, first: String },
-    /// The stored answer of an earlier attempt with this request id.
-    #[error("{}", .0.message)]
-    Stored(StoredError),
-}
-
-impl From<JournalError> for BalancerError {
-    fn from(e: JournalError) -> Self {
-        BalancerError::Internal(e.to_string())
-    }
-}
-
-/// A validated EnsureEth request.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EnsureRequest {
-    pub chain: String,
-    pub required_wei: U256,
-    pub request_id: String,
-    pub dry_run: bool,
-}
-
-/// What EnsureEth did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum EnsureOutcome {
-    Sufficient,
-    Converted,
-    Planned,
-}
-
-/// How a conversion turns a token into ETH.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum VenueLabel {
-    WethUnwrap,
-    UniswapV2,
-    UniswapV3,
-}
-
-/// Life of a conversion.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ConversionState {
-    Planned,
-    Submitted,
-    Replaced,
-    Confirmed,
-    Failed,
-}
-
-/// One conversion, as planned or as it happened.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ConversionReport {
-    pub id: String,
-    pub token_symbol: String,
-    pub token_address: Address,
-    pub venue: VenueLabel,
-    pub venue_name: String,
-    pub fee_tier: u32,
-    pub eth_out: U256,
-    pub max_amount_in: U256,
-    pub quoted_amount_in: U256,
-    /// Tokens actually sold (from the receipt); `None` until confirmed.
-    pub amount_in: Option<U256>,
-    pub token_price: Price,
-    pub eth_price: Price,
-    pub state: ConversionState,
-    pub tx_hash: Option<B256>,
-    pub approval_tx_hashes: Vec<B256>,
-    pub gas_used: u64,
-    pub gas_cost_wei: U256,
-    pub block_number: u64,
-    pub error: Option<String>,
-}
-
-/// The answer to EnsureEth.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EnsureReport {
-    pub chain: String,
-    pub request_id: String,
-    pub outcome: EnsureOutcome,
-    pub eth_before: U256,
-    pub eth_after: U256,
-    pub required: U256,
-    pub gas_reserve: U256,
-    pub need: U256,
-    pub shortage: U256,
-    pub target: U256,
-    pub conversions: Vec<ConversionReport>,
-    pub block_number: u64,
-}
-
-/// The answer to GetStatus.
-#[derive(Clone, Debug)]
-pub struct StatusReport {
-    pub chain: String,
-    pub chain_id: u64,
-    pub wallet: Address,
-    pub snapshot: Snapshot,
-    pub gas_reserve_wei: U256,
-    /// Per configured token: its configuration and the planner's figures.
-    pub tokens: Vec<TokenRow>,
-    pub eth_value_usd: Usd,
-    pub total_value_usd: Usd,
-    pub total_convertible_usd: Usd,
-    pub max_eth_after_conversion_wei: U256,
-}
-
-#[derive(Clone, Debug)]
-pub struct TokenRow {
-    pub symbol: String,
-    pub address: Address,
-    pub decimals: u8,
-    pub balance: U256,
-    pub price: Price,
-    pub value_usd: Usd,
-    pub min_reserve_usd: Usd,
-    pub min_reserve: U256,
-    pub convertible: U256,
-    pub convertible_usd: Usd,
-    pub priority: u32,
-}
 
 /// The sidecar's core: one wallet, its configured chains, their owners, the
 /// journal.
@@ -299,7 +166,7 @@ impl Balancer {
             .instrument(tracing::info_span!("snapshot", block = "latest"))
             .await?;
         let cfg = client.config();
-        let inputs = owner::token_inputs(client, &snapshot);
+        let inputs = planning::token_inputs(client, &snapshot);
         let st = plan::status(
             snapshot.eth_balance,
             U256::ZERO,
@@ -532,7 +399,7 @@ impl Balancer {
         client: &ChainClient,
         snapshot: &Snapshot,
     ) -> Result<EnsureReport, BalancerError> {
-        let Some(plan) = owner::plan_conversion(
+        let Some(plan) = planning::plan_conversion(
             client,
             &self.config,
             snapshot,
@@ -551,7 +418,14 @@ impl Balancer {
         let conversions = (0..plan.legs.len())
             .map(|i| {
                 let price = snapshot.tokens[plan.legs[i].token].price;
-                exec::planned_report(client, &plan, i, &req.request_id, price, snapshot.eth_price)
+                planning::planned_report(
+                    client,
+                    &plan,
+                    i,
+                    &req.request_id,
+                    price,
+                    snapshot.eth_price,
+                )
             })
             .collect();
         Ok(EnsureReport {
@@ -611,11 +485,7 @@ impl Balancer {
                     }
                     return;
                 }
-                let status = crate::api::error::to_status(e.clone());
-                RequestState::Failed(StoredError {
-                    code: status.code() as i32,
-                    message: status.message().to_string(),
-                })
+                RequestState::Failed(e.failure())
             }
         };
         let rec = RequestRecord {

@@ -4,29 +4,30 @@
 //! conversion can serve many), journals every step, and at start-up
 //! reconciles what a previous process left unfinished.
 
-use std::{
-    collections::VecDeque,
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{sync::Arc, time::Duration};
 
-use alloy::{eips::BlockId, primitives::U256, providers::Provider};
+use alloy::{eips::BlockId, primitives::U256};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{Instrument, field::Empty};
 
-use super::{ExecError, execute, fault, finish_confirmed, planned_record, tx::TxSender};
+use super::{
+    BalancerError,
+    planning::{plan_conversion, planned_record},
+    spend::SpendWindow,
+};
 use crate::{
-    balancer::{BalancerError, ConversionReport, ConversionState, EnsureOutcome, EnsureReport},
-    chain::{ChainClient, Snapshot, quotes::QuoteRequest},
+    chain::ChainClient,
     config::Config,
+    domain::{
+        ConversionReport, ConversionState, EnsureOutcome, EnsureReport, Failure, FailureKind,
+        Snapshot,
+    },
+    exec::{Executor, fault},
     journal::{ConversionRecord, Journal, RequestState, TxPurpose},
     keys::WalletKey,
     money::Usd,
-    plan::{self, Outcome, Plan, PlanInput, Strategy, TokenInput},
 };
 
-/// The rolling window of the hourly spend limit.
-const SPEND_WINDOW: Duration = Duration::from_secs(3600);
 /// After the first queued request, how long the owner waits for others
 /// before planning: requests that arrive together are served by one
 /// conversion sized for the largest need. Small next to a conversion's
@@ -92,204 +93,12 @@ impl OwnerHandle {
     }
 }
 
-/// USD converted on a chain during the last hour.
-#[derive(Default)]
-struct SpendWindow {
-    entries: VecDeque<(Instant, Usd)>,
-}
-
-impl SpendWindow {
-    fn remaining(&mut self, limit: Usd) -> Usd {
-        let now = Instant::now();
-        while let Some((at, _)) = self.entries.front() {
-            if now.duration_since(*at) > SPEND_WINDOW {
-                self.entries.pop_front();
-            } else {
-                break;
-            }
-        }
-        let spent = self
-            .entries
-            .iter()
-            .fold(Usd::ZERO, |a, (_, v)| a.saturating_add(*v));
-        limit.saturating_sub(spent)
-    }
-
-    fn record(&mut self, value: Usd) {
-        self.entries.push_back((Instant::now(), value));
-    }
-
-    /// The window as the journal remembers it: conversions of `chain`
-    /// confirmed during the last hour, valued at the oracle price of the
-    /// ETH they brought. Survives restarts.
-    fn from_journal(journal: &Journal, chain: &str) -> SpendWindow {
-        let now_ms = crate::journal::now_ms();
-        let since = now_ms.saturating_sub(SPEND_WINDOW.as_millis() as u64);
-        let mut w = SpendWindow::default();
-        let events = match journal.events_since(since) {
-            Ok(e) => e,
-            Err(e) => {
-                tracing::warn!(%chain, error = %e, "cannot read the spend window from the journal");
-                return w;
-            }
-        };
-        for e in events {
-            if e.chain != chain || e.state != ConversionState::Confirmed {
-                continue;
-            }
-            let c = &e.conversion;
-            let value = crate::money::value_usd(
-                c.eth_out,
-                crate::money::ETH_DECIMALS,
-                c.eth_price,
-                crate::money::Rounding::Up,
-            );
-            let age = Duration::from_millis(now_ms.saturating_sub(e.time_ms));
-            let at = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
-            w.entries.push_back((at, value));
-        }
-        w
-    }
-}
-
-/// The planner's view of the configured tokens at a snapshot.
-pub fn token_inputs(client: &ChainClient, snapshot: &Snapshot) -> Vec<TokenInput> {
-    client
-        .config()
-        .tokens
-        .iter()
-        .zip(&snapshot.tokens)
-        .map(|(t, r)| TokenInput {
-            symbol: t.symbol.clone(),
-            decimals: t.decimals,
-            balance: r.balance,
-            reserved: U256::ZERO,
-            price: r.price,
-            min_reserve_usd: t.min_reserve_usd,
-            priority: t.priority,
-            is_weth: t.is_weth,
-        })
-        .collect()
-}
-
-/// Plans a conversion for `required_wei` at `snapshot`: allocate, quote the
-/// legs (one batched call; a first round for `cheapest`), finalize. Pure
-/// planning plus reads; sends nothing. `None` when the ETH suffices.
-#[tracing::instrument(
-    name = "plan",
-    skip_all,
-    fields(
-        chain = %client.name(),
-        strategy = ?config.policy.strategy,
-        required_wei = %required_wei,
-        outcome = Empty,
-        legs = Empty,
-        target_wei = Empty,
-        value_usd = Empty,
-    )
-)]
-pub async fn plan_conversion(
-    client: &ChainClient,
-    config: &Config,
-    snapshot: &Snapshot,
-    required_wei: U256,
-    hour_budget_remaining: Usd,
-) -> Result<Option<Plan>, BalancerError> {
-    let policy = &config.policy;
-    let input = PlanInput {
-        required_wei,
-        eth_balance: snapshot.eth_balance,
-        pending_eth_in: U256::ZERO,
-        eth_price: snapshot.eth_price,
-        gas_price_wei: snapshot.base_fee_wei,
-        tokens: token_inputs(client, snapshot),
-        hour_budget_remaining,
-    };
-    let estimates = if policy.strategy == Strategy::Cheapest {
-        // Rank by the cost of buying the whole shortage from each token.
-        let shortage = required_wei
-            .saturating_add(policy.gas_reserve_wei)
-            .saturating_sub(snapshot.eth_balance);
-        let reqs: Vec<QuoteRequest> = (0..client.config().tokens.len())
-            .map(|token| QuoteRequest {
-                token,
-                eth_out: shortage,
-            })
-            .collect();
-        client
-            .quotes(&reqs)
-            .instrument(tracing::info_span!(
-                "quotes",
-                round = "estimate",
-                legs = reqs.len()
-            ))
-            .await?
-    } else {
-        Vec::new()
-    };
-    let span = tracing::Span::current();
-    let allocation = match plan::allocate(&input, policy, &estimates) {
-        Ok(Outcome::Sufficient { .. }) => {
-            span.record("outcome", "sufficient");
-            return Ok(None);
-        }
-        Ok(Outcome::Convert(a)) => a,
-        Err(e) => {
-            span.record("outcome", plan_error_outcome(&e));
-            return Err(e.into());
-        }
-    };
-    let reqs: Vec<QuoteRequest> = allocation
-        .legs()
-        .iter()
-        .filter(|l| !l.is_weth)
-        .map(|l| QuoteRequest {
-            token: l.token,
-            eth_out: l.eth_out,
-        })
-        .collect();
-    let quotes = client
-        .quotes(&reqs)
-        .instrument(tracing::info_span!(
-            "quotes",
-            round = "legs",
-            legs = reqs.len()
-        ))
-        .await?;
-    let plan = plan::finalize(&allocation, &quotes).inspect_err(|e| {
-        span.record("outcome", plan_error_outcome(e));
-    })?;
-    span.record("outcome", "convert");
-    span.record("legs", plan.legs.len());
-    span.record("target_wei", tracing::field::display(plan.target_wei));
-    span.record("value_usd", tracing::field::display(plan.total_value_usd));
-    Ok(Some(plan))
-}
-
-/// The plan span's outcome for a refusal: the error's kind, never its text.
-fn plan_error_outcome(e: &plan::PlanError) -> &'static str {
-    use plan::PlanError::*;
-    match e {
-        InsufficientFunds { .. } => "insufficient_funds",
-        RequestLimitExceeded { .. } => "request_limit",
-        HourlyBudgetExceeded { .. } => "hourly_limit",
-        PriceDeviation { .. } => "price_deviation",
-        NoQuote { .. } | InvalidQuote { .. } => "no_quote",
-        InvalidPrice { .. }
-        | InvalidToken { .. }
-        | AmountOutOfRange { .. }
-        | UnknownToken { .. }
-        | Invariant { .. } => "invalid",
-    }
-}
-
 struct Owner {
     client: ChainClient,
-    key: WalletKey,
+    exec: Executor,
     journal: Journal,
     config: Arc<Config>,
     spend: SpendWindow,
-    replace_after: Duration,
 }
 
 /// Starts the owner task of `client`'s chain.
@@ -302,15 +111,13 @@ pub fn spawn(
     let (jobs, rx) = mpsc::channel(QUEUE_DEPTH);
     let (ready_tx, ready) = watch::channel(false);
     let (stop, stop_rx) = watch::channel(false);
-    let replace_after = client.config().replace_after;
     let spend = SpendWindow::from_journal(&journal, client.name());
     let owner = Owner {
+        exec: Executor::new(client.clone(), key, journal.clone()),
         client,
-        key,
         journal,
         config,
         spend,
-        replace_after,
     };
     let task = tokio::spawn(owner.run(rx, ready_tx, stop_rx));
     OwnerHandle {
@@ -515,29 +322,16 @@ impl Owner {
         }
         fault::point("after_plan");
 
-        let nonce = self
-            .client
-            .provider()
-            .get_transaction_count(self.key.address())
-            .pending()
-            .await
-            .map_err(|e| self.client.rpc_err(e))?;
-        let mut sender = TxSender {
-            chain: &self.client,
-            key: &self.key,
-            journal: &self.journal,
-            nonce,
-            replace_after: self.replace_after,
-        };
-        let result = execute(
-            &mut sender,
-            &plan,
-            &mut records,
-            snapshot,
-            self.config.swap_deadline.as_secs(),
-            self.config.approval_usd,
-        )
-        .await;
+        let result = self
+            .exec
+            .execute(
+                &plan,
+                &mut records,
+                snapshot,
+                self.config.swap_deadline.as_secs(),
+                self.config.approval_usd,
+            )
+            .await;
         // What confirmed counts against the hourly limit, even when a later
         // leg failed.
         let confirmed_value = plan
@@ -601,28 +395,13 @@ impl Owner {
         })
     }
 
-    /// Start-up reconciliation of this chain's unfinished conversions:
-    /// mined -> record the receipt; pending -> keep watching; dropped (or
-    /// signed but never broadcast) -> broadcast the same signed bytes; stuck
-    /// -> replace. A conversion whose swap was never signed ends FAILED
-    /// (nothing swapped). Then every request left in flight gets its final
-    /// answer, or is released when nothing of it was ever broadcast.
+    /// Start-up: the executor reconciles this chain's unfinished
+    /// conversions (mined, pending, dropped, stuck, never signed); then
+    /// every request left in flight gets its final answer, or is released
+    /// when nothing of it was ever broadcast.
     async fn recover(&mut self) -> Result<(), BalancerError> {
         self.client.initialise().await?;
-        let open = self
-            .journal
-            .open_conversions(self.client.name())
-            .map_err(|e| BalancerError::Internal(e.to_string()))?;
-        if !open.is_empty() {
-            tracing::info!(
-                chain = self.client.name(),
-                count = open.len(),
-                "reconciling unfinished conversions"
-            );
-        }
-        for mut rec in open {
-            self.reconcile(&mut rec).await?;
-        }
+        self.exec.recover().await?;
         let requests = self
             .journal
             .in_flight_requests()
@@ -630,74 +409,6 @@ impl Owner {
         let chain = self.client.name().to_string();
         for req in requests.into_iter().filter(|r| r.params.chain == chain) {
             self.settle_request(req).await?;
-        }
-        Ok(())
-    }
-
-    async fn reconcile(&mut self, rec: &mut ConversionRecord) -> Result<(), BalancerError> {
-        let journal_err = |e: crate::journal::JournalError| BalancerError::Internal(e.to_string());
-        let mut sender = TxSender {
-            chain: &self.client,
-            key: &self.key,
-            journal: &self.journal,
-            nonce: 0,
-            replace_after: self.replace_after,
-        };
-        // Every nonce this conversion signed for, in order.
-        let mut nonces: Vec<u64> = rec.txs.iter().map(|t| t.nonce).collect();
-        nonces.dedup();
-        let mut swap_confirmed = None;
-        for nonce in nonces {
-            let last = rec
-                .txs
-                .iter()
-                .rfind(|t| t.nonce == nonce && !t.replaced)
-                .cloned();
-            let Some(last) = last else { continue };
-            match sender.confirm(nonce, rec).await {
-                Ok(receipt) => {
-                    if last.purpose == TxPurpose::Swap {
-                        swap_confirmed = Some(receipt);
-                    } else if !rec
-                        .report
-                        .approval_tx_hashes
-                        .contains(&receipt.transaction_hash)
-                    {
-                        rec.report.approval_tx_hashes.push(receipt.transaction_hash);
-                    }
-                }
-                Err(ExecError::Chain(e)) => return Err(e.into()),
-                Err(e) => {
-                    rec.report.state = ConversionState::Failed;
-                    rec.report.error = Some(format!("after restart: {e}"));
-                    self.journal
-                        .record_conversion(rec, Some((ConversionState::Failed, rec.report.tx_hash)))
-                        .map_err(journal_err)?;
-                    return Ok(());
-                }
-            }
-        }
-        match swap_confirmed {
-            Some(receipt) => {
-                finish_confirmed(&self.client, rec, &receipt)
-                    .await
-                    .map_err(BalancerError::Exec)?;
-                self.journal
-                    .record_conversion(rec, Some((ConversionState::Confirmed, rec.report.tx_hash)))
-                    .map_err(journal_err)?;
-                tracing::info!(chain = self.client.name(), conversion = %rec.report.id, "reconciled: confirmed");
-            }
-            None => {
-                rec.report.state = ConversionState::Failed;
-                rec.report.error = Some(
-                    "interrupted by a restart before the swap was signed: nothing was swapped"
-                        .into(),
-                );
-                self.journal
-                    .record_conversion(rec, Some((ConversionState::Failed, None)))
-                    .map_err(journal_err)?;
-                tracing::info!(chain = self.client.name(), conversion = %rec.report.id, "reconciled: failed before the swap");
-            }
         }
         Ok(())
     }
@@ -762,15 +473,13 @@ impl Owner {
                     report.shortage = need.saturating_sub(report.eth_before);
                     RequestState::Done(report)
                 }
-                Err(e) => RequestState::Failed(crate::journal::StoredError {
-                    code: tonic::Code::Aborted as i32,
-                    message: e.to_string(),
-                }),
+                Err(e) => RequestState::Failed(e.failure()),
             }
         } else {
-            RequestState::Failed(crate::journal::StoredError {
-                code: tonic::Code::Aborted as i32,
-                message: format!(
+            RequestState::Failed(Failure::new(
+                FailureKind::Aborted,
+                "CONVERSION_INCOMPLETE",
+                format!(
                     "the conversion did not complete: {}",
                     reports
                         .iter()
@@ -778,7 +487,7 @@ impl Owner {
                         .collect::<Vec<_>>()
                         .join("; ")
                 ),
-            })
+            ))
         };
         self.journal.put_request(&req, true).map_err(journal_err)?;
         Ok(())

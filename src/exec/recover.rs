@@ -1,0 +1,75 @@
+//! Start-up reconciliation of one unfinished conversion, from what the
+//! journal holds of it: for each nonce it signed for, mined -> record the
+//! receipt; pending -> keep watching; dropped (or signed but never
+//! broadcast) -> broadcast the same signed bytes; stuck -> replace. A
+//! conversion whose swap was never signed ends FAILED (nothing swapped).
+
+use super::{ExecError, finish_confirmed, tx::TxSender};
+use crate::{
+    domain::ConversionState,
+    journal::{ConversionRecord, TxPurpose},
+};
+
+pub(super) async fn reconcile(
+    sender: &mut TxSender<'_>,
+    rec: &mut ConversionRecord,
+) -> Result<(), ExecError> {
+    let journal_err = |e: crate::journal::JournalError| ExecError::Journal(e.to_string());
+    // Every nonce this conversion signed for, in order.
+    let mut nonces: Vec<u64> = rec.txs.iter().map(|t| t.nonce).collect();
+    nonces.dedup();
+    let mut swap_confirmed = None;
+    for nonce in nonces {
+        let last = rec
+            .txs
+            .iter()
+            .rfind(|t| t.nonce == nonce && !t.replaced)
+            .cloned();
+        let Some(last) = last else { continue };
+        match sender.confirm(nonce, rec).await {
+            Ok(receipt) => {
+                if last.purpose == TxPurpose::Swap {
+                    swap_confirmed = Some(receipt);
+                } else if !rec
+                    .report
+                    .approval_tx_hashes
+                    .contains(&receipt.transaction_hash)
+                {
+                    rec.report.approval_tx_hashes.push(receipt.transaction_hash);
+                }
+            }
+            Err(e @ ExecError::Chain(_)) => return Err(e),
+            Err(e) => {
+                rec.report.state = ConversionState::Failed;
+                rec.report.error = Some(format!("after restart: {e}"));
+                sender
+                    .journal
+                    .record_conversion(rec, Some((ConversionState::Failed, rec.report.tx_hash)))
+                    .map_err(journal_err)?;
+                return Ok(());
+            }
+        }
+    }
+    match swap_confirmed {
+        Some(receipt) => {
+            finish_confirmed(sender.chain, rec, &receipt).await?;
+            sender
+                .journal
+                .record_conversion(rec, Some((ConversionState::Confirmed, rec.report.tx_hash)))
+                .map_err(journal_err)?;
+            tracing::info!(chain = sender.chain.name(), conversion = %rec.report.id, "reconciled: confirmed");
+        }
+        None => {
+            rec.report.state = ConversionState::Failed;
+            rec.report.error = Some(
+                "interrupted by a restart before the swap was signed: nothing was swapped".into(),
+            );
+            sender
+                .journal
+                .record_conversion(rec, Some((ConversionState::Failed, None)))
+                .map_err(journal_err)?;
+            tracing::info!(chain = sender.chain.name(), conversion = %rec.report.id, "reconciled: failed before the swap");
+        }
+    }
+    Ok(())
+}
