@@ -548,3 +548,110 @@ async fn a_granted_allowance_amortises_approvals_over_conversions() {
     assert!(h.eth_balance().await >= milli_eth(75));
     h.stop().await;
 }
+
+/// A request that failed after its swap was broadcast keeps its answer: the
+/// same request id, asked again (and again after a restart), gets the same
+/// code, message, reason and `ErrorInfo` metadata, and sends nothing.
+///
+/// The failure is a real one: the swap passes its simulation, is signed and
+/// broadcast, and a trade that lands before it in the same block moves the
+/// pool past the swap's maximum input, so it reverts on chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_request_replays_its_first_answer_across_a_restart() {
+    let mut h = Harness::start_with(|c| {
+        c.approval_usd = wallet_balancer::money::Usd::from_dollars(200);
+        usdc_on_v2_only(c);
+    })
+    .await;
+    let a = h.devnet.addresses;
+    let usdc = token(&h, "USDC");
+    // A first conversion leaves an allowance: the next one is a swap alone.
+    h.ensure(milli_eth(50), "warm-up", false).await.unwrap();
+
+    // Blocks are mined by hand from here: the swap waits in the pool.
+    let _: serde_json::Value = h.anvil("evm_setAutomine", (false,)).await;
+    let nonce = h.nonce().await;
+    let mut client = h.client.clone();
+    let first = tokio::spawn(async move {
+        client
+            .ensure_eth(pb::EnsureEthRequest {
+                chain: support::CHAIN.into(),
+                required_wei: milli_eth(70).to_string(),
+                request_id: "replayed".into(),
+                dry_run: false,
+            })
+            .await
+    });
+    let pending_nonce = || async {
+        h.chain()
+            .get_transaction_count(h.wallet())
+            .pending()
+            .await
+            .unwrap()
+    };
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while pending_nonce().await == nonce {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the swap never reached the pool"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // A large USDC -> WETH trade ahead of it (higher tip): ETH now costs far
+    // more USDC than the swap's maximum input allows.
+    let trader = h.signer_provider(TRADER_KEY);
+    let dump = U256::from(3_000_000u64) * U256::from(1_000_000u64);
+    let front = ITestV2Router::new(a.v2_router, &trader)
+        .swapExactTokensForTokens(
+            dump,
+            U256::ZERO,
+            vec![usdc, a.weth],
+            h.devnet.trader_address,
+            U256::MAX,
+        )
+        .max_priority_fee_per_gas(1_000_000_000_000)
+        .max_fee_per_gas(2_000_000_000_000)
+        .send()
+        .await
+        .unwrap();
+    let _: serde_json::Value = h.anvil("evm_mine", ()).await;
+    let _: serde_json::Value = h.anvil("evm_setAutomine", (true,)).await;
+    assert!(front.get_receipt().await.unwrap().status());
+
+    let e = first.await.unwrap().unwrap_err();
+    assert_eq!(e.code(), Code::Aborted, "{}", e.message());
+    let info = e.get_details_error_info().expect("ErrorInfo");
+    assert_eq!(info.reason, "REVERTED", "{}", e.message());
+    let swap: B256 = info.metadata["tx_hash"].parse().unwrap();
+    let receipt = h
+        .chain()
+        .get_transaction_receipt(swap)
+        .await
+        .unwrap()
+        .expect("the swap was mined");
+    assert!(!receipt.status(), "the swap reverted on chain");
+    let sent = h.nonce().await;
+    assert_eq!(sent, nonce + 1, "one swap sent");
+
+    let same = |again: tonic::Status, when: &str| {
+        assert_eq!(again.code(), e.code(), "{when}");
+        assert_eq!(again.message(), e.message(), "{when}");
+        let again = again.get_details_error_info().expect("ErrorInfo");
+        assert_eq!(again.reason, info.reason, "{when}");
+        assert_eq!(again.domain, info.domain, "{when}");
+        assert_eq!(again.metadata, info.metadata, "{when}");
+    };
+    let again = h
+        .ensure(milli_eth(70), "replayed", false)
+        .await
+        .unwrap_err();
+    same(again, "asked again");
+    h.restart().await;
+    let again = h
+        .ensure(milli_eth(70), "replayed", false)
+        .await
+        .unwrap_err();
+    same(again, "asked again after a restart");
+    assert_eq!(h.nonce().await, sent, "nothing sent by the retries");
+    h.stop().await;
+}

@@ -140,12 +140,13 @@ fn exec_failure(e: &ExecError, message: String) -> Failure {
         } => {
             // The kind, reason and figures of what failed; the message keeps
             // what already confirmed.
-            let mut f = exec_failure(source, String::new());
+            let mut f =
+                exec_failure(source, String::new()).with([("failed_leg", index.to_string())]);
             f.message = message;
-            f.with([
-                ("failed_leg", index.to_string()),
-                ("confirmed_tx_hashes", confirmed_txs.clone()),
-            ])
+            if !confirmed_txs.is_empty() {
+                f = f.with([("confirmed_tx_hashes", confirmed_txs.clone())]);
+            }
+            f
         }
         ExecError::Chain(c) => chain_failure(c, message),
         ExecError::SimulationReverted { what, .. } => {

@@ -492,3 +492,66 @@ impl Journal {
         Ok(removed)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::FailureKind;
+
+    fn failed(f: Failure) -> RequestRecord {
+        RequestRecord {
+            request_id: "r1".into(),
+            params: RequestParams {
+                chain: "arbitrum".into(),
+                required_wei: U256::from(7u64),
+                dry_run: false,
+            },
+            created_ms: 1,
+            state: RequestState::Failed(f),
+        }
+    }
+
+    #[test]
+    fn a_stored_failure_reads_back_with_its_reason_and_metadata() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(&dir.path().join("j.redb")).unwrap();
+        let f = Failure::new(FailureKind::Aborted, "REVERTED", "swap reverted")
+            .with([("tx_hash", "0x01"), ("failed_leg", "1")]);
+        j.put_request(&failed(f.clone()), true).unwrap();
+        let back = j.get_request("r1").unwrap().unwrap();
+        assert_eq!(back.state, RequestState::Failed(f));
+    }
+
+    /// A journal written before `Failure` existed: its failed requests
+    /// stored `{code, message}` (a gRPC code). An upgraded sidecar keeps
+    /// reading them, and keeps their idempotency keys.
+    #[test]
+    fn a_failure_stored_by_an_older_version_still_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.redb");
+        let legacy = r#"{"request_id":"r1","params":{"chain":"arbitrum","required_wei":"0x7","dry_run":false},"created_ms":1,"state":{"Failed":{"code":10,"message":"the conversion did not complete: x"}}}"#;
+        {
+            let j = Journal::open(&path).unwrap();
+            let tx = j.inner.db.begin_write().unwrap();
+            tx.open_table(REQUESTS)
+                .unwrap()
+                .insert("r1", legacy.as_bytes())
+                .unwrap();
+            tx.commit().unwrap();
+        }
+        let j = Journal::open(&path).unwrap();
+        let rec = j.get_request("r1").unwrap().expect("the old record");
+        assert_eq!(rec.params.required_wei, U256::from(7u64));
+        assert_eq!(
+            rec.state,
+            RequestState::Failed(Failure::new(
+                FailureKind::Aborted,
+                "UNSPECIFIED",
+                "the conversion did not complete: x"
+            ))
+        );
+        // Pruning decodes it too (an undecodable record would be kept for
+        // ever): created at 1 ms, it is past the TTL and goes.
+        assert_eq!(j.prune_requests(Duration::from_secs(3600)).unwrap(), 1);
+    }
+}
