@@ -5,24 +5,33 @@
 //! # Layout
 //!
 //! Data flows one way: edge -> use case -> read / decide / act / record.
+//! Imports go one way too: a module uses only modules of lower layers
+//! (`tests/layers.rs` checks every `crate::` path), lowest first:
 //!
-//! | module        | role                                                          | I/O          |
-//! |---------------|---------------------------------------------------------------|--------------|
-//! | [`api`]       | edge: gRPC handlers, validation, the one error -> Status map  | network in   |
-//! | [`balancer`]  | use cases: EnsureEth and GetStatus over the roles below       | via roles    |
-//! | [`bench`]     | the benchmark harness (`wallet-balancer bench`, `scripts/bench`) | processes    |
-//! | [`chain`]     | read: pooled failover provider, one-call snapshot, feeds      | chain reads  |
-//! | [`plan`]      | decide: the pure planner, integer money math                  | none         |
-//! | [`exec`]      | act: the wallet owner per chain; approvals, unwraps, swaps; sign, send, confirm, replace | chain writes |
-//! | [`journal`]   | record: requests, signed txs, conversion states, event log    | disk         |
-//! | [`money`]     | integer money: wei, base units, fixed-point USD               | none         |
-//! | [`config`]    | config file, env overrides, shipped chain presets             | file         |
-//! | [`keys`]      | the wallet key: file or env, never printed                    | file         |
-//! | [`server`]    | library-first server: bound listener + shutdown future        | network      |
-//! | [`telemetry`] | logs, traces (OTLP, W3C context), Prometheus metrics, shutdown signal | network      |
-//! | [`cli`]       | operator CLI and the demo                                     | network      |
-//! | [`devnet`]    | the local devnet fixture: anvil + Uniswap + feeds + a wallet  | processes    |
-//! | [`pb`]        | generated protobuf types (only `api` and `cli` use them)      | -            |
+//! `money` < `domain` < `plan`, `telemetry` < `config`, `keys` <
+//! `chain`, `journal` < `exec` < `balancer` < `api` (with `pb`) <
+//! `server` < `cli`
+//!
+//! | module        | layer                                                          | I/O          |
+//! |---------------|----------------------------------------------------------------|--------------|
+//! | [`money`]     | integer money: wei, base units, fixed-point USD                | none         |
+//! | [`domain`]    | the data every layer speaks: reports, snapshot, conversion events, the protocol-neutral `Failure` | none |
+//! | [`plan`]      | decide: the pure planner, integer money math                   | none         |
+//! | [`telemetry`] | logs, traces (OTLP, W3C context), Prometheus metrics, redaction, shutdown signal | network |
+//! | [`config`]    | config file, env overrides, shipped chain presets              | file         |
+//! | [`keys`]      | the wallet key and the bearer token: file or env, never printed | file        |
+//! | [`chain`]     | read: pooled failover provider, one-call snapshot, feeds, quotes | chain reads |
+//! | [`journal`]   | record: requests, signed txs, conversion states, event log     | disk         |
+//! | [`exec`]      | act: `Executor::execute` (approvals, unwraps, swaps; sign, send, confirm, replace) and `Executor::recover` | chain writes |
+//! | [`balancer`]  | use cases: EnsureEth (idempotency, the per-chain wallet owner: queue, batching, spend window, settlement) and GetStatus; errors -> `Failure` | via the layers below |
+//! | [`api`]       | edge: gRPC handlers, validation, the one `Failure` -> `Status` map | network in |
+//! | [`server`]    | library-first server: bound listener + shutdown future         | network      |
+//! | [`cli`]       | operator CLI: `status`, `ensure`                                | network      |
+//! | [`pb`]        | generated protobuf types (`api`, `server`, `cli`)               | -            |
+//!
+//! The devnet fixture and the developer tools (demo, benchmarks) are other
+//! crates of the workspace (`crates/devnet`, `crates/dev`): the product
+//! neither contains nor depends on them.
 #![forbid(unsafe_code)]
 // Errors carry the structured figures that go into gRPC details; they are
 // returned once per request, not in hot loops.

@@ -53,7 +53,13 @@ pub fn status(f: &Failure) -> Status {
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    let details = ErrorDetails::with_error_info(f.reason.clone(), DOMAIN, metadata);
+    let mut details = ErrorDetails::with_error_info(f.reason.clone(), DOMAIN, metadata);
+    if f.kind == FailureKind::InvalidArgument
+        && let Some(field) = f.metadata.get("field")
+    {
+        // As the request validation does: the field, named for machines too.
+        details.add_bad_request_violation(field.clone(), f.message.clone());
+    }
     Status::with_error_details(code(f.kind), f.message.clone(), details)
 }
 
