@@ -1,0 +1,302 @@
+//! Configuration: one TOML file, environment overrides, shipped chain presets.
+//!
+//! The file is parsed into loose "raw" structs, presets are merged in,
+//! `WB__SECTION__KEY` environment variables override single keys, and the
+//! whole thing is validated into [`Config`] before anything binds. Every
+//! error names the key it is about.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fmt,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use alloy::primitives::Address;
+#[cfg(test)]
+use alloy::primitives::U256;
+use url::Url;
+
+use crate::{
+    money::{self, Usd},
+    plan::{Policy, Strategy},
+};
+
+/// Presets shipped inside the binary: `presets/<name>.toml`.
+pub const PRESETS: &[(&str, &str)] = &[
+    ("arbitrum", include_str!("../../presets/arbitrum.toml")),
+    ("base", include_str!("../../presets/base.toml")),
+    ("optimism", include_str!("../../presets/optimism.toml")),
+    ("ethereum", include_str!("../../presets/ethereum.toml")),
+];
+
+/// Prefix of environment variables that override single config keys:
+/// `WB__SERVER__LISTEN=0.0.0.0:50051`, `WB__CHAINS__ARBITRUM__RPC_URLS='["https://..."]'`.
+pub const ENV_PREFIX: &str = "WB__";
+
+/// A config error: the key it concerns and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+#[error("config key `{key}`: {message}")]
+pub struct ConfigError {
+    pub key: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(key: impl Into<String>, message: impl fmt::Display) -> Self {
+        ConfigError {
+            key: key.into(),
+            message: message.to_string(),
+        }
+    }
+}
+
+/// The validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub wallet: WalletConfig,
+    pub policy: Policy,
+    /// Maximum USD converted per rolling hour, per chain.
+    pub max_usd_per_hour: Usd,
+    /// Deadline put on swaps, from the moment they are built.
+    pub swap_deadline: Duration,
+    /// Allowance granted by an approval, in USD of the token at its oracle
+    /// price, when more than the swap's maximum input: later conversions
+    /// reuse it instead of approving again. Zero (the default): approvals
+    /// are exactly the swap's maximum input. Never unlimited.
+    pub approval_usd: Usd,
+    /// Configured chains by name.
+    pub chains: BTreeMap<String, ChainConfig>,
+    pub journal: JournalConfig,
+    pub telemetry: TelemetryConfig,
+}
+
+/// Logs, traces and metrics (`[telemetry]`). The standard `OTEL_*`
+/// variables apply too; see [`crate::telemetry`].
+#[derive(Clone, Debug, Default)]
+pub struct TelemetryConfig {
+    /// JSON log lines (also `serve --log-json`).
+    pub log_json: bool,
+    /// OTLP/gRPC collector (`http://host:4317`); else `OTEL_EXPORTER_OTLP_*`.
+    pub otlp_endpoint: Option<String>,
+    /// Which spans are exported (an `EnvFilter` directive).
+    pub trace_filter: Option<String>,
+    /// Where `/metrics` is served; no listener when `None`.
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+#[derive(Clone, Debug)]
+pub struct JournalConfig {
+    /// The embedded database file (created if missing).
+    pub path: PathBuf,
+    /// How long finished requests are remembered for idempotency.
+    pub idempotency_ttl: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Address of the gRPC API, health and reflection services.
+    pub listen: SocketAddr,
+    /// Upper bound on one request's handling time.
+    pub request_timeout: Duration,
+    /// Grace period for in-flight work on shutdown.
+    pub shutdown_grace: Duration,
+    /// A second listener serving only gRPC health (for kubelet probes),
+    /// so the API itself can stay on loopback.
+    pub health_listen: Option<SocketAddr>,
+    /// File holding the bearer token every API call must present
+    /// (`authorization: Bearer <token>`); health stays open.
+    pub auth_token_file: Option<PathBuf>,
+    /// TLS for the API listener (PEM files).
+    pub tls: Option<TlsConfig>,
+}
+
+#[derive(Clone, Debug)]
+pub struct TlsConfig {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    /// When set, clients must present a certificate signed by this CA (mTLS).
+    pub client_ca_file: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug)]
+pub struct WalletConfig {
+    /// File holding the 0x-hex private key (else `WB_PRIVATE_KEY`).
+    pub private_key_file: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ChainConfig {
+    pub name: String,
+    pub chain_id: u64,
+    pub rpc_urls: Vec<Url>,
+    /// Per JSON-RPC call timeout.
+    pub rpc_timeout: Duration,
+    /// Extra rounds over all endpoints for a failed call.
+    pub rpc_retries: u32,
+    pub multicall3: Address,
+    pub weth: Address,
+    pub eth_usd_feed: Address,
+    pub feed_max_age: Duration,
+    pub sequencer_uptime_feed: Option<Address>,
+    /// Time after the sequencer comes back up before its prices are trusted.
+    pub sequencer_grace: Duration,
+    pub confirmations: u64,
+    /// A transaction without a receipt for this long is replaced with higher
+    /// fees (same nonce).
+    pub replace_after: Duration,
+    /// GetStatus may be served from a snapshot whose block was confirmed to
+    /// be the head at most this long ago (a block follower keeps it
+    /// current); zero: every GetStatus reads the chain. See `chain::cache`.
+    pub status_max_age: Duration,
+    /// The chain's block interval: a sent transaction's receipt is looked
+    /// for once per block, not more often than blocks come.
+    pub block_time: Duration,
+    pub max_fee_per_gas_wei: u128,
+    pub max_priority_fee_per_gas_wei: u128,
+    pub tokens: Vec<TokenConfig>,
+    pub venues: Vec<VenueConfig>,
+}
+
+#[derive(Clone, Debug)]
+pub struct TokenConfig {
+    pub symbol: String,
+    pub address: Address,
+    pub decimals: u8,
+    pub usd_feed: Address,
+    pub min_reserve_usd: Usd,
+    pub priority: u32,
+    /// USDT-style: the allowance must be set to 0 before a new non-zero value.
+    pub approval_reset: bool,
+    /// True for the chain's wrapped native token (converted by unwrapping).
+    pub is_weth: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct VenueConfig {
+    pub name: String,
+    pub kind: VenueKind,
+}
+
+#[derive(Clone, Debug)]
+pub enum VenueKind {
+    /// A Uniswap-V2-compatible Router02.
+    UniswapV2 { router: Address },
+    /// Uniswap V3 through SwapRouter02, quoted by QuoterV2.
+    UniswapV3 {
+        router: Address,
+        quoter: Address,
+        fee_tiers: Vec<u32>,
+    },
+}
+
+impl VenueKind {
+    pub fn router(&self) -> Address {
+        match self {
+            VenueKind::UniswapV2 { router } | VenueKind::UniswapV3 { router, .. } => *router,
+        }
+    }
+}
+
+mod raw;
+#[cfg(test)]
+mod tests;
+mod validate;
+
+use raw::RawConfig;
+
+impl Config {
+    /// Reads `path`, applies `WB__*` overrides from the process environment
+    /// and validates.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::new("<file>", format!("cannot read {}: {e}", path.display()))
+        })?;
+        Config::from_toml_with_env(&text, std::env::vars())
+    }
+
+    /// Parses and validates config text without environment overrides.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml_with_env(text, std::iter::empty())
+    }
+
+    /// Parses config text, applies `WB__*` overrides from `env`, validates.
+    pub fn from_toml_with_env(
+        text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| ConfigError::new(error_key(&e), e.message()))?;
+        apply_env(&mut table, env)?;
+        let raw: RawConfig = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::new(error_key(&e), e.message()))?;
+        validate::validate(raw)
+    }
+
+    /// The chain named `name`.
+    pub fn chain(&self, name: &str) -> Option<&ChainConfig> {
+        self.chains.get(name)
+    }
+}
+
+fn error_key(e: &toml::de::Error) -> String {
+    // toml reports unknown fields and type errors in its message; the span
+    // is not a key path, so the message carries the detail.
+    let msg = e.message();
+    if let Some(rest) = msg.strip_prefix("unknown field `")
+        && let Some(end) = rest.find('`')
+    {
+        return rest[..end].to_string();
+    }
+    if let Some(rest) = msg.strip_prefix("missing field `")
+        && let Some(end) = rest.find('`')
+    {
+        return rest[..end].to_string();
+    }
+    "<file>".to_string()
+}
+
+/// `WB__A__B__C=value` sets `a.b.c`. Values are parsed as TOML when they
+/// parse (numbers, booleans, arrays), else taken as strings.
+fn apply_env(
+    table: &mut toml::Table,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<(), ConfigError> {
+    for (name, value) in env {
+        let Some(path) = name.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        let parts: Vec<String> = path.split("__").map(|p| p.to_ascii_lowercase()).collect();
+        if parts.iter().any(|p| p.is_empty()) {
+            return Err(ConfigError::new(name, "malformed override variable name"));
+        }
+        let parsed = format!("v = {value}")
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or(toml::Value::String(value));
+        let (last, parents) = parts.split_last().expect("non-empty split");
+        let mut cur = &mut *table;
+        for p in parents {
+            let entry = cur
+                .entry(p.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            cur = entry.as_table_mut().ok_or_else(|| {
+                ConfigError::new(parts.join("."), "override path crosses a non-table")
+            })?;
+        }
+        cur.insert(last.clone(), parsed);
+    }
+    Ok(())
+}
+
+fn preset_table(name: &str) -> Option<toml::Table> {
+    PRESETS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .and_then(|(_, text)| text.parse().ok())
+}

@@ -1,0 +1,122 @@
+//! The config file as written: loose structs serde fills from TOML (after
+//! presets are merged and `WB__*` overrides applied), before validation.
+
+use std::{collections::BTreeMap, path::PathBuf};
+
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    #[serde(default)]
+    pub(super) server: RawServer,
+    #[serde(default)]
+    pub(super) wallet: RawWallet,
+    #[serde(default)]
+    pub(super) policy: RawPolicy,
+    #[serde(default)]
+    pub(super) chains: BTreeMap<String, toml::Table>,
+    #[serde(default)]
+    pub(super) journal: RawJournal,
+    #[serde(default)]
+    pub(super) telemetry: RawTelemetry,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTelemetry {
+    pub(super) log_json: Option<bool>,
+    pub(super) otlp_endpoint: Option<String>,
+    pub(super) trace_filter: Option<String>,
+    pub(super) metrics_listen: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawJournal {
+    pub(super) path: Option<PathBuf>,
+    pub(super) idempotency_ttl_secs: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawServer {
+    pub(super) listen: Option<String>,
+    pub(super) request_timeout_secs: Option<u64>,
+    pub(super) shutdown_grace_secs: Option<u64>,
+    pub(super) health_listen: Option<String>,
+    pub(super) auth_token_file: Option<PathBuf>,
+    pub(super) tls_cert_file: Option<PathBuf>,
+    pub(super) tls_key_file: Option<PathBuf>,
+    pub(super) tls_client_ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawWallet {
+    pub(super) private_key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPolicy {
+    pub(super) gas_reserve_wei: Option<String>,
+    pub(super) buffer_usd: Option<String>,
+    pub(super) min_conversion_usd: Option<String>,
+    pub(super) slippage_bps: Option<u32>,
+    pub(super) strategy: Option<String>,
+    pub(super) max_usd_per_request: Option<String>,
+    pub(super) max_usd_per_hour: Option<String>,
+    pub(super) swap_deadline_secs: Option<u64>,
+    pub(super) approval_usd: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawChain {
+    pub(super) chain_id: Option<u64>,
+    #[serde(default)]
+    pub(super) rpc_urls: Vec<String>,
+    pub(super) rpc_timeout_ms: Option<u64>,
+    pub(super) rpc_retries: Option<u32>,
+    pub(super) multicall3: Option<String>,
+    pub(super) weth: Option<String>,
+    pub(super) eth_usd_feed: Option<String>,
+    pub(super) feed_max_age_secs: Option<u64>,
+    pub(super) sequencer_uptime_feed: Option<String>,
+    pub(super) sequencer_grace_secs: Option<u64>,
+    pub(super) confirmations: Option<u64>,
+    pub(super) replace_after_secs: Option<u64>,
+    pub(super) status_max_age_ms: Option<u64>,
+    pub(super) block_time_ms: Option<u64>,
+    pub(super) max_fee_per_gas_wei: Option<String>,
+    pub(super) max_priority_fee_per_gas_wei: Option<String>,
+    #[serde(default)]
+    pub(super) tokens: Vec<RawToken>,
+    #[serde(default)]
+    pub(super) venues: Vec<RawVenue>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawToken {
+    pub(super) symbol: String,
+    pub(super) address: String,
+    pub(super) decimals: u8,
+    pub(super) usd_feed: String,
+    pub(super) min_reserve_usd: String,
+    pub(super) priority: u32,
+    #[serde(default)]
+    pub(super) approval_reset: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawVenue {
+    pub(super) kind: String,
+    pub(super) name: String,
+    pub(super) router: String,
+    pub(super) quoter: Option<String>,
+    #[serde(default)]
+    pub(super) fee_tiers: Vec<u32>,
+}

@@ -1,0 +1,196 @@
+//! Config tests: parsing, validation, presets, environment overrides.
+
+use super::*;
+
+const MINIMAL: &str = r#"
+[chains.devnet]
+chain_id = 31337
+rpc_urls = ["http://127.0.0.1:8545"]
+multicall3 = "0xcA11bde05977b3631167028862bE2a173976CA11"
+weth = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+eth_usd_feed = "0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512"
+"#;
+
+#[test]
+fn minimal_config_gets_the_write_up_defaults() {
+    let c = Config::from_toml(MINIMAL).unwrap();
+    assert_eq!(c.server.listen.to_string(), "127.0.0.1:50051");
+    assert_eq!(
+        c.policy.gas_reserve_wei,
+        U256::from(5_000_000_000_000_000u64)
+    );
+    assert_eq!(c.policy.slippage_bps, 200);
+    let ch = c.chain("devnet").unwrap();
+    assert_eq!(ch.chain_id, 31337);
+    assert_eq!(ch.confirmations, 1);
+    assert_eq!(ch.block_time, Duration::from_secs(1));
+}
+
+#[test]
+fn errors_name_the_key() {
+    let bad = MINIMAL.replace("chain_id = 31337", "chain_id = 31337\nfoo = 1");
+    let e = Config::from_toml(&bad).unwrap_err();
+    assert_eq!(e.key, "chains.devnet.foo", "{e}");
+
+    let bad = MINIMAL.replace(
+        "0xcA11bde05977b3631167028862bE2a173976CA11",
+        "0xCA11bde05977b3631167028862bE2a173976CA11",
+    );
+    let e = Config::from_toml(&bad).unwrap_err();
+    assert_eq!(e.key, "chains.devnet.multicall3", "{e}");
+
+    let e = Config::from_toml(&format!("[policy]\nslippage_bps = 0\n{MINIMAL}")).unwrap_err();
+    assert_eq!(e.key, "policy.slippage_bps");
+
+    let e = Config::from_toml(&format!("[policy]\nbuffer_usd = \"-5\"\n{MINIMAL}")).unwrap_err();
+    assert_eq!(e.key, "policy.buffer_usd");
+
+    let e = Config::from_toml(&format!("[server]\nlisten = \"nowhere\"\n{MINIMAL}")).unwrap_err();
+    assert_eq!(e.key, "server.listen");
+
+    let e = Config::from_toml(&MINIMAL.replace(
+        "rpc_urls = [\"http://127.0.0.1:8545\"]",
+        "rpc_urls = [\"wss://key@x\"]",
+    ))
+    .unwrap_err();
+    assert_eq!(e.key, "chains.devnet.rpc_urls[0]");
+    assert!(!e.to_string().contains("key@"), "URL echoed: {e}");
+
+    let e = Config::from_toml("").unwrap_err();
+    assert_eq!(e.key, "chains");
+
+    let e = Config::from_toml(
+        &MINIMAL.replace("chain_id = 31337", "chain_id = 31337\nblock_time_ms = 10"),
+    )
+    .unwrap_err();
+    assert_eq!(e.key, "chains.devnet.block_time_ms", "{e}");
+
+    let e =
+        Config::from_toml(&format!("[policy]\napproval_usd = \"5001\"\n{MINIMAL}")).unwrap_err();
+    assert_eq!(e.key, "policy.approval_usd", "{e}");
+}
+
+#[test]
+fn approvals_are_exact_unless_a_grant_is_configured() {
+    assert_eq!(Config::from_toml(MINIMAL).unwrap().approval_usd, Usd::ZERO);
+    let c = Config::from_toml(&format!("[policy]\napproval_usd = \"250\"\n{MINIMAL}")).unwrap();
+    assert_eq!(c.approval_usd, Usd::from_dollars(250));
+}
+
+#[test]
+fn telemetry_section() {
+    let c = Config::from_toml(MINIMAL).unwrap();
+    assert!(!c.telemetry.log_json);
+    assert!(c.telemetry.otlp_endpoint.is_none() && c.telemetry.metrics_listen.is_none());
+    let c = Config::from_toml(&format!(
+        "[telemetry]\nlog_json = true\notlp_endpoint = \"http://otel:4317\"\nmetrics_listen = \"0.0.0.0:9464\"\ntrace_filter = \"wallet_balancer=trace\"\n{MINIMAL}"
+    ))
+    .unwrap();
+    assert!(c.telemetry.log_json);
+    assert_eq!(
+        c.telemetry.otlp_endpoint.as_deref(),
+        Some("http://otel:4317")
+    );
+    assert_eq!(c.telemetry.metrics_listen.unwrap().port(), 9464);
+    for (line, key) in [
+        (
+            "otlp_endpoint = \"https://u:SECRET@otel:4317\"",
+            "telemetry.otlp_endpoint",
+        ),
+        ("metrics_listen = \"nowhere\"", "telemetry.metrics_listen"),
+        ("trace_filter = \"=[\"", "telemetry.trace_filter"),
+        ("nope = 1", "nope"),
+    ] {
+        let e = Config::from_toml(&format!("[telemetry]\n{line}\n{MINIMAL}")).unwrap_err();
+        assert_eq!(e.key, key, "{e}");
+        assert!(!e.to_string().contains("SECRET"), "{e}");
+    }
+}
+
+#[test]
+fn env_overrides_single_keys() {
+    let env = vec![
+        (
+            "WB__SERVER__LISTEN".to_string(),
+            "127.0.0.1:6000".to_string(),
+        ),
+        (
+            "WB__CHAINS__DEVNET__RPC_URLS".to_string(),
+            r#"["http://127.0.0.1:1", "http://127.0.0.1:2"]"#.to_string(),
+        ),
+        ("WB__POLICY__SLIPPAGE_BPS".to_string(), "50".to_string()),
+        ("UNRELATED".to_string(), "x".to_string()),
+    ];
+    let c = Config::from_toml_with_env(MINIMAL, env).unwrap();
+    assert_eq!(c.server.listen.port(), 6000);
+    assert_eq!(c.policy.slippage_bps, 50);
+    assert_eq!(c.chain("devnet").unwrap().rpc_urls.len(), 2);
+}
+
+#[test]
+fn every_preset_parses_with_checksummed_distinct_addresses() {
+    for (name, text) in PRESETS {
+        let cfg = format!(
+            "[chains.{name}]\npreset = \"{name}\"\nrpc_urls = [\"http://127.0.0.1:8545\"]\n"
+        );
+        let c = Config::from_toml(&cfg).unwrap_or_else(|e| panic!("preset {name}: {e}"));
+        let ch = c.chain(name).unwrap();
+        assert!(!ch.tokens.is_empty(), "{name}: no tokens");
+        assert!(!ch.venues.is_empty(), "{name}: no venues");
+        assert!(
+            ch.tokens.iter().any(|t| t.is_weth),
+            "{name}: WETH not listed"
+        );
+        // Receipts are looked for once per block: each preset states
+        // its chain's block time.
+        let want_ms = match *name {
+            "arbitrum" => 250,
+            "base" | "optimism" => 2_000,
+            "ethereum" => 12_000,
+            other => panic!("unknown preset {other}"),
+        };
+        assert_eq!(ch.block_time, Duration::from_millis(want_ms), "{name}");
+
+        // Every 0x-address literal in the file is EIP-55 checksummed.
+        for word in text.split(|c: char| !c.is_ascii_alphanumeric()) {
+            if word.len() == 42 && word.starts_with("0x") {
+                Address::parse_checksummed(word, None)
+                    .unwrap_or_else(|e| panic!("{name}: {word} not checksummed: {e}"));
+            }
+        }
+        // Distinct roles. The only sharing allowed: WETH is listed as a
+        // token at the `weth` address and priced by the ETH/USD feed.
+        let mut roles = vec![
+            ("multicall3", ch.multicall3),
+            ("weth", ch.weth),
+            ("eth_usd_feed", ch.eth_usd_feed),
+        ];
+        roles.extend(
+            ch.sequencer_uptime_feed
+                .map(|a| ("sequencer_uptime_feed", a)),
+        );
+        for t in &ch.tokens {
+            if t.is_weth {
+                assert_eq!(
+                    t.usd_feed, ch.eth_usd_feed,
+                    "{name}: WETH priced by another feed"
+                );
+                continue;
+            }
+            roles.push(("token", t.address));
+            roles.push(("usd_feed", t.usd_feed));
+        }
+        for v in &ch.venues {
+            roles.push(("router", v.kind.router()));
+            if let VenueKind::UniswapV3 { quoter, .. } = &v.kind {
+                roles.push(("quoter", *quoter));
+            }
+        }
+        let mut seen = BTreeMap::new();
+        for (role, a) in roles {
+            if let Some(prev) = seen.insert(a, role) {
+                panic!("{name}: {a} is both {prev} and {role}");
+            }
+        }
+    }
+}
