@@ -10,7 +10,6 @@
 //! |---------------|---------------------------------------------------------------|--------------|
 //! | [`api`]       | edge: gRPC handlers, validation, the one error -> Status map  | network in   |
 //! | [`balancer`]  | use cases: EnsureEth and GetStatus over the roles below       | via roles    |
-//! | [`bench`]     | the benchmark harness (`wallet-balancer bench`, `scripts/bench`) | processes    |
 //! | [`chain`]     | read: pooled failover provider, one-call snapshot, feeds      | chain reads  |
 //! | [`plan`]      | decide: the pure planner, integer money math                  | none         |
 //! | [`exec`]      | act: the wallet owner per chain; approvals, unwraps, swaps; sign, send, confirm, replace | chain writes |
@@ -20,8 +19,7 @@
 //! | [`keys`]      | the wallet key: file or env, never printed                    | file         |
 //! | [`server`]    | library-first server: bound listener + shutdown future        | network      |
 //! | [`telemetry`] | logs, traces (OTLP, W3C context), Prometheus metrics, shutdown signal | network      |
-//! | [`cli`]       | operator CLI and the demo                                     | network      |
-//! | [`devnet`]    | the local devnet fixture: anvil + Uniswap + feeds + a wallet  | processes    |
+//! | [`cli`]       | operator CLI: `status`, `ensure` (gRPC client, formatting)    | network      |
 //! | [`pb`]        | generated protobuf types (only `api` and `cli` use them)      | -            |
 #![forbid(unsafe_code)]
 // Errors carry the structured figures that go into gRPC details; they are
@@ -30,11 +28,9 @@
 
 pub mod api;
 pub mod balancer;
-pub mod bench;
 pub mod chain;
 pub mod cli;
 pub mod config;
-pub mod devnet;
 pub mod exec;
 pub mod journal;
 pub mod keys;
