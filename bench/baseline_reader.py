@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The baseline of `wallet-balancer bench`: what a bot does without the
+"""The baseline of `wb-dev bench`: what a bot does without the
 sidecar, the prototype's way. One balance check = eth_getBalance of the
 wallet plus one ERC-20 balanceOf per token, fanned out over a thread pool,
 plain JSON-RPC over HTTP with urllib (no keep-alive: a connection per

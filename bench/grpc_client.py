@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Benchmark client of the sidecar from Python (grpcio), driven by
-`wallet-balancer bench` (scripts/bench).
+`wb-dev bench` (scripts/bench).
 
 Protocol with the harness: connect and warm up (a health check: no chain
 read), print ``ready``, wait for a line on stdin, run, print ONE JSON line.

@@ -1,16 +1,14 @@
-//! The operator CLI (`status`, `ensure`) and the demo: gRPC clients of a
-//! running sidecar, printing human-readable figures.
+//! The operator CLI (`status`, `ensure`): gRPC clients of a running
+//! sidecar, printing human-readable figures. The demo (`wb-dev demo`,
+//! crates/dev) uses these too.
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
 use tonic::transport::Channel;
 
 use crate::{
-    config::Config,
-    devnet::{Devnet, DevnetOptions},
-    keys::WalletKey,
     pb::{self, wallet_balancer_client::WalletBalancerClient},
     server,
 };
@@ -37,40 +35,6 @@ pub struct EnsureArgs {
     /// Plan only; send nothing.
     #[arg(long)]
     pub dry_run: bool,
-}
-
-#[derive(Args, Debug, Clone)]
-pub struct DevnetArgs {
-    /// Directory with package.json and the compiled contracts.
-    #[arg(long, env = "WB_DEVNET_DIR")]
-    pub dir: Option<PathBuf>,
-    /// anvil's port (default: a free one).
-    #[arg(long)]
-    pub port: Option<u16>,
-    /// Seconds per block (default: a block per transaction).
-    #[arg(long)]
-    pub block_time: Option<u64>,
-    /// Where to write the sidecar config.
-    #[arg(long, default_value = ".devnet/config.toml")]
-    pub config_out: PathBuf,
-    /// Where to write the wallet key (mode 0600).
-    #[arg(long, default_value = ".devnet/wallet.key")]
-    pub key_out: PathBuf,
-    /// The sidecar's listen address written into the config.
-    #[arg(long, default_value = "127.0.0.1:50051")]
-    pub listen: String,
-}
-
-impl DevnetArgs {
-    pub fn devnet_options(&self) -> DevnetOptions {
-        let mut o = DevnetOptions::default();
-        if let Some(d) = &self.dir {
-            o.dir = d.clone();
-        }
-        o.port = self.port;
-        o.block_time_secs = self.block_time;
-        o
-    }
 }
 
 async fn connect(addr: &str) -> anyhow::Result<WalletBalancerClient<Channel>> {
@@ -245,85 +209,4 @@ pub async fn wait_serving(addr: &str, timeout: Duration) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-/// The demo: devnet up, sidecar serving in this process, status printed,
-/// then the write-up's scenario (a 0.1 ETH trade with 0.03 ETH held).
-pub async fn demo(args: DevnetArgs, keep_running: bool) -> anyhow::Result<()> {
-    println!("starting the devnet (anvil + WETH9, Uniswap V2/V3, feeds, tokens)...");
-    let devnet = Devnet::start(args.devnet_options()).await?;
-    println!(
-        "devnet at {} (chain id {})",
-        devnet.rpc_url, devnet.chain_id
-    );
-
-    if let Some(dir) = args.key_out.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    write_key(&args.key_out, &devnet)?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let listen = listener.local_addr()?.to_string();
-    let toml = devnet.config_toml(&args.key_out, &listen);
-    if let Some(dir) = args.config_out.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::write(&args.config_out, &toml)?;
-    println!("sidecar config written to {}", args.config_out.display());
-
-    let config = Arc::new(Config::from_toml(&toml)?);
-    let key = WalletKey::load(config.wallet.private_key_file.as_deref(), None)?;
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(server::serve(config, key, listener, async {
-        let _ = stop_rx.await;
-    }));
-    let addr = format!("http://{listen}");
-    wait_serving(&addr, Duration::from_secs(30)).await?;
-    println!("sidecar SERVING on {listen}\n");
-
-    let target = Target {
-        addr: addr.clone(),
-        chain: "devnet".into(),
-    };
-    println!("== GetStatus");
-    status(&target).await?;
-    println!("\n== EnsureEth: a 0.1 ETH trade (0.03 ETH held, gas reserve 0.005 ETH)");
-    let ensured = ensure(
-        &target,
-        &EnsureArgs {
-            wei: "100000000000000000".into(),
-            request_id: Some("demo-trade-1".into()),
-            dry_run: false,
-        },
-    )
-    .await;
-    if let Err(e) = &ensured {
-        println!("EnsureEth: {e:#}");
-    }
-    println!("\n== GetStatus after");
-    status(&target).await?;
-
-    if keep_running {
-        println!("\nrunning until Ctrl-C: try `wallet-balancer status --addr {addr}`");
-        crate::telemetry::shutdown_signal().await;
-    }
-    let _ = stop_tx.send(());
-    let _ = server.await;
-    drop(devnet);
-    ensured
-}
-
-fn write_key(path: &std::path::Path, devnet: &Devnet) -> anyhow::Result<()> {
-    use std::io::Write;
-    #[cfg(unix)]
-    use std::os::unix::fs::OpenOptionsExt;
-    let _ = std::fs::remove_file(path);
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    opts.mode(0o600);
-    let mut f = opts
-        .open(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    writeln!(f, "{}", devnet.wallet_key)?;
-    Ok(())
 }

@@ -39,11 +39,9 @@
 
 pub mod api;
 pub mod balancer;
-pub mod bench;
 pub mod chain;
 pub mod cli;
 pub mod config;
-pub mod devnet;
 pub mod domain;
 pub mod exec;
 pub mod journal;

@@ -1,5 +1,6 @@
-//! The `wallet-balancer` binary: the sidecar (`serve`), an operator CLI
-//! (`status`, `ensure`), the local devnet (`devnet`) and the demo (`demo`).
+//! The `wallet-balancer` binary: the sidecar (`serve`) and an operator CLI
+//! (`status`, `ensure`). The devnet, the demo and the benchmarks are
+//! developer tools of their own binary (`wb-dev`, crates/dev).
 //!
 //! `main` only parses arguments, loads and validates the config, starts
 //! telemetry and hands a bound listener and a shutdown future to
@@ -9,7 +10,7 @@ use std::{path::PathBuf, process::ExitCode, sync::Arc};
 
 use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
-use wallet_balancer::{cli, config::Config, devnet, keys::WalletKey, server, telemetry};
+use wallet_balancer::{cli, config::Config, keys::WalletKey, server, telemetry};
 
 /// EX_USAGE: the configuration is wrong.
 const EXIT_CONFIG: u8 = 64;
@@ -47,27 +48,6 @@ enum Command {
         #[command(flatten)]
         ensure: cli::EnsureArgs,
     },
-    /// Start a local devnet (anvil + Uniswap V2/V3 + feeds + a funded wallet)
-    /// and write a sidecar config for it; runs until Ctrl-C.
-    Devnet {
-        #[command(flatten)]
-        opts: cli::DevnetArgs,
-    },
-    /// The demo: devnet up, sidecar serving, status printed, one conversion.
-    Demo {
-        #[command(flatten)]
-        opts: cli::DevnetArgs,
-        /// Keep everything running after the demo until Ctrl-C.
-        #[arg(long)]
-        keep_running: bool,
-    },
-    /// The benchmarks: devnet + latency proxy + this binary as the sidecar,
-    /// Rust and Python clients, the prototype's reader as the baseline;
-    /// prints markdown tables (run via scripts/bench).
-    Bench {
-        #[command(flatten)]
-        opts: wallet_balancer::bench::BenchArgs,
-    },
 }
 
 #[tokio::main]
@@ -77,18 +57,6 @@ async fn main() -> ExitCode {
         Command::Serve { config, log_json } => serve(config, log_json).await,
         Command::Status { target } => report(cli::status(&target).await),
         Command::Ensure { target, ensure } => report(cli::ensure(&target, &ensure).await),
-        Command::Devnet { opts } => {
-            telemetry::init_logs(false);
-            report(devnet_cmd(opts).await)
-        }
-        Command::Demo { opts, keep_running } => {
-            telemetry::init_logs(false);
-            report(cli::demo(opts, keep_running).await)
-        }
-        Command::Bench { opts } => {
-            telemetry::init_logs(false);
-            report(wallet_balancer::bench::run(opts).await)
-        }
     }
 }
 
@@ -100,17 +68,6 @@ fn report(result: anyhow::Result<()>) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-async fn devnet_cmd(opts: cli::DevnetArgs) -> anyhow::Result<()> {
-    devnet::run_devnet_cli(
-        opts.devnet_options(),
-        &opts.config_out,
-        &opts.key_out,
-        &opts.listen,
-    )
-    .await?;
-    Ok(())
 }
 
 async fn serve(config_path: PathBuf, log_json: bool) -> ExitCode {

@@ -16,9 +16,9 @@ use alloy::{
 use tonic::transport::Channel;
 use wallet_balancer::{
     chain::abi::IERC20,
-    devnet::{Devnet, DevnetOptions},
     pb::{self, ConversionState, EnsureOutcome, wallet_balancer_client::WalletBalancerClient},
 };
+use wb_devnet::{Devnet, DevnetOptions};
 
 const BIN: &str = env!("CARGO_BIN_EXE_wallet-balancer");
 

@@ -14,10 +14,10 @@ use tonic_types::StatusExt;
 use wallet_balancer::{
     chain::abi::IERC20,
     config::VenueKind,
-    devnet::TRADER_KEY,
     pb::{self, ConversionState, EnsureOutcome, Venue},
     plan::Strategy,
 };
+use wb_devnet::TRADER_KEY;
 
 sol! {
     #[sol(rpc)]

@@ -14,11 +14,11 @@ use tonic::{
 };
 use wallet_balancer::{
     config::TlsConfig,
-    devnet::{Devnet, DevnetOptions},
     keys::WalletKey,
     pb::{self, wallet_balancer_client::WalletBalancerClient},
     server,
 };
+use wb_devnet::{Devnet, DevnetOptions};
 
 const TOKEN: &str = "s3cr3t-token-for-tests-0123456789abcdef";
 

@@ -12,9 +12,9 @@ use support::{CHAIN, Harness, parse};
 use tonic::Code;
 use wallet_balancer::{
     chain::abi::{AggregatorV3Interface, IERC20},
-    devnet::{DEPLOYER_KEY, bindings::IMockAggregatorV3},
     pb,
 };
+use wb_devnet::{DEPLOYER_KEY, bindings::IMockAggregatorV3};
 
 /// `v` (8-decimal fixed point) as the wire's USD string.
 fn usd8(v: U256) -> String {

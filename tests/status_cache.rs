@@ -9,10 +9,8 @@ use std::time::{Duration, Instant};
 
 use alloy::primitives::I256;
 use support::{CHAIN, Harness, milli_eth};
-use wallet_balancer::{
-    devnet::{DEPLOYER_KEY, bindings::IMockAggregatorV3},
-    pb::{self, EnsureOutcome},
-};
+use wallet_balancer::pb::{self, EnsureOutcome};
+use wb_devnet::{DEPLOYER_KEY, bindings::IMockAggregatorV3};
 
 /// Sends `n` GetStatus at once; their block numbers.
 async fn concurrent_status(h: &Harness, n: usize) -> Vec<u64> {

@@ -30,10 +30,8 @@ use opentelemetry_proto::tonic::{
 use support::{CHAIN, milli_eth, parse};
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status, metadata::MetadataValue, transport::Channel};
-use wallet_balancer::{
-    devnet::{Devnet, DevnetOptions, proxy::RpcProxy},
-    pb::{self, EnsureOutcome, wallet_balancer_client::WalletBalancerClient},
-};
+use wallet_balancer::pb::{self, EnsureOutcome, wallet_balancer_client::WalletBalancerClient};
+use wb_devnet::{Devnet, DevnetOptions, proxy::RpcProxy};
 
 /// Put in the RPC URL's path, as hosted providers carry API keys.
 const URL_SECRET: &str = "SECRETAPIKEY-5d1f9c";

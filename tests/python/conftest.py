@@ -6,8 +6,9 @@ sys.path, so tests can ``from walletbalancer.v1 import wallet_balancer_pb2``.
 
 The ``sidecar`` session fixture then starts, on 127.0.0.1 only:
 
-1. ``$WB_BIN devnet`` (anvil + the deployed market + the funded wallet),
-   which writes the sidecar config and the wallet key into a temp dir;
+1. ``$WB_DEV_BIN devnet`` (the developer tools' binary ``wb-dev``: anvil +
+   the deployed market + the funded wallet), which writes the sidecar config
+   and the wallet key into a temp dir;
 2. ``$WB_BIN serve --config <that config>``, waited for until gRPC health
    says SERVING for ``walletbalancer.v1.WalletBalancer``, exporting its
    traces to the session's in-process OTLP receiver (``otlp_receiver``);
@@ -207,14 +208,15 @@ def _poll(
         time.sleep(interval)
 
 
-def _wb_bin() -> str:
-    path = os.environ.get("WB_BIN")
+def _bin(env: str, name: str) -> str:
+    """The executable named by ``$env``, else ``target/debug/<name>``."""
+    path = os.environ.get(env)
     if not path:
-        default = ROOT / "target" / "debug" / "wallet-balancer"
+        default = ROOT / "target" / "debug" / name
         if not default.is_file():
             pytest.fail(
-                "WB_BIN is not set and target/debug/wallet-balancer does not exist: "
-                "run `cargo build --bin wallet-balancer` and set WB_BIN (scripts/test does)",
+                f"{env} is not set and target/debug/{name} does not exist: "
+                f"run `cargo build --workspace --bins` and set {env} (scripts/test does)",
                 pytrace=False,
             )
         path = str(default)
@@ -222,8 +224,18 @@ def _wb_bin() -> str:
     if not resolved.is_absolute():
         resolved = (Path.cwd() / resolved).resolve()
     if not (resolved.is_file() and os.access(resolved, os.X_OK)):
-        pytest.fail(f"WB_BIN={path} is not an executable file", pytrace=False)
+        pytest.fail(f"{env}={path} is not an executable file", pytrace=False)
     return str(resolved)
+
+
+def _wb_bin() -> str:
+    """The sidecar: the product binary (``serve``)."""
+    return _bin("WB_BIN", "wallet-balancer")
+
+
+def _wb_dev_bin() -> str:
+    """The developer tools (``devnet``), crates/dev."""
+    return _bin("WB_DEV_BIN", "wb-dev")
 
 
 # ---------------------------------------------------------------------------
@@ -340,6 +352,7 @@ def otlp_receiver():
 def sidecar(tmp_path_factory: pytest.TempPathFactory, otlp_receiver: OtlpReceiver):
     global _ACTIVE
     wb = _wb_bin()
+    wb_dev = _wb_dev_bin()
     workdir = tmp_path_factory.mktemp("sidecar")
     config_path = workdir / "config.toml"
     key_path = workdir / "wallet.key"
@@ -349,7 +362,7 @@ def sidecar(tmp_path_factory: pytest.TempPathFactory, otlp_receiver: OtlpReceive
     try:
         devnet = _spawn(
             "devnet",
-            [wb, "devnet", "--config-out", str(config_path), "--key-out", str(key_path), "--listen", listen],
+            [wb_dev, "devnet", "--config-out", str(config_path), "--key-out", str(key_path), "--listen", listen],
             workdir,
         )
         procs.append(devnet)

@@ -23,7 +23,7 @@ CHAIN_ID = 31337
 ETH_DECIMALS = 18
 FEED_DECIMALS = 8  # every devnet feed (Chainlink USD scale)
 
-# The devnet config's reserves (src/devnet/mod.rs, Devnet::tokens), in config order.
+# The devnet config's reserves (crates/devnet/src/lib.rs, Devnet::tokens), in config order.
 CONFIGURED = [
     # symbol, min_reserve_usd, priority
     ("WETH", "100.00000000", 1),

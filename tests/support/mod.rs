@@ -14,11 +14,11 @@ use tonic::transport::Channel;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 use wallet_balancer::{
     config::Config,
-    devnet::{Devnet, DevnetOptions, proxy::RpcProxy},
     keys::WalletKey,
     pb::{self, wallet_balancer_client::WalletBalancerClient},
     server,
 };
+use wb_devnet::{Devnet, DevnetOptions, proxy::RpcProxy};
 
 pub const CHAIN: &str = "devnet";
 

@@ -1,4 +1,4 @@
-//! Integration test of the devnet fixture (`wallet_balancer::devnet`): a real anvil node with
+//! Integration test of the devnet fixture (this crate, `wb_devnet`): a real anvil node with
 //! the real Uniswap V2/V3 artifacts. Needs `bash deploy/devnet/setup.sh` to have been run (CI
 //! runs it first); without it these tests FAIL with a message saying so.
 
@@ -11,13 +11,11 @@ use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::rpc::types::TransactionReceipt;
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::SolCall;
-use wallet_balancer::devnet::bindings::{
+use wb_devnet::bindings::{
     IERC20, IMockAggregatorV3, IMulticall3, IQuoterV2, ISwapRouter02, IUniswapV2Factory,
     IUniswapV2Router02, IUniswapV3Factory, IUniswapV3Pool,
 };
-use wallet_balancer::devnet::{
-    CHAIN_ID, Devnet, DevnetError, DevnetOptions, MULTICALL3_ADDRESS, V3_FEE_TIERS,
-};
+use wb_devnet::{CHAIN_ID, Devnet, DevnetError, DevnetOptions, MULTICALL3_ADDRESS, V3_FEE_TIERS};
 
 /// SwapRouter02's "keep the output in the router" recipient.
 const ADDRESS_THIS: Address = address!("0x0000000000000000000000000000000000000002");
@@ -720,7 +718,7 @@ async fn devnet_command_writes_key_and_config_then_stops() {
     let task = {
         let (config, key) = (config.clone(), key.clone());
         tokio::spawn(async move {
-            wallet_balancer::devnet::run_devnet_until(
+            wb_devnet::run_devnet_until(
                 DevnetOptions::default(),
                 &config,
                 &key,
@@ -748,7 +746,7 @@ async fn devnet_command_writes_key_and_config_then_stops() {
     let key_bytes: alloy::primitives::B256 = key_hex.trim().parse().unwrap();
     assert_eq!(
         key_bytes,
-        alloy::primitives::keccak256(wallet_balancer::devnet::WALLET_KEY_SEED)
+        alloy::primitives::keccak256(wb_devnet::WALLET_KEY_SEED)
     );
 
     let cfg: toml::Table = toml::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();

@@ -1,5 +1,9 @@
-//! Local devnet fixture: a real anvil node with a realistic market, shared by the integration
-//! tests, the `devnet` demo command and the benchmarks ("one way to stand up the world").
+//! Local devnet fixture: a real anvil node with a realistic market, shared by the product's
+//! integration tests (a dev-dependency), the `wb-dev devnet` / `wb-dev demo` commands and the
+//! benchmarks (`wb-dev bench`): "one way to stand up the world". It depends on nothing of the
+//! product crate, and it is the only crate of the workspace that enables alloy's
+//! `node-bindings` / `provider-anvil-api` features, so the sidecar's own dependency tree holds no
+//! way to start a node.
 //!
 //! [`Devnet::start`] spawns the anvil binary of the pinned npm package
 //! `@foundry-rs/anvil-linux-amd64` on `127.0.0.1` and deploys, from artifacts read **at run
@@ -22,13 +26,15 @@
 //! `updateAnswer` / `setRoundData`). Everything is deterministic except the block timestamps.
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), wallet_balancer::devnet::DevnetError> {
-//! use wallet_balancer::devnet::{Devnet, DevnetOptions};
+//! # async fn demo() -> Result<(), wb_devnet::DevnetError> {
+//! use wb_devnet::{Devnet, DevnetOptions};
 //! let devnet = Devnet::start(DevnetOptions::default()).await?;
 //! println!("rpc {} weth {}", devnet.rpc_url, devnet.addresses.weth);
 //! let toml = devnet.config_toml("/tmp/wallet.key".as_ref(), "127.0.0.1:50051");
 //! # let _ = toml; Ok(()) }
 //! ```
+
+#![forbid(unsafe_code)]
 
 mod artifacts;
 pub mod bindings;
@@ -91,7 +97,7 @@ pub struct DevnetOptions {
     /// runs automined, so start-up stays fast) mine a block every `n` seconds.
     pub block_time_secs: Option<u64>,
     /// The fixture directory (`deploy/devnet`: node_modules/, build/, setup.sh). Default: env
-    /// `WB_DEVNET_DIR`, else `<crate>/deploy/devnet` of the checkout this was compiled from.
+    /// `WB_DEVNET_DIR`, else `deploy/devnet` of the repository this was compiled from.
     pub dir: PathBuf,
     /// The anvil binary. `None`: env `WB_ANVIL_BIN`, else
     /// `<dir>/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil`.
@@ -99,11 +105,12 @@ pub struct DevnetOptions {
 }
 
 impl DevnetOptions {
-    /// `WB_DEVNET_DIR`, else `concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/devnet")`.
+    /// `WB_DEVNET_DIR`, else `deploy/devnet` of the repository this crate was compiled from
+    /// (`crates/devnet/../../deploy/devnet`).
     pub fn default_dir() -> PathBuf {
         match std::env::var_os(ENV_DEVNET_DIR) {
             Some(d) if !d.is_empty() => PathBuf::from(d),
-            _ => PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/devnet")),
+            _ => PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/devnet")),
         }
     }
 

@@ -1,18 +1,19 @@
-//! The benchmark harness: `wallet-balancer bench` (run it with
+//! The benchmark harness: `wb-dev bench` (run it with
 //! `scripts/bench`). A program that prints figures, not a timed test.
 //!
 //! One run, on loopback only:
 //!
 //! 1. a devnet (anvil, automine) and the counting JSON-RPC proxy in front of
-//!    it ([`crate::devnet::proxy`]); everything below goes through the proxy;
+//!    it ([`wb_devnet::proxy`]); everything below goes through the proxy;
 //! 2. per proxy latency (default 0, 20 and 80 ms round trip):
 //!    - references: one JSON-RPC round trip (`eth_blockNumber`) and the
 //!      status snapshot's `eth_call` made directly, in this process;
 //!    - the baseline: `bench/baseline_reader.py`, the prototype's way
 //!      (`eth_getBalance` + one `balanceOf` per token over a thread pool,
 //!      urllib), latency and throughput;
-//!    - the sidecar as a subprocess (`<this binary> serve`): time from spawn
-//!      to SERVING, RSS idle and under load (`/proc/<pid>/status`);
+//!    - the sidecar as a subprocess (`wallet-balancer serve`, the product
+//!      binary next to this one): time from spawn to SERVING, RSS idle
+//!      and under load (`/proc/<pid>/status`);
 //!      GetStatus (cached by following blocks, and with the cache off),
 //!      EnsureEth when the ETH suffices, EnsureEth with one conversion, each
 //!      from Rust (tonic) and from Python (`bench/grpc_client.py`, grpcio);
@@ -44,18 +45,18 @@ use alloy::{
 use anyhow::{Context, bail};
 use tonic::transport::Channel;
 
-use crate::{
-    chain::ChainClient,
-    config::Config,
-    devnet::{CHAIN_NAME, Devnet, DevnetOptions, bindings::IMintable, proxy::RpcProxy},
-    pb::{self, wallet_balancer_client::WalletBalancerClient},
-};
 use procs::{PyRun, Sidecar};
 use stats::{
     Counts, Rate, Row, Samples, delta, fmt_count, fmt_mb, fmt_ms, fmt_rate, fmt_ratio, foreground,
 };
+use wallet_balancer::{
+    chain::ChainClient,
+    config::Config,
+    pb::{self, wallet_balancer_client::WalletBalancerClient},
+};
+use wb_devnet::{CHAIN_NAME, Devnet, DevnetOptions, bindings::IMintable, proxy::RpcProxy};
 
-/// Options of `wallet-balancer bench`.
+/// Options of `wb-dev bench`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct BenchArgs {
     /// Round-trip latencies the proxy adds, in ms.
@@ -82,7 +83,8 @@ pub struct BenchArgs {
     /// Python with grpcio (default: <repo>/.venv/bin/python, made by scripts/setup).
     #[arg(long)]
     pub python: Option<PathBuf>,
-    /// The sidecar binary (default: this executable).
+    /// The sidecar binary (default: `wallet-balancer` next to this
+    /// executable, i.e. the same cargo profile).
     #[arg(long)]
     pub sidecar_bin: Option<PathBuf>,
 }
@@ -94,7 +96,8 @@ const CONVERSION_SHORTAGE_WEI: u64 = 2_000_000_000_000_000; // 0.002 ETH (+ the 
 /// Runs the whole benchmark and prints the tables on stdout (progress on
 /// stderr).
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    // The repository: this crate is crates/dev.
+    let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
     let python = args
         .python
         .clone()
@@ -107,7 +110,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     let bin = match &args.sidecar_bin {
         Some(b) => b.clone(),
-        None => std::env::current_exe()?,
+        None => sidecar_next_to_this_exe()?,
     };
     let work = WorkDir::create()?;
 
@@ -169,6 +172,21 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     print!("{}", summary(&levels));
     Ok(())
+}
+
+/// `wallet-balancer` in this executable's directory (`target/<profile>/`:
+/// scripts/bench builds both binaries in one release build).
+fn sidecar_next_to_this_exe() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let bin = exe.with_file_name("wallet-balancer");
+    if !bin.is_file() {
+        bail!(
+            "{} not found: build it with `cargo build --release --bin wallet-balancer` \
+             (scripts/bench does) or pass --sidecar-bin",
+            bin.display()
+        );
+    }
+    Ok(bin)
 }
 
 fn progress(msg: &str) {

@@ -1,4 +1,4 @@
-//! The `devnet` demo command: start the devnet, write the sidecar's key and config files, print
+//! The `wb-dev devnet` command: start the devnet, write the sidecar's key and config files, print
 //! what is where, run until Ctrl-C / SIGTERM.
 
 use std::io::Write;

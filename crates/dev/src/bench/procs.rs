@@ -16,7 +16,8 @@ use tonic::transport::Channel;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
 use super::stats::Counts;
-use crate::{devnet::proxy::RpcProxy, server::SERVICE_NAME};
+use wallet_balancer::server::SERVICE_NAME;
+use wb_devnet::proxy::RpcProxy;
 
 /// The last `limit` bytes of a log file.
 fn tail(path: &Path, limit: usize) -> String {

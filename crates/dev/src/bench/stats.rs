@@ -40,10 +40,6 @@ impl Samples {
         self.ms.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.ms.is_empty()
-    }
-
     /// Nearest-rank percentile (`p` in 0..=100); NaN when empty.
     pub fn pct(&self, p: f64) -> f64 {
         if self.ms.is_empty() {

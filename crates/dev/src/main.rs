@@ -1,0 +1,119 @@
+//! `wb-dev`: the developer tools of wallet-balancer, kept out of the product
+//! binary. `devnet` runs the local devnet and writes a sidecar config for
+//! it, `demo` is the README's first command (`scripts/demo`), `bench` the
+//! benchmark harness (`scripts/bench`). The sidecar itself and the operator
+//! commands (`serve`, `status`, `ensure`) are the `wallet-balancer` binary.
+
+#![forbid(unsafe_code)]
+
+mod bench;
+mod demo;
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+use wallet_balancer::telemetry;
+use wb_devnet::DevnetOptions;
+
+#[derive(Parser)]
+#[command(
+    name = "wb-dev",
+    version,
+    about = "wallet-balancer developer tools: the local devnet, the demo, the benchmarks"
+)]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start a local devnet (anvil + Uniswap V2/V3 + feeds + a funded wallet)
+    /// and write a sidecar config for it; runs until Ctrl-C.
+    Devnet {
+        #[command(flatten)]
+        opts: DevnetArgs,
+    },
+    /// The demo: devnet up, sidecar serving, status printed, one conversion.
+    Demo {
+        #[command(flatten)]
+        opts: DevnetArgs,
+        /// Keep everything running after the demo until Ctrl-C.
+        #[arg(long)]
+        keep_running: bool,
+    },
+    /// The benchmarks: devnet + latency proxy + the `wallet-balancer`
+    /// binary as the sidecar, Rust and Python clients, the prototype's
+    /// reader as the baseline; prints markdown tables (run via scripts/bench).
+    Bench {
+        #[command(flatten)]
+        opts: bench::BenchArgs,
+    },
+}
+
+/// Where the devnet runs and where its sidecar config and key go.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DevnetArgs {
+    /// Directory with package.json and the compiled contracts.
+    #[arg(long, env = "WB_DEVNET_DIR")]
+    pub dir: Option<PathBuf>,
+    /// anvil's port (default: a free one).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Seconds per block (default: a block per transaction).
+    #[arg(long)]
+    pub block_time: Option<u64>,
+    /// Where to write the sidecar config.
+    #[arg(long, default_value = ".devnet/config.toml")]
+    pub config_out: PathBuf,
+    /// Where to write the wallet key (mode 0600).
+    #[arg(long, default_value = ".devnet/wallet.key")]
+    pub key_out: PathBuf,
+    /// The sidecar's listen address written into the config.
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    pub listen: String,
+}
+
+impl DevnetArgs {
+    pub fn devnet_options(&self) -> DevnetOptions {
+        let mut o = DevnetOptions::default();
+        if let Some(d) = &self.dir {
+            o.dir = d.clone();
+        }
+        o.port = self.port;
+        o.block_time_secs = self.block_time;
+        o
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    telemetry::init_logs(false);
+    report(match args.command {
+        Command::Devnet { opts } => devnet(opts).await,
+        Command::Demo { opts, keep_running } => demo::demo(opts, keep_running).await,
+        Command::Bench { opts } => bench::run(opts).await,
+    })
+}
+
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn devnet(opts: DevnetArgs) -> anyhow::Result<()> {
+    wb_devnet::run_devnet_cli(
+        opts.devnet_options(),
+        &opts.config_out,
+        &opts.key_out,
+        &opts.listen,
+    )
+    .await?;
+    Ok(())
+}
