@@ -9,7 +9,7 @@
 //! (`tests/layers.rs` checks every `crate::` path), lowest first:
 //!
 //! `money` < `domain` < `plan`, `telemetry` < `config`, `keys` <
-//! `chain`, `journal` < `exec` < `balancer` < `api` (with `pb`) <
+//! `chain`, `journal` < `exec` < `balancer` < `pb` (generated) < `api` <
 //! `server` < `cli`
 //!
 //! | module        | layer                                                          | I/O          |

@@ -14,7 +14,8 @@ const LAYERS: &[&[&str]] = &[
     &["chain", "journal"],
     &["exec"],
     &["balancer"],
-    &["pb", "api"],
+    &["pb"],
+    &["api"],
     &["server"],
     &["cli"],
 ];
