@@ -609,6 +609,9 @@ async fn a_failed_request_replays_its_first_answer_across_a_restart() {
             h.devnet.trader_address,
             U256::MAX,
         )
+        // Its own gas limit: an estimate made with the swap already in the
+        // pending block would miss the pair's price-accumulator writes.
+        .gas(1_000_000)
         .max_priority_fee_per_gas(1_000_000_000_000)
         .max_fee_per_gas(2_000_000_000_000)
         .send()
@@ -616,7 +619,8 @@ async fn a_failed_request_replays_its_first_answer_across_a_restart() {
         .unwrap();
     let _: serde_json::Value = h.anvil("evm_mine", ()).await;
     let _: serde_json::Value = h.anvil("evm_setAutomine", (true,)).await;
-    assert!(front.get_receipt().await.unwrap().status());
+    let front = front.get_receipt().await.unwrap();
+    assert!(front.status(), "the front-running trade failed: {front:?}");
 
     let e = first.await.unwrap().unwrap_err();
     assert_eq!(e.code(), Code::Aborted, "{}", e.message());
