@@ -158,6 +158,49 @@ impl Snapshot {
     }
 }
 
+/// Where one of the wallet's transactions (one nonce, one or more signed
+/// attempts) stands; the transitions are `exec::machine`'s.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum TxState {
+    /// Signed and journaled (fsynced). Whether a node has it is not known:
+    /// never broadcast yet, or the answer to the broadcast was lost.
+    Signed,
+    /// A node accepted one of our attempts (or already knew it).
+    InPool,
+    /// A transaction we did not sign (the executor's own trade, sharing
+    /// the key) holds our nonce in the pool: it is never outbid. If it
+    /// mines, our nonce is taken.
+    Blocked,
+    /// One of our attempts has a receipt, not yet deep enough.
+    Mined {
+        hash: B256,
+        block: u64,
+        block_hash: B256,
+        success: bool,
+    },
+    /// Final: one of our attempts succeeded, `confirmations` deep.
+    Confirmed {
+        hash: B256,
+        block: u64,
+        block_hash: B256,
+    },
+    /// Final: one of our attempts mined with status 0.
+    Reverted { hash: B256, block: u64 },
+    /// Final: another transaction was confirmed at our nonce; none of ours
+    /// can ever be mined.
+    NonceTaken,
+}
+
+impl TxState {
+    pub fn is_final(&self) -> bool {
+        matches!(
+            self,
+            TxState::Confirmed { .. } | TxState::Reverted { .. } | TxState::NonceTaken
+        )
+    }
+}
+
 /// One state change of one conversion, as journaled and streamed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConversionEvent {

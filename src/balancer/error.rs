@@ -16,10 +16,11 @@
 //! | spend limits                            | ResourceExhausted   | REQUEST_LIMIT, HOURLY_LIMIT |
 //! | amounts out of range                    | InvalidArgument     | AMOUNT_OUT_OF_RANGE   |
 //! | fee cap below the base fee              | Unavailable         | FEE_CAP_EXCEEDED      |
+//! | sent, not mined in time (stuck at the cap / past the deadline; still watched) | Unavailable | FEE_CAP_EXCEEDED / STUCK |
 //! | tx reverted on chain                    | Aborted             | REVERTED              |
 //! | still short after converting            | Aborted             | STILL_SHORT           |
 //! | nonce taken by another sender           | Aborted             | NONCE_CONFLICT        |
-//! | conversion left incomplete by a restart | Aborted             | CONVERSION_INCOMPLETE |
+//! | a conversion of the chain still pending | Unavailable         | STUCK                 |
 //! | request_id reused with other parameters | AlreadyExists       | IDEMPOTENCY_CONFLICT  |
 //! | planner invariants, bad quotes, journal | Internal            | INTERNAL              |
 //!
@@ -31,7 +32,7 @@ use alloy::primitives::U256;
 use crate::{
     chain::ChainError,
     domain::{Failure, FailureKind as Kind},
-    exec::ExecError,
+    exec::{ExecError, machine::GiveUp},
     journal::JournalError,
     plan::PlanError,
 };
@@ -64,6 +65,12 @@ pub enum BalancerError {
         "request_id {request_id:?} was already used with different parameters ({first}); use a new request_id"
     )]
     IdempotencyConflict { request_id: String, first: String },
+    /// A transaction of a conversion on this chain is still pending: no new
+    /// conversion is sent until it settles.
+    #[error(
+        "chain {chain}: {open} conversion(s) still have a transaction pending (not mined yet); no new conversion is sent until they settle; retry shortly"
+    )]
+    Stuck { chain: String, open: usize },
     /// The answer of an earlier attempt with this request id, as first given
     /// (from the journal).
     #[error("{0}")]
@@ -98,6 +105,12 @@ impl BalancerError {
             BalancerError::IdempotencyConflict { request_id, .. } => {
                 Failure::new(Kind::AlreadyExists, "IDEMPOTENCY_CONFLICT", message)
                     .with([("request_id", request_id.clone())])
+            }
+            BalancerError::Stuck { chain, open } => {
+                Failure::new(Kind::Unavailable, "STUCK", message).with([
+                    ("chain", chain.clone()),
+                    ("open_conversions", open.to_string()),
+                ])
             }
             BalancerError::Stored(f) => f.clone(),
         }
@@ -166,6 +179,24 @@ fn exec_failure(e: &ExecError, message: String) -> Failure {
         ExecError::Journal(_) | ExecError::Signing(_) => {
             Failure::new(Kind::Internal, "INTERNAL", message)
         }
+        ExecError::Pending {
+            what,
+            nonce,
+            tx_hash,
+            why,
+        } => Failure::new(
+            Kind::Unavailable,
+            match why {
+                GiveUp::FeeCap => "FEE_CAP_EXCEEDED",
+                GiveUp::Deadline => "STUCK",
+            },
+            message,
+        )
+        .with([
+            ("tx_hash", tx_hash.to_string()),
+            ("nonce", nonce.to_string()),
+            ("what", what.clone()),
+        ]),
         ExecError::Reverted { tx_hash, what } => Failure::new(Kind::Aborted, "REVERTED", message)
             .with([("tx_hash", tx_hash.to_string()), ("what", what.clone())]),
     }

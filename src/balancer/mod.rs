@@ -369,6 +369,7 @@ impl Balancer {
             need,
             reply,
             span: tracing::Span::current(),
+            replans: 0,
         }) {
             let _ = self.journal.remove_request(&req.request_id);
             self.forget(&req.request_id);
@@ -473,12 +474,19 @@ impl Balancer {
         let state = match result {
             Ok(report) => RequestState::Done(report.clone()),
             Err(e) => {
-                let signed = self
+                let latest = self
                     .journal
                     .conversions_of(request_id)
                     .ok()
                     .and_then(|mut attempts| attempts.pop())
-                    .is_some_and(|latest| latest.iter().any(|c| !c.txs.is_empty()));
+                    .unwrap_or_default();
+                if latest.iter().any(|c| !c.is_final()) {
+                    // A transaction of it may still mine: the request stays
+                    // in flight, and the chain's owner settles it once its
+                    // conversions are final. A retry meanwhile is told so.
+                    return;
+                }
+                let signed = latest.iter().any(|c| !c.txs.is_empty());
                 if !signed {
                     if let Err(e) = self.journal.remove_request(request_id) {
                         tracing::warn!(%request_id, error = %e, "could not release the request id");

@@ -18,11 +18,8 @@ use super::{
 use crate::{
     chain::ChainClient,
     config::Config,
-    domain::{
-        ConversionReport, ConversionState, EnsureOutcome, EnsureReport, Failure, FailureKind,
-        Snapshot,
-    },
-    exec::{Executor, fault},
+    domain::{ConversionReport, ConversionState, EnsureOutcome, EnsureReport, Snapshot},
+    exec::{ExecError, Executor, fault},
     journal::{ConversionRecord, Journal, RequestState, TxPurpose},
     keys::WalletKey,
     money::Usd,
@@ -46,7 +43,19 @@ pub struct Job {
     pub reply: oneshot::Sender<Result<EnsureReport, BalancerError>>,
     /// The request's span: the conversion serving it is traced under it.
     pub span: tracing::Span,
+    /// Times it was planned anew because its nonce was taken by another
+    /// sender (a new nonce is a new plan, never the old intent re-signed).
+    pub replans: u32,
 }
+
+/// What woke the owner.
+enum Woke {
+    Job(Option<Job>),
+    Watch,
+}
+
+/// A job whose nonce another sender took is planned anew this many times.
+const MAX_REPLANS: u32 = 2;
 
 /// Handle to a chain's owner task.
 pub struct OwnerHandle {
@@ -99,6 +108,13 @@ struct Owner {
     journal: Journal,
     config: Arc<Config>,
     spend: SpendWindow,
+    /// Conversions of this chain whose transactions may still mine (not
+    /// mined in time for their caller): watched, and no new conversion is
+    /// sent while there are any.
+    open: usize,
+    /// Requests answered while their conversion was still open: settled
+    /// from the journal once it is final.
+    watched: std::collections::HashSet<String>,
 }
 
 /// Starts the owner task of `client`'s chain.
@@ -113,11 +129,13 @@ pub fn spawn(
     let (stop, stop_rx) = watch::channel(false);
     let spend = SpendWindow::from_journal(&journal, client.name());
     let owner = Owner {
-        exec: Executor::new(client.clone(), key, journal.clone()),
+        exec: Executor::new(client.clone(), key, journal.clone(), config.swap_deadline),
         client,
         journal,
         config,
         spend,
+        open: 0,
+        watched: Default::default(),
     };
     let task = tokio::spawn(owner.run(rx, ready_tx, stop_rx));
     OwnerHandle {
@@ -142,7 +160,7 @@ impl Owner {
                 return;
             }
             let span = tracing::info_span!("owner.recover", chain = %self.client.name());
-            match self.recover().instrument(span).await {
+            match self.recover(true).instrument(span).await {
                 Ok(()) => break,
                 Err(e) => {
                     tracing::warn!(chain = self.client.name(), error = %e, "start-up reconciliation failed; retrying");
@@ -156,11 +174,25 @@ impl Owner {
         }
         let _ = ready.send(true);
         loop {
-            let first = tokio::select! {
-                j = rx.recv() => j,
-                _ = stop.wait_for(|s| *s) => None,
+            // While a conversion is open, it is watched between requests.
+            let watch_every = self
+                .client
+                .config()
+                .block_time
+                .max(Duration::from_millis(500));
+            let woke = tokio::select! {
+                j = rx.recv() => Woke::Job(j),
+                _ = stop.wait_for(|s| *s) => Woke::Job(None),
+                _ = tokio::time::sleep(watch_every), if self.open > 0 => Woke::Watch,
             };
-            let Some(first) = first else { return };
+            let first = match woke {
+                Woke::Job(Some(j)) => j,
+                Woke::Job(None) => return,
+                Woke::Watch => {
+                    self.watch().await;
+                    continue;
+                }
+            };
             tokio::time::sleep(BATCH_WINDOW).await;
             let mut batch = vec![first];
             while let Ok(j) = rx.try_recv() {
@@ -219,7 +251,21 @@ impl Owner {
             if batch.is_empty() {
                 return;
             }
-            let leader = batch.remove(0);
+            if self.open > 0 {
+                self.watch().await;
+            }
+            if self.open > 0 {
+                // A transaction of ours is still pending: anything signed
+                // now would wait behind it. Answer at once instead.
+                for j in batch.drain(..) {
+                    let _ = j.reply.send(Err(BalancerError::Stuck {
+                        chain: self.client.name().to_string(),
+                        open: self.open,
+                    }));
+                }
+                return;
+            }
+            let mut leader = batch.remove(0);
             // Under the leader's request; the others it may serve are links.
             let span = tracing::info_span!(
                 parent: &leader.span,
@@ -269,10 +315,31 @@ impl Owner {
                     batch = rest;
                     let _ = leader.reply.send(Ok(report));
                 }
+                Err(e) if is_nonce_taken(&e) && leader.replans < MAX_REPLANS => {
+                    // Another sender used our nonce: nothing of this leg
+                    // can mine. Plan anew from a fresh snapshot.
+                    tracing::warn!(chain = self.client.name(), request_id = %leader.request_id, error = %e, "nonce taken by another sender: planning anew");
+                    leader.replans += 1;
+                    batch.insert(0, leader);
+                }
                 Err(e) => {
+                    if is_pending(&e) {
+                        self.open += 1;
+                        self.watched.insert(leader.request_id.clone());
+                    }
                     let _ = leader.reply.send(Err(e));
                 }
             }
+        }
+    }
+
+    /// Reconciles the open conversions again; settles the requests that
+    /// were answered while theirs were open.
+    async fn watch(&mut self) {
+        let span =
+            tracing::info_span!("owner.watch", chain = %self.client.name(), open = self.open);
+        if let Err(e) = self.recover(false).instrument(span).await {
+            tracing::warn!(chain = self.client.name(), error = %e, "watching open conversions failed; retrying");
         }
     }
 
@@ -399,25 +466,36 @@ impl Owner {
     /// conversions (mined, pending, dropped, stuck, never signed); then
     /// every request left in flight gets its final answer, or is released
     /// when nothing of it was ever broadcast.
-    async fn recover(&mut self) -> Result<(), BalancerError> {
+    async fn recover(&mut self, startup: bool) -> Result<(), BalancerError> {
         self.client.initialise().await?;
-        self.exec.recover().await?;
+        self.open = self.exec.recover().await?;
         let requests = self
             .journal
             .in_flight_requests()
             .map_err(|e| BalancerError::Internal(e.to_string()))?;
         let chain = self.client.name().to_string();
         for req in requests.into_iter().filter(|r| r.params.chain == chain) {
-            self.settle_request(req).await?;
+            // Between requests, only those answered while open: the others
+            // are queued or being answered right now.
+            if startup || self.watched.contains(&req.request_id) {
+                self.settle_request(req, startup).await?;
+            }
         }
         Ok(())
     }
 
-    /// Gives a request left in flight by a crash its final answer from the
-    /// journal, or releases its id when none of its swaps was broadcast.
+    /// Gives a request left in flight (by a crash, or answered while its
+    /// conversion was still pending) its final answer from the journal once
+    /// its conversions are final: every one confirmed -> the report. When
+    /// they did not all confirm (cut short by a crash, a nonce taken), its
+    /// id is released: a retry with the same id plans the remaining
+    /// shortage from fresh balances and finishes; what already went out is
+    /// never sent again. A request with a conversion still open stays in
+    /// flight.
     async fn settle_request(
         &mut self,
         mut req: crate::journal::RequestRecord,
+        startup: bool,
     ) -> Result<(), BalancerError> {
         let journal_err = |e: crate::journal::JournalError| BalancerError::Internal(e.to_string());
         // The latest attempt is the one this request was waiting on.
@@ -427,6 +505,10 @@ impl Owner {
             .map_err(journal_err)?
             .pop()
             .unwrap_or_default();
+        if conversions.iter().any(|c| !c.is_final()) {
+            return Ok(()); // still watched
+        }
+        self.watched.remove(&req.request_id);
         let swapped = conversions
             .iter()
             .any(|c| c.txs.iter().any(|t| t.purpose == TxPurpose::Swap));
@@ -434,7 +516,7 @@ impl Owner {
             self.journal
                 .remove_request(&req.request_id)
                 .map_err(journal_err)?;
-            tracing::info!(request_id = %req.request_id, "released: nothing was swapped before the restart; a retry runs anew");
+            tracing::info!(request_id = %req.request_id, startup, "released: nothing was swapped; a retry runs anew");
             return Ok(());
         }
         let need = req
@@ -453,6 +535,7 @@ impl Owner {
                 need,
                 reply: oneshot::channel().0,
                 span: tracing::Span::current(),
+                replans: 0,
             };
             let received = reports
                 .iter()
@@ -476,20 +559,36 @@ impl Owner {
                 Err(e) => RequestState::Failed(e.failure()),
             }
         } else {
-            RequestState::Failed(Failure::new(
-                FailureKind::Aborted,
-                "CONVERSION_INCOMPLETE",
-                format!(
-                    "the conversion did not complete: {}",
-                    reports
-                        .iter()
-                        .filter_map(|c| c.error.clone())
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                ),
-            ))
+            self.journal
+                .remove_request(&req.request_id)
+                .map_err(journal_err)?;
+            tracing::info!(
+                request_id = %req.request_id,
+                "released: the conversion was cut short; a retry with the same id plans what is still short"
+            );
+            return Ok(());
         };
         self.journal.put_request(&req, true).map_err(journal_err)?;
         Ok(())
     }
+}
+
+fn is_pending(e: &BalancerError) -> bool {
+    matches!(leaf(e), Some(ExecError::Pending { .. }))
+}
+
+fn is_nonce_taken(e: &BalancerError) -> bool {
+    matches!(leaf(e), Some(ExecError::NonceTaken { .. }))
+}
+
+/// The execution error at the bottom of `e`, through failed legs.
+fn leaf(e: &BalancerError) -> Option<&ExecError> {
+    let BalancerError::Exec(e) = e else {
+        return None;
+    };
+    let mut e: &ExecError = e;
+    while let ExecError::Leg { source, .. } = e {
+        e = source.as_ref();
+    }
+    Some(e)
 }

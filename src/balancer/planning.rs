@@ -171,6 +171,7 @@ pub fn planned_record(
         request_id: request_id.to_string(),
         report,
         txs: Vec::new(),
+        tx_states: Default::default(),
     }
 }
 

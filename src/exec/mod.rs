@@ -12,7 +12,11 @@
 //! - [`recover`]: start-up reconciliation of unfinished conversions.
 //! - [`fault`]: crash points for the crash tests (feature `fault-injection`).
 
+mod backend;
 pub mod fault;
+pub mod machine;
+#[cfg(test)]
+mod mock;
 mod recover;
 mod tx;
 mod venues;
@@ -37,6 +41,8 @@ use crate::{
     money::{self, Rounding, Usd},
     plan::{Plan, Route},
 };
+use backend::{Backend, Rpc};
+use machine::GiveUp;
 use tracing::{Instrument, field::Empty};
 use tx::{RawReceipt, TxSender};
 
@@ -60,6 +66,18 @@ pub enum ExecError {
         "{what}: nonce {nonce} was used by a transaction not sent by the sidecar; ours can never be mined"
     )]
     NonceTaken { what: String, nonce: u64 },
+    /// Not mined in time for the caller; not failed: the transaction stays
+    /// journaled as open and watched, and may still mine.
+    #[error(
+        "{what}: transaction {tx_hash} (nonce {nonce}) is not mined yet ({}); it stays watched and may still mine",
+        match why { GiveUp::FeeCap => "stuck at the fee cap", GiveUp::Deadline => "past its deadline" }
+    )]
+    Pending {
+        what: String,
+        nonce: u64,
+        tx_hash: B256,
+        why: GiveUp,
+    },
     #[error(
         "conversion {index} ({symbol}) failed after {done} confirmed conversion(s) [{confirmed_txs}]: {source}"
     )]
@@ -78,29 +96,45 @@ pub enum ExecError {
 /// the chain at the start of each plan.
 pub struct Executor {
     client: ChainClient,
+    backend: Rpc,
     key: WalletKey,
     journal: Journal,
     replace_after: Duration,
+    /// How long recovery follows a transaction loaded from the journal
+    /// before leaving it to the background watch (readiness never waits
+    /// for ever).
+    recover_window: Duration,
 }
 
 impl Executor {
-    pub fn new(client: ChainClient, key: WalletKey, journal: Journal) -> Executor {
+    pub fn new(
+        client: ChainClient,
+        key: WalletKey,
+        journal: Journal,
+        recover_window: Duration,
+    ) -> Executor {
         let replace_after = client.config().replace_after;
         Executor {
+            backend: Rpc {
+                chain: client.clone(),
+            },
             client,
             key,
             journal,
             replace_after,
+            recover_window,
         }
     }
 
-    fn sender(&self, nonce: u64) -> TxSender<'_> {
+    fn sender(&self, nonce: u64, deadline: u64) -> TxSender<'_> {
         TxSender {
             chain: &self.client,
+            backend: &self.backend,
             key: &self.key,
             journal: &self.journal,
             nonce,
             replace_after: self.replace_after,
+            deadline,
         }
     }
 
@@ -108,7 +142,8 @@ impl Executor {
     /// PLANNED already), one after the other, each confirmed before the
     /// next, from the wallet's pending nonce. Records are updated and
     /// journaled at every step; on failure the failed leg and every later
-    /// one end FAILED.
+    /// one end FAILED, except a leg whose transaction may still mine
+    /// ([`ExecError::Pending`]): it stays open, watched.
     pub async fn execute(
         &self,
         plan: &Plan,
@@ -117,27 +152,15 @@ impl Executor {
         deadline_secs: u64,
         approval_usd: Usd,
     ) -> Result<(), ExecError> {
-        let nonce = self
-            .client
-            .provider()
-            .get_transaction_count(self.key.address())
-            .pending()
-            .await
-            .map_err(|e| self.client.rpc_err(e))?;
-        let mut sender = self.sender(nonce);
-        execute(
-            &mut sender,
-            plan,
-            records,
-            snapshot,
-            deadline_secs,
-            approval_usd,
-        )
-        .await
+        let nonce = self.backend.nonce(self.key.address(), true).await?;
+        let deadline = snapshot.block_timestamp.saturating_add(deadline_secs);
+        let mut sender = self.sender(nonce, deadline);
+        execute(&mut sender, plan, records, snapshot, approval_usd).await
     }
 
-    /// Start-up reconciliation of this chain's unfinished conversions (see
-    /// [`recover`]). Returns how many there were.
+    /// Reconciles this chain's unfinished conversions (see [`recover`]):
+    /// at start-up, and then while some stay open. Returns how many are
+    /// still open (not mined in the recovery window: watched again later).
     pub async fn recover(&self) -> Result<usize, ExecError> {
         let open = self
             .journal
@@ -150,11 +173,16 @@ impl Executor {
                 "reconciling unfinished conversions"
             );
         }
-        let count = open.len();
+        let deadline =
+            (crate::journal::now_ms() / 1000).saturating_add(self.recover_window.as_secs());
+        let mut still_open = 0;
         for mut rec in open {
-            recover::reconcile(&mut self.sender(0), &mut rec).await?;
+            recover::reconcile(&mut self.sender(0, deadline), &mut rec).await?;
+            if !rec.is_final() {
+                still_open += 1;
+            }
         }
-        Ok(count)
+        Ok(still_open)
     }
 }
 
@@ -163,10 +191,9 @@ async fn execute(
     plan: &Plan,
     records: &mut [ConversionRecord],
     snapshot: &Snapshot,
-    deadline_secs: u64,
     approval_usd: Usd,
 ) -> Result<(), ExecError> {
-    let deadline = U256::from(snapshot.block_timestamp.saturating_add(deadline_secs));
+    let deadline = U256::from(sender.deadline);
     for index in 0..records.len() {
         let leg = &plan.legs[index];
         let report = &records[index].report;
@@ -220,11 +247,17 @@ async fn execute(
             // The FAILED state changes are logged within the leg.
             let _entered = span.enter();
             let rec = &mut records[index];
-            rec.report.state = ConversionState::Failed;
-            rec.report.error = Some(e.to_string());
-            let _ = sender
-                .journal
-                .record_conversion(rec, Some((ConversionState::Failed, rec.report.tx_hash)));
+            if matches!(e, ExecError::Pending { .. }) {
+                // Not failed: its transaction may still mine. It stays open
+                // and watched (`Executor::recover`).
+                rec.report.error = Some(e.to_string());
+            } else {
+                rec.report.state = ConversionState::Failed;
+                rec.report.error = Some(e.to_string());
+                let _ = sender
+                    .journal
+                    .record_conversion(rec, Some((ConversionState::Failed, rec.report.tx_hash)));
+            }
             // Later legs will not run: they end FAILED, nothing sent.
             for later in records.iter_mut().skip(index + 1) {
                 later.report.state = ConversionState::Failed;
@@ -286,9 +319,14 @@ async fn execute_leg(
                 } else {
                     TxPurpose::Approval
                 };
-                let nonce = sender.nonce;
-                sender.send(&call, purpose, base_fee, rec).await?;
-                sender.confirm(nonce, rec).await?;
+                let nonce = sender.send(&call, purpose, base_fee, rec).await?;
+                let receipt = sender.confirm(nonce, rec).await?;
+                // The hash that mined (a replacement's, maybe).
+                rec.report.approval_tx_hashes.push(receipt.transaction_hash);
+                sender
+                    .journal
+                    .record_conversion(rec, None)
+                    .map_err(|e| ExecError::Journal(e.to_string()))?;
             }
             match fee_tier {
                 None => venues::v2_swap(
@@ -313,8 +351,7 @@ async fn execute_leg(
             }
         }
     };
-    let nonce = sender.nonce;
-    sender.send(&call, TxPurpose::Swap, base_fee, rec).await?;
+    let nonce = sender.send(&call, TxPurpose::Swap, base_fee, rec).await?;
     let receipt = sender.confirm(nonce, rec).await?;
     fault::point("after_confirm_receipt");
     finish_confirmed(chain, rec, &receipt).await?;

@@ -1,8 +1,10 @@
-//! Start-up reconciliation of one unfinished conversion, from what the
-//! journal holds of it: for each nonce it signed for, mined -> record the
-//! receipt; pending -> keep watching; dropped (or signed but never
-//! broadcast) -> broadcast the same signed bytes; stuck -> replace. A
-//! conversion whose swap was never signed ends FAILED (nothing swapped).
+//! Reconciliation of one unfinished conversion, from what the journal holds
+//! of it: each of its transactions is loaded into the same state machine
+//! as a live one (`TxSender::resume`): mined -> the receipt is recorded;
+//! pending -> watched; dropped, or signed but never known to have reached
+//! a node -> the same signed bytes are broadcast; stuck -> replaced. One
+//! still pending at the end of the window stays open. A conversion whose
+//! swap was never signed ends FAILED (nothing swapped).
 
 use super::{ExecError, finish_confirmed, tx::TxSender};
 use crate::{
@@ -15,18 +17,16 @@ pub(super) async fn reconcile(
     rec: &mut ConversionRecord,
 ) -> Result<(), ExecError> {
     let journal_err = |e: crate::journal::JournalError| ExecError::Journal(e.to_string());
-    // Every nonce this conversion signed for, in order.
-    let mut nonces: Vec<u64> = rec.txs.iter().map(|t| t.nonce).collect();
-    nonces.dedup();
     let mut swap_confirmed = None;
-    for nonce in nonces {
+    for nonce in rec.nonces() {
+        // Every attempt abandoned (an older version re-signed elsewhere).
         let last = rec
             .txs
             .iter()
             .rfind(|t| t.nonce == nonce && !t.replaced)
             .cloned();
         let Some(last) = last else { continue };
-        match sender.confirm(nonce, rec).await {
+        match sender.resume(nonce, rec).await {
             Ok(receipt) => {
                 if last.purpose == TxPurpose::Swap {
                     swap_confirmed = Some(receipt);
@@ -39,6 +39,11 @@ pub(super) async fn reconcile(
                 }
             }
             Err(e @ ExecError::Chain(_)) => return Err(e),
+            Err(e @ ExecError::Pending { .. }) => {
+                // May still mine: stays open, watched again later.
+                tracing::warn!(chain = sender.chain.name(), conversion = %rec.report.id, error = %e, "still pending after the recovery window");
+                return Ok(());
+            }
             Err(e) => {
                 rec.report.state = ConversionState::Failed;
                 rec.report.error = Some(format!("after restart: {e}"));

@@ -11,20 +11,22 @@ use std::time::Duration;
 
 use alloy::{
     consensus::{SignableTransaction, TxEip1559, TxEnvelope},
-    eips::{BlockId, Encodable2718},
+    eips::Encodable2718,
     network::TxSignerSync,
     primitives::{Address, B256, Bytes, TxKind, U256},
-    providers::Provider,
-    rpc::types::TransactionRequest,
-    transports::RpcError,
 };
 use serde::Deserialize;
 use tracing::field::Empty;
 
-use super::{ExecError, fault};
+use super::{
+    ExecError,
+    backend::{Backend, Rpc},
+    fault,
+    machine::{Context, Effect, Event, GiveUp, Poll, Seen, Transition, next},
+};
 use crate::{
     chain::ChainClient,
-    domain::ConversionState,
+    domain::{ConversionState, TxState},
     journal::{ConversionRecord, Journal, TxPurpose, TxRecord, now_ms},
     keys::WalletKey,
 };
@@ -45,6 +47,8 @@ pub const REPLACEMENT_BUMP_PERCENT: u128 = 15;
 pub struct RawReceipt {
     pub transaction_hash: B256,
     pub block_number: U256,
+    #[serde(default)]
+    pub block_hash: Option<B256>,
     pub status: Option<U256>,
     pub gas_used: U256,
     pub effective_gas_price: U256,
@@ -91,16 +95,22 @@ pub struct Call {
     pub data: Bytes,
 }
 
-/// Signs, journals, sends and confirms the wallet's transactions on one
-/// chain. Owned by the chain's wallet owner: nonces have one owner.
-pub struct TxSender<'a> {
+/// Signs, journals, sends and follows the wallet's transactions on one
+/// chain, through the state machine of [`super::machine`]. Owned by the
+/// chain's wallet owner: nonces have one owner.
+pub struct TxSender<'a, B: Backend = Rpc> {
     pub chain: &'a ChainClient,
+    pub backend: &'a B,
     pub key: &'a WalletKey,
     pub journal: &'a Journal,
     /// Next nonce to use.
     pub nonce: u64,
     /// A stuck transaction is replaced after this long without a receipt.
     pub replace_after: Duration,
+    /// Unix seconds after which the calls are worthless (the swap's
+    /// deadline): a transaction not mined by then is not bumped, and the
+    /// caller is answered.
+    pub deadline: u64,
 }
 
 /// The name of a transaction's purpose in metrics.
@@ -112,55 +122,15 @@ fn purpose_name(p: TxPurpose) -> &'static str {
     }
 }
 
-fn is_nonce_too_low(msg: &str) -> bool {
-    let m = msg.to_ascii_lowercase();
-    m.contains("nonce too low") || m.contains("nonce is too low") || m.contains("invalid nonce")
-}
+/// Backoff between reads that failed (a 429, a 503, a timeout): unknown is
+/// not failed, the engine reads again.
+const READ_RETRY: Duration = Duration::from_millis(200);
 
-fn is_underpriced(msg: &str) -> bool {
-    let m = msg.to_ascii_lowercase();
-    m.contains("underpriced")
-        || m.contains("less than block base fee")
-        || m.contains("fee too low")
-        || m.contains("max fee per gas less than")
-}
-
-/// What a node said to a broadcast.
-#[derive(Debug, PartialEq, Eq)]
-enum Broadcast {
-    /// In the pool (or already known).
-    Accepted,
-    /// The nonce is already used.
-    NonceUsed,
-    /// Its fees no longer get it into the pool (the base fee rose).
-    Underpriced,
-}
-
-fn is_already_known(msg: &str) -> bool {
-    let m = msg.to_ascii_lowercase();
-    m.contains("already known") || m.contains("already imported") || m.contains("known transaction")
-}
-
-impl TxSender<'_> {
+impl<B: Backend> TxSender<'_, B> {
     /// Estimates gas; a revert is [`ExecError::SimulationReverted`] with the
     /// node's revert reason, and nothing is sent.
     pub async fn simulate(&self, call: &Call) -> Result<u64, ExecError> {
-        let req = TransactionRequest::default()
-            .from(self.key.address())
-            .to(call.to)
-            .input(call.data.clone().into());
-        self.chain
-            .provider()
-            .estimate_gas(req)
-            .block(BlockId::pending())
-            .await
-            .map_err(|e| match e {
-                RpcError::ErrorResp(resp) => ExecError::SimulationReverted {
-                    what: call.what.clone(),
-                    reason: resp.message.to_string(),
-                },
-                other => ExecError::Chain(self.chain.rpc_err(other)),
-            })
+        self.backend.estimate_gas(self.key.address(), call).await
     }
 
     /// EIP-1559 fees: tip = min(node's suggestion, cap); max fee =
@@ -168,12 +138,7 @@ impl TxSender<'_> {
     /// already above the cap.
     pub async fn fees(&self, base_fee: U256) -> Result<(u128, u128), ExecError> {
         let cfg = self.chain.config();
-        let suggested = self
-            .chain
-            .provider()
-            .get_max_priority_fee_per_gas()
-            .await
-            .map_err(|e| self.chain.rpc_err(e))?;
+        let suggested = self.backend.priority_fee().await?;
         let tip = suggested.min(cfg.max_priority_fee_per_gas_wei);
         let base = u128::try_from(base_fee).unwrap_or(u128::MAX);
         if base.saturating_add(tip) > cfg.max_fee_per_gas_wei {
@@ -217,7 +182,9 @@ impl TxSender<'_> {
         Ok((*envelope.tx_hash(), envelope.encoded_2718().into()))
     }
 
-    fn journal(
+    /// Journals the conversion (durably), with an event when given. The one
+    /// place the engine writes.
+    fn commit(
         &self,
         rec: &ConversionRecord,
         event: Option<(ConversionState, Option<B256>)>,
@@ -228,28 +195,84 @@ impl TxSender<'_> {
             .map_err(|e| ExecError::Journal(e.to_string()))
     }
 
-    /// Broadcasts signed bytes to one endpoint (failover is sequential).
-    async fn broadcast(&self, raw: &Bytes) -> Result<Broadcast, ExecError> {
-        match self.chain.provider().send_raw_transaction(raw).await {
-            Ok(_) => Ok(Broadcast::Accepted),
-            Err(RpcError::ErrorResp(resp)) if is_already_known(&resp.message) => {
-                Ok(Broadcast::Accepted)
-            }
-            Err(RpcError::ErrorResp(resp)) if is_nonce_too_low(&resp.message) => {
-                Ok(Broadcast::NonceUsed)
-            }
-            Err(RpcError::ErrorResp(resp)) if is_underpriced(&resp.message) => {
-                Ok(Broadcast::Underpriced)
-            }
-            Err(e) => Err(ExecError::Chain(self.chain.rpc_err(e))),
+    /// Applies a transition of the transaction at `nonce`: its new state is
+    /// journaled when it changed.
+    fn apply(
+        &self,
+        rec: &mut ConversionRecord,
+        nonce: u64,
+        t: &Transition,
+    ) -> Result<(), ExecError> {
+        let before = rec.tx_state(nonce);
+        if before != t.state {
+            tracing::debug!(chain = self.chain.name(), nonce, from = ?before, to = ?t.state, "transaction state");
+            rec.tx_states.insert(nonce, t.state.clone());
+            self.commit(rec, None)?;
+        }
+        Ok(())
+    }
+
+    fn context(&self, rec: &ConversionRecord, nonce: u64, foreign_polls: u32) -> Context {
+        let newest = rec.newest_attempt(nonce);
+        Context {
+            nonce,
+            confirmations: self.chain.config().confirmations,
+            attempts: rec.txs.iter().filter(|t| t.nonce == nonce).count(),
+            can_bump: newest.is_some_and(|t| self.bumped_fees(t).is_some()),
+            past_deadline: now_ms() / 1000 >= self.deadline,
+            foreign_polls,
         }
     }
 
-    /// Simulates, prices, signs, journals (durably) and then broadcasts
-    /// `call` for conversion `rec`. On "nonce too low" (the nonce was used
-    /// outside the sidecar) the nonce is resynchronised from the chain and
-    /// the call signed anew; the abandoned signature is marked replaced and
-    /// can never be broadcast again. Returns the hash.
+    /// Fees of a replacement of `t`: both raised by
+    /// [`REPLACEMENT_BUMP_PERCENT`], within the caps; `None` when the caps
+    /// leave no room for the 10% nodes require.
+    fn bumped_fees(&self, t: &TxRecord) -> Option<(u128, u128)> {
+        let cfg = self.chain.config();
+        let bump = |v: u128| {
+            v.saturating_mul(100 + REPLACEMENT_BUMP_PERCENT)
+                .div_ceil(100)
+                .max(v + 1)
+        };
+        let max_fee = bump(t.max_fee_per_gas).min(cfg.max_fee_per_gas_wei);
+        let tip = bump(t.max_priority_fee_per_gas)
+            .min(cfg.max_priority_fee_per_gas_wei)
+            .min(max_fee);
+        if max_fee * 100 < t.max_fee_per_gas * 110 || tip * 100 < t.max_priority_fee_per_gas * 110 {
+            return None;
+        }
+        Some((max_fee, tip))
+    }
+
+    /// Broadcasts the newest attempt at `nonce` (the journaled bytes) and
+    /// feeds the node's answer to the machine.
+    async fn broadcast(
+        &self,
+        rec: &mut ConversionRecord,
+        nonce: u64,
+        foreign_polls: u32,
+    ) -> Result<Transition, ExecError> {
+        let Some(newest) = rec.newest_attempt(nonce).cloned() else {
+            return Err(ExecError::Journal(format!(
+                "no signed transaction journaled for nonce {nonce}"
+            )));
+        };
+        let result = self.backend.send_raw(&newest.raw).await;
+        crate::telemetry::metrics::tx_sent(self.chain.name(), purpose_name(newest.purpose));
+        tracing::debug!(chain = self.chain.name(), nonce, tx = %newest.hash, ?result, "broadcast");
+        let t = next(
+            &rec.tx_state(nonce),
+            Event::Broadcast(result),
+            self.context(rec, nonce, foreign_polls),
+        );
+        self.apply(rec, nonce, &t)?;
+        Ok(t)
+    }
+
+    /// Simulates, prices, signs and journals (durably) `call` for
+    /// conversion `rec` at the next nonce, then broadcasts it. Returns the
+    /// nonce; [`TxSender::confirm`] follows it. Whatever the node answers,
+    /// the intent is never signed again at another nonce.
     #[tracing::instrument(
         name = "tx.send",
         skip_all,
@@ -257,7 +280,7 @@ impl TxSender<'_> {
             chain = %self.chain.name(),
             what = %call.what,
             purpose = ?purpose,
-            nonce = Empty,
+            nonce = self.nonce,
             tx_hash = Empty,
             gas_estimate = Empty,
             gas_limit = Empty,
@@ -271,7 +294,7 @@ impl TxSender<'_> {
         purpose: TxPurpose,
         base_fee: U256,
         rec: &mut ConversionRecord,
-    ) -> Result<B256, ExecError> {
+    ) -> Result<u64, ExecError> {
         let gas = self.simulate(call).await?;
         let (max_fee, tip) = self.fees(base_fee).await?;
         // Headroom over the estimate (25% + 20k): state may move before the
@@ -283,86 +306,100 @@ impl TxSender<'_> {
         span.record("gas_limit", gas_limit);
         span.record("max_fee_per_gas", max_fee);
         span.record("max_priority_fee_per_gas", tip);
-        for _attempt in 0..3 {
-            let (hash, raw) = self.sign(call, self.nonce, gas_limit, max_fee, tip)?;
-            rec.txs.push(TxRecord {
-                purpose,
-                what: call.what.clone(),
-                nonce: self.nonce,
-                hash,
-                raw: raw.clone(),
-                max_fee_per_gas: max_fee,
-                max_priority_fee_per_gas: tip,
-                gas_limit,
-                signed_ms: now_ms(),
-                replaced: false,
-            });
-            // The signed bytes are on disk before anything leaves.
-            self.journal(rec, None)?;
-            fault::point("after_sign");
-            span.record("nonce", self.nonce);
-            span.record("tx_hash", tracing::field::display(hash));
-            // The conversion's state line (journal) carries the swap's hash;
-            // this one is for debugging.
-            tracing::debug!(chain = self.chain.name(), what = %call.what, nonce = self.nonce, gas_limit, max_fee, tip, tx = %hash, "sending transaction");
-            let outcome = self.broadcast(&raw).await?;
-            crate::telemetry::metrics::tx_sent(self.chain.name(), purpose_name(purpose));
-            if outcome != Broadcast::NonceUsed {
-                // Underpriced: journaled and owned; the confirm loop
-                // replaces it with higher fees.
-                self.nonce += 1;
-                fault::point("after_broadcast");
-                if purpose == TxPurpose::Swap {
-                    rec.report.state = ConversionState::Submitted;
-                    rec.report.tx_hash = Some(hash);
-                    self.journal(rec, Some((ConversionState::Submitted, Some(hash))))?;
-                } else {
-                    rec.report.approval_tx_hashes.push(hash);
-                    self.journal(rec, None)?;
-                }
-                return Ok(hash);
-            }
-            // Nonce used elsewhere: this signature is dead; resync.
-            if let Some(t) = rec.txs.last_mut() {
-                t.replaced = true;
-            }
-            self.journal(rec, None)?;
-            let chain_nonce = self
-                .chain
-                .provider()
-                .get_transaction_count(self.key.address())
-                .pending()
-                .await
-                .map_err(|e| self.chain.rpc_err(e))?;
-            tracing::warn!(
-                chain = self.chain.name(),
-                stale = self.nonce,
-                resynced = chain_nonce,
-                "nonce too low: resynchronised from the chain"
-            );
-            self.nonce = chain_nonce.max(self.nonce + 1);
-        }
-        Err(ExecError::NonceConflict {
+        let nonce = self.nonce;
+        let (hash, raw) = self.sign(call, nonce, gas_limit, max_fee, tip)?;
+        span.record("tx_hash", tracing::field::display(hash));
+        rec.txs.push(TxRecord {
+            purpose,
             what: call.what.clone(),
-        })
+            nonce,
+            hash,
+            raw,
+            max_fee_per_gas: max_fee,
+            max_priority_fee_per_gas: tip,
+            gas_limit,
+            signed_ms: now_ms(),
+            replaced: false,
+        });
+        rec.tx_states.insert(nonce, TxState::Signed);
+        if purpose == TxPurpose::Swap {
+            rec.report.state = ConversionState::Submitted;
+            rec.report.tx_hash = Some(hash);
+        }
+        // The signed bytes are on disk before anything leaves. From here
+        // this nonce is this intent's, whatever happens.
+        self.commit(
+            rec,
+            (purpose == TxPurpose::Swap).then_some((ConversionState::Submitted, Some(hash))),
+        )?;
+        self.nonce += 1;
+        fault::point("after_sign");
+        tracing::debug!(chain = self.chain.name(), what = %call.what, nonce, gas_limit, max_fee, tip, tx = %hash, "sending transaction");
+        self.broadcast(rec, nonce, 0).await?;
+        fault::point("after_broadcast");
+        Ok(nonce)
     }
 
-    async fn receipt(&self, hash: B256) -> Result<Option<RawReceipt>, ExecError> {
-        self.chain
-            .provider()
-            .raw_request("eth_getTransactionReceipt".into(), (hash,))
-            .await
-            .map_err(|e| ExecError::Chain(self.chain.rpc_err(e)))
+    /// One look at the chain for the transaction at `nonce` (see
+    /// [`Poll`]); `None` when a read failed.
+    async fn poll(
+        &self,
+        rec: &ConversionRecord,
+        nonce: u64,
+        check_known: bool,
+    ) -> Option<(Poll, Option<RawReceipt>)> {
+        let read = async {
+            let mined_nonce = self.backend.nonce(self.key.address(), false).await?;
+            let mut receipt = None;
+            for t in rec.txs.iter().rev().filter(|t| t.nonce == nonce) {
+                if let Some(r) = self.backend.receipt(t.hash).await? {
+                    receipt = Some(r);
+                    break;
+                }
+            }
+            let (head, known) = match &receipt {
+                Some(_) => (self.backend.head().await?, None),
+                None if check_known => match rec.newest_attempt(nonce) {
+                    Some(t) => (0, Some(self.backend.is_known(t.hash).await?)),
+                    None => (0, None),
+                },
+                None => (0, None),
+            };
+            let stuck = rec.newest_attempt(nonce).is_some_and(|t| {
+                Duration::from_millis(now_ms().saturating_sub(t.signed_ms)) >= self.replace_after
+            });
+            Ok::<_, ExecError>((
+                Poll {
+                    head,
+                    receipt: receipt.as_ref().map(|r| Seen {
+                        hash: r.transaction_hash,
+                        block: r.block(),
+                        block_hash: r.block_hash.unwrap_or_default(),
+                        success: r.succeeded(),
+                    }),
+                    mined_nonce,
+                    known,
+                    stuck,
+                },
+                receipt,
+            ))
+        };
+        match read.await {
+            Ok(seen) => Some(seen),
+            Err(e) => {
+                tracing::warn!(chain = self.chain.name(), nonce, error = %e, "reading the transaction's state failed; reading again");
+                None
+            }
+        }
     }
 
-    /// Follows blocks until one of the transactions signed with `nonce` for
-    /// `rec` has a receipt with the configured confirmations. Meanwhile a
-    /// transaction the node forgot is rebroadcast (same bytes), and one stuck
-    /// longer than `replace_after` is replaced with fees raised by
-    /// [`REPLACEMENT_BUMP_PERCENT`] (never above the caps). A revert is
-    /// [`ExecError::Reverted`]; a nonce taken by a transaction that is not
-    /// ours is [`ExecError::NonceTaken`]. Never gives up on a transaction
-    /// that may still be mined.
+    /// Follows the transaction at `nonce` (every attempt of it) until the
+    /// machine reaches a final state: rebroadcasting the same bytes when a
+    /// node forgot them, replacing a stuck attempt within the fee caps. A
+    /// read that fails is read again. Answers [`ExecError::Pending`] when
+    /// it stops waiting for the caller (stuck at the cap, or past the
+    /// deadline): the transaction is not final and stays journaled as
+    /// open, to be watched.
     #[tracing::instrument(
         name = "tx.confirm",
         skip_all,
@@ -381,131 +418,119 @@ impl TxSender<'_> {
         nonce: u64,
         rec: &mut ConversionRecord,
     ) -> Result<RawReceipt, ExecError> {
-        let confirmations = self.chain.config().confirmations;
+        let mut foreign_polls = 0;
         let mut polls: u32 = 0;
-        // Replacement is timed from when the current fee level was signed
-        // (a rebroadcast of the same bytes does not restart the clock).
-        let mut force_replace = false;
         loop {
-            let hashes: Vec<B256> = rec
-                .txs
-                .iter()
-                .filter(|t| t.nonce == nonce)
-                .map(|t| t.hash)
-                .collect();
+            let check_known = polls % DROP_CHECK_EVERY == DROP_CHECK_EVERY - 1;
+            polls += 1;
             let what = rec
-                .txs
-                .iter()
-                .rfind(|t| t.nonce == nonce)
+                .newest_attempt(nonce)
                 .map(|t| t.what.clone())
                 .unwrap_or_default();
-            for h in hashes.iter().rev() {
-                if let Some(r) = self.receipt(*h).await? {
-                    let head = self
-                        .chain
-                        .provider()
-                        .get_block_number()
-                        .await
-                        .map_err(|e| self.chain.rpc_err(e))?;
-                    if head + 1 < r.block() + confirmations {
-                        break; // mined, not deep enough yet
-                    }
-                    if !r.succeeded() {
-                        return Err(ExecError::Reverted { what, tx_hash: *h });
-                    }
-                    let span = tracing::Span::current();
-                    span.record("tx_hash", tracing::field::display(h));
-                    span.record("block", r.block());
-                    span.record("gas_used", r.gas_used_u64());
-                    span.record(
-                        "effective_gas_price",
-                        tracing::field::display(r.effective_gas_price),
-                    );
-                    span.record("polls", polls);
-                    tracing::debug!(chain = self.chain.name(), %what, tx = %h, block = r.block(), gas_used = r.gas_used_u64(), "confirmed");
-                    return Ok(r);
+            let Some((poll, receipt)) = self.poll(rec, nonce, check_known).await else {
+                if self.context(rec, nonce, foreign_polls).past_deadline {
+                    return Err(self.pending(rec, nonce, GiveUp::Deadline));
                 }
-            }
-            polls += 1;
-            let Some(current) = rec
-                .txs
-                .iter()
-                .rfind(|t| t.nonce == nonce && !t.replaced)
-                .cloned()
-            else {
-                return Err(ExecError::NonceTaken { what, nonce });
+                tokio::time::sleep(READ_RETRY.max(self.chain.config().block_time)).await;
+                continue;
             };
-            if polls.is_multiple_of(DROP_CHECK_EVERY) {
-                let known: Option<serde_json::Value> = self
-                    .chain
-                    .provider()
-                    .raw_request("eth_getTransactionByHash".into(), (current.hash,))
-                    .await
-                    .map_err(|e| self.chain.rpc_err(e))?;
-                if known.is_none() {
-                    let mined_nonce = self
-                        .chain
-                        .provider()
-                        .get_transaction_count(self.key.address())
-                        .await
-                        .map_err(|e| self.chain.rpc_err(e))?;
-                    if mined_nonce > nonce {
-                        // One of ours may have been mined between the checks.
-                        let mut ours = false;
-                        for h in &hashes {
-                            ours |= self.receipt(*h).await?.is_some();
-                        }
-                        if !ours {
-                            return Err(ExecError::NonceTaken { what, nonce });
-                        }
-                        continue;
-                    }
-                    tracing::warn!(chain = self.chain.name(), tx = %current.hash, nonce, "transaction dropped by the node: rebroadcasting the same bytes");
-                    match self.broadcast(&current.raw).await? {
-                        Broadcast::Accepted => {}
-                        // The base fee outgrew it: replace now, not later.
-                        Broadcast::Underpriced => force_replace = true,
-                        // Settled at the next checks (ours mined or taken).
-                        Broadcast::NonceUsed => {}
-                    }
-                }
+            let t = next(
+                &rec.tx_state(nonce),
+                Event::Poll(poll),
+                self.context(rec, nonce, foreign_polls),
+            );
+            self.apply(rec, nonce, &t)?;
+            foreign_polls = t.foreign_polls;
+            let mut effect = t.effect;
+            if effect == Effect::Rebroadcast {
+                tracing::warn!(
+                    chain = self.chain.name(),
+                    nonce,
+                    "transaction not known to the node (dropped or reorged out): broadcasting the same bytes again"
+                );
+                effect = self.broadcast(rec, nonce, foreign_polls).await?.effect;
             }
-            let age = Duration::from_millis(now_ms().saturating_sub(current.signed_ms));
-            if force_replace || age >= self.replace_after {
-                if let Some(h) = self.replace(&current, rec).await? {
-                    tracing::warn!(chain = self.chain.name(), old = %current.hash, new = %h, nonce, "stuck transaction replaced with higher fees");
+            if effect == Effect::Replace {
+                effect = self.replace(rec, nonce, foreign_polls).await?;
+            }
+            match effect {
+                Effect::GiveUp(why) => return Err(self.pending(rec, nonce, why)),
+                Effect::Done => {
+                    return match (rec.tx_state(nonce), receipt) {
+                        (TxState::Confirmed { .. }, Some(r)) => {
+                            let span = tracing::Span::current();
+                            span.record("tx_hash", tracing::field::display(r.transaction_hash));
+                            span.record("block", r.block());
+                            span.record("gas_used", r.gas_used_u64());
+                            span.record(
+                                "effective_gas_price",
+                                tracing::field::display(r.effective_gas_price),
+                            );
+                            span.record("polls", polls);
+                            Ok(r)
+                        }
+                        (TxState::Reverted { hash, .. }, _) => Err(ExecError::Reverted {
+                            what,
+                            tx_hash: hash,
+                        }),
+                        (TxState::NonceTaken, _) => Err(ExecError::NonceTaken { what, nonce }),
+                        (state, _) => Err(ExecError::Journal(format!(
+                            "nonce {nonce}: final state {state:?} without its receipt"
+                        ))),
+                    };
                 }
-                force_replace = false;
+                Effect::Wait | Effect::Rebroadcast | Effect::Replace => {}
             }
             tokio::time::sleep(self.chain.config().block_time).await;
         }
     }
 
-    /// Signs the same call with the same nonce and fees raised by
-    /// [`REPLACEMENT_BUMP_PERCENT`], within the caps; journals it (REPLACED
-    /// for a swap) and broadcasts it. `None` when the caps leave no room.
+    /// Resumes a transaction loaded from the journal (start-up recovery):
+    /// one never known to have reached a node is broadcast (the same
+    /// bytes), then followed like any other.
+    pub async fn resume(
+        &mut self,
+        nonce: u64,
+        rec: &mut ConversionRecord,
+    ) -> Result<RawReceipt, ExecError> {
+        if rec.tx_state(nonce) == TxState::Signed {
+            self.broadcast(rec, nonce, 0).await?;
+        }
+        self.confirm(nonce, rec).await
+    }
+
+    fn pending(&self, rec: &ConversionRecord, nonce: u64, why: GiveUp) -> ExecError {
+        let newest = rec.newest_attempt(nonce);
+        tracing::warn!(
+            chain = self.chain.name(),
+            nonce,
+            ?why,
+            "transaction not mined in time; it stays watched"
+        );
+        ExecError::Pending {
+            what: newest.map(|t| t.what.clone()).unwrap_or_default(),
+            nonce,
+            tx_hash: newest.map(|t| t.hash).unwrap_or_default(),
+            why,
+        }
+    }
+
+    /// Signs the newest attempt's call again at the same nonce with fees
+    /// raised by [`REPLACEMENT_BUMP_PERCENT`] (within the caps), journals
+    /// it (REPLACED for a swap), broadcasts it. Returns what the machine
+    /// says of the broadcast.
     async fn replace(
         &mut self,
-        current: &TxRecord,
         rec: &mut ConversionRecord,
-    ) -> Result<Option<B256>, ExecError> {
-        let cfg = self.chain.config();
-        let bump = |v: u128| {
-            v.saturating_mul(100 + REPLACEMENT_BUMP_PERCENT)
-                .div_ceil(100)
-                .max(v + 1)
+        nonce: u64,
+        foreign_polls: u32,
+    ) -> Result<Effect, ExecError> {
+        let Some(current) = rec.newest_attempt(nonce).cloned() else {
+            return Ok(Effect::Wait);
         };
-        let max_fee = bump(current.max_fee_per_gas).min(cfg.max_fee_per_gas_wei);
-        let tip = bump(current.max_priority_fee_per_gas)
-            .min(cfg.max_priority_fee_per_gas_wei)
-            .min(max_fee);
-        // Nodes reject a replacement that does not raise both by >= 10%.
-        if max_fee * 100 < current.max_fee_per_gas * 110
-            || tip * 100 < current.max_priority_fee_per_gas * 110
-        {
-            tracing::warn!(chain = self.chain.name(), tx = %current.hash, "stuck transaction cannot be replaced: fee caps reached");
-            return Ok(None);
-        }
+        let Some((max_fee, tip)) = self.bumped_fees(&current) else {
+            return Ok(Effect::GiveUp(GiveUp::FeeCap));
+        };
         // The same call, re-derived from the journaled bytes.
         let (to, data) = decode_call(&current.raw)
             .ok_or_else(|| ExecError::Signing("cannot decode a journaled transaction".into()))?;
@@ -514,41 +539,37 @@ impl TxSender<'_> {
             to,
             data,
         };
-        let (hash, raw) = self.sign(&call, current.nonce, current.gas_limit, max_fee, tip)?;
-        for t in rec.txs.iter_mut().filter(|t| t.nonce == current.nonce) {
+        let (hash, raw) = self.sign(&call, nonce, current.gas_limit, max_fee, tip)?;
+        for t in rec.txs.iter_mut().filter(|t| t.nonce == nonce) {
             t.replaced = true;
         }
         rec.txs.push(TxRecord {
             purpose: current.purpose,
             what: current.what.clone(),
-            nonce: current.nonce,
+            nonce,
             hash,
-            raw: raw.clone(),
+            raw,
             max_fee_per_gas: max_fee,
             max_priority_fee_per_gas: tip,
             gas_limit: current.gas_limit,
             signed_ms: now_ms(),
             replaced: false,
         });
-        if current.purpose == TxPurpose::Swap {
+        let event = if current.purpose == TxPurpose::Swap {
             rec.report.state = ConversionState::Replaced;
             rec.report.tx_hash = Some(hash);
-            self.journal(rec, Some((ConversionState::Replaced, Some(hash))))?;
+            Some((ConversionState::Replaced, Some(hash)))
         } else {
-            if let Some(h) = rec
-                .report
-                .approval_tx_hashes
-                .iter_mut()
-                .find(|h| **h == current.hash)
-            {
-                *h = hash;
-            }
-            self.journal(rec, None)?;
-        }
-        // A node may still refuse (e.g. the old one was mined meanwhile):
-        // the receipt loop sorts that out.
-        let _ = self.broadcast(&raw).await;
-        Ok(Some(hash))
+            None
+        };
+        self.commit(rec, event)?;
+        tracing::warn!(chain = self.chain.name(), old = %current.hash, new = %hash, nonce, "stuck transaction replaced with higher fees");
+        let t = self.broadcast(rec, nonce, foreign_polls).await?;
+        Ok(match t.effect {
+            // Another bump right away would not be accepted either.
+            Effect::Replace => Effect::Wait,
+            e => e,
+        })
     }
 }
 

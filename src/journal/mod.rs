@@ -24,7 +24,9 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinitio
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
-use crate::domain::{ConversionEvent, ConversionReport, ConversionState, EnsureReport, Failure};
+use crate::domain::{
+    ConversionEvent, ConversionReport, ConversionState, EnsureReport, Failure, TxState,
+};
 
 const REQUESTS: TableDefinition<&str, &[u8]> = TableDefinition::new("requests");
 const CONVERSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("conversions");
@@ -111,9 +113,34 @@ pub struct ConversionRecord {
     pub request_id: String,
     pub report: ConversionReport,
     pub txs: Vec<TxRecord>,
+    /// The state of each of its transactions, by nonce (records written
+    /// before states were kept have none: [`ConversionRecord::tx_state`]).
+    #[serde(default)]
+    pub tx_states: std::collections::BTreeMap<u64, TxState>,
 }
 
 impl ConversionRecord {
+    /// The state of the transaction at `nonce`; `Signed` (not known to
+    /// have reached a node) when none was journaled.
+    pub fn tx_state(&self, nonce: u64) -> TxState {
+        self.tx_states
+            .get(&nonce)
+            .cloned()
+            .unwrap_or(TxState::Signed)
+    }
+
+    /// The newest signed attempt at `nonce`.
+    pub fn newest_attempt(&self, nonce: u64) -> Option<&TxRecord> {
+        self.txs.iter().rfind(|t| t.nonce == nonce)
+    }
+
+    /// Nonces this conversion signed for, in order.
+    pub fn nonces(&self) -> Vec<u64> {
+        let mut n: Vec<u64> = self.txs.iter().map(|t| t.nonce).collect();
+        n.dedup();
+        n
+    }
+
     pub fn is_final(&self) -> bool {
         matches!(
             self.report.state,
