@@ -2,8 +2,9 @@
 //!
 //! Each request goes to ONE endpoint at a time, the one that answered last,
 //! with a per-call timeout; on a transport failure (connection refused,
-//! timeout, HTTP error) the next endpoint is tried, then the whole list again
-//! after a backoff, up to the configured number of rounds. Nothing is ever
+//! timeout, HTTP error, HTTP 429/503 or a rate-limit JSON-RPC error) the
+//! next endpoint is tried, then the whole list again after a backoff, up to
+//! the configured number of rounds. Nothing is ever
 //! sent to two endpoints in parallel: a signed transaction may be re-sent to
 //! another endpoint after a failure (the same bytes, so the same hash), never
 //! raced. JSON-RPC error responses (reverts, "nonce too low"...) are answers,
@@ -67,6 +68,16 @@ impl Endpoint {
                 e.without_url()
             ))
         })?;
+        if status == reqwest::StatusCode::TOO_MANY_REQUESTS
+            || status == reqwest::StatusCode::SERVICE_UNAVAILABLE
+        {
+            // Throttled or overloaded: a failure to retry (after the
+            // round's backoff), whatever the body says.
+            return Err(TransportErrorKind::http_error(
+                status.as_u16(),
+                format!("{label}: HTTP {status}"),
+            ));
+        }
         if !status.is_success() {
             return match serde_json::from_slice::<ResponsePacket>(&body) {
                 Ok(r) if r.is_error() => Ok(r),
@@ -76,10 +87,23 @@ impl Endpoint {
                 )),
             };
         }
-        serde_json::from_slice(&body)
-            .map_err(|e| TransportError::deser_err(e, String::from_utf8_lossy(&body)))
+        let packet: ResponsePacket = serde_json::from_slice(&body)
+            .map_err(|e| TransportError::deser_err(e, String::from_utf8_lossy(&body)))?;
+        if let Some(code) = packet.first_error_code()
+            && RATE_LIMITED.contains(&code)
+        {
+            return Err(TransportErrorKind::custom_str(&format!(
+                "{label}: rate limited (JSON-RPC error {code})"
+            )));
+        }
+        Ok(packet)
     }
 }
+
+/// JSON-RPC error codes hosted providers answer when they throttle
+/// (-32005 "limit exceeded", 429 where the HTTP status is 200): retried like
+/// a transport failure, never returned as an answer.
+const RATE_LIMITED: [i64; 2] = [-32005, 429];
 
 /// Ordered failover over several HTTP endpoints. Cheap to clone; clones share
 /// the connection pool and the "current endpoint" cursor.

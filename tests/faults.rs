@@ -1,0 +1,201 @@
+//! The transaction engine under the faults hosted RPC providers produce,
+//! injected by the devnet's JSON-RPC proxy between the sidecar and a real
+//! anvil: answers to `eth_sendRawTransaction` lost after the node accepted
+//! the transaction, 429/503 bursts on reads, a node that lags behind, and
+//! another sender (the executor, with the same key) taking our nonce.
+//!
+//! The invariants, for every request: answered OK with its ETH on chain,
+//! or a clear error; never a second swap (the wallet's nonce moved by
+//! exactly the transactions the answers report); never a nonce left stuck.
+
+mod support;
+
+use std::time::Duration;
+
+use alloy::{primitives::U256, providers::Provider};
+use support::{Harness, milli_eth, parse};
+use wallet_balancer::pb::{self, ConversionState, EnsureOutcome};
+use wb_devnet::proxy::{Fault, FaultKind, LostAnswer, Times};
+
+/// Transactions the answers say the wallet sent: approvals, and one swap
+/// (or unwrap) per confirmed conversion.
+fn reported_txs(r: &pb::EnsureEthResponse) -> u64 {
+    r.conversions
+        .iter()
+        .map(|c| {
+            c.approval_tx_hashes.len() as u64
+                + u64::from(c.state == ConversionState::Confirmed as i32)
+        })
+        .sum()
+}
+
+/// Three conversions in a row, each asked again with the same request id
+/// after its answer; checks every invariant. Returns the requests answered.
+async fn convert_three_times(h: &mut Harness, label: &str) -> u64 {
+    let start_nonce = h.nonce().await;
+    let mut reported = 0;
+    let mut answered = 0;
+    for (i, milli) in [60u64, 90, 120].into_iter().enumerate() {
+        let id: String = format!("{label}-{i}")
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        let r = h
+            .ensure(milli_eth(milli), &id, false)
+            .await
+            .unwrap_or_else(|e| panic!("{label}: request {i} failed: {e:?}"));
+        assert!(
+            r.outcome == EnsureOutcome::Converted as i32
+                || r.outcome == EnsureOutcome::Sufficient as i32,
+            "{label}: {r:?}"
+        );
+        let need = milli_eth(milli) + parse(&r.gas_reserve_wei);
+        assert!(
+            h.eth_balance().await >= need,
+            "{label}: answered OK, the ETH is on chain"
+        );
+        for c in &r.conversions {
+            assert_eq!(c.state, ConversionState::Confirmed as i32, "{label}");
+            let receipt = h
+                .chain()
+                .get_transaction_receipt(c.tx_hash.parse().unwrap())
+                .await
+                .unwrap()
+                .expect("the reported swap is mined");
+            assert!(receipt.status(), "{label}");
+        }
+        // The same id again: the same answer, nothing sent.
+        let nonce = h.nonce().await;
+        let again = h.ensure(milli_eth(milli), &id, false).await.unwrap();
+        assert_eq!(again.conversions, r.conversions, "{label}");
+        assert_eq!(h.nonce().await, nonce, "{label}: a retry sent nothing");
+        reported += reported_txs(&r);
+        answered += 1;
+    }
+    let sent = h.nonce().await - start_nonce;
+    assert_eq!(
+        sent, reported,
+        "{label}: the wallet sent exactly the transactions reported (no second swap)"
+    );
+    let pending = h
+        .chain()
+        .get_transaction_count(h.wallet())
+        .pending()
+        .await
+        .unwrap();
+    assert_eq!(pending, h.nonce().await, "{label}: nothing left stuck");
+    println!("{label}: {answered} requests, {sent} transactions, all reported, none twice");
+    answered
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_answer_to_every_broadcast_never_swaps_twice() {
+    for lost in [LostAnswer::Http503, LostAnswer::Reset] {
+        let mut h = Harness::start().await;
+        let fault = FaultKind::LoseAnswer { kind: lost.clone() };
+        h.proxy
+            .inject(Fault::on("eth_sendRawTransaction", fault.clone()).times(Times::Always));
+        convert_three_times(&mut h, &format!("lost answer ({lost:?})")).await;
+        assert!(h.proxy.injected(&fault) >= 3, "the fault was hit");
+        h.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_refused_with_429_and_503_never_fail_a_conversion() {
+    let mut h = Harness::start().await;
+    for method in ["eth_getTransactionReceipt", "eth_getTransactionCount"] {
+        h.proxy.inject(
+            Fault::on(method, FaultKind::Http429 { retry_after_secs: 0 })
+                .times(Times::EveryNth(2)),
+        );
+    }
+    h.proxy
+        .inject(Fault::on("eth_blockNumber", FaultKind::Http503).times(Times::EveryNth(2)));
+    convert_three_times(&mut h, "429/503 on reads").await;
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_lagging_two_blocks_never_makes_a_false_failure() {
+    let mut h = Harness::start().await;
+    // Blocks every second, so that the lagging node catches up.
+    let _: serde_json::Value = h.anvil("evm_setIntervalMining", (1,)).await;
+    let lag = FaultKind::Lagging { blocks: 2 };
+    for method in [
+        "eth_getTransactionReceipt",
+        "eth_getTransactionCount",
+        "eth_blockNumber",
+    ] {
+        h.proxy.inject(Fault::on(method, lag.clone()).times(Times::Always));
+    }
+    convert_three_times(&mut h, "lagging node").await;
+    assert!(h.proxy.injected(&lag) > 0);
+    h.stop().await;
+}
+
+/// The executor signs its trades with the same key: its transaction takes
+/// the nonce of our pending swap (outbidding it in the pool) and mines. Our
+/// transaction can never mine; the sidecar plans anew at the next nonce
+/// (never the old intent re-signed), and the request still gets its ETH.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nonce_taken_by_the_executors_own_trade_is_planned_anew() {
+    let h = Harness::start().await;
+    let _: serde_json::Value = h.anvil("evm_setAutomine", (false,)).await;
+    let nonce = h.nonce().await;
+    let mut client = h.client.clone();
+    let request = tokio::spawn(async move {
+        client
+            .ensure_eth(pb::EnsureEthRequest {
+                chain: support::CHAIN.into(),
+                required_wei: milli_eth(60).to_string(),
+                request_id: "taken".into(),
+                dry_run: false,
+            })
+            .await
+    });
+    let pending = || async {
+        h.chain()
+            .get_transaction_count(h.wallet())
+            .pending()
+            .await
+            .unwrap()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while pending().await == nonce {
+        assert!(tokio::time::Instant::now() < deadline, "nothing reached the pool");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The executor's own transaction at that nonce, paying far more.
+    let executor = h.signer_provider(h.devnet.wallet_key);
+    let tx = alloy::rpc::types::TransactionRequest::default()
+        .to(h.devnet.trader_address)
+        .value(U256::from(1u64))
+        .nonce(nonce)
+        .gas_limit(21_000)
+        .max_priority_fee_per_gas(50_000_000_000)
+        .max_fee_per_gas(100_000_000_000);
+    let theirs = executor.send_transaction(tx).await.unwrap();
+    let theirs = *theirs.tx_hash();
+    // Blocks from here on, one every second.
+    let _: serde_json::Value = h.anvil("evm_mine", ()).await;
+    let _: serde_json::Value = h.anvil("evm_setIntervalMining", (1,)).await;
+    let r = request
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("the request failed: {e:?}"))
+        .into_inner();
+    assert_eq!(r.outcome, EnsureOutcome::Converted as i32, "{r:?}");
+    let receipt = h
+        .chain()
+        .get_transaction_receipt(theirs)
+        .await
+        .unwrap()
+        .expect("the executor's transaction mined");
+    assert!(receipt.status());
+    // Every transaction after theirs is one the answer reports.
+    let sent = h.nonce().await - nonce - 1;
+    assert_eq!(sent, reported_txs(&r), "nothing but what was reported");
+    assert!(h.eth_balance().await >= milli_eth(60) + parse(&r.gas_reserve_wei));
+    h.stop().await;
+}
