@@ -106,8 +106,13 @@ async fn reads_refused_with_429_and_503_never_fail_a_conversion() {
     let mut h = Harness::start().await;
     for method in ["eth_getTransactionReceipt", "eth_getTransactionCount"] {
         h.proxy.inject(
-            Fault::on(method, FaultKind::Http429 { retry_after_secs: 0 })
-                .times(Times::EveryNth(2)),
+            Fault::on(
+                method,
+                FaultKind::Http429 {
+                    retry_after_secs: 0,
+                },
+            )
+            .times(Times::EveryNth(2)),
         );
     }
     h.proxy
@@ -121,14 +126,12 @@ async fn a_node_lagging_two_blocks_never_makes_a_false_failure() {
     let mut h = Harness::start().await;
     // Blocks every second, so that the lagging node catches up.
     let _: serde_json::Value = h.anvil("evm_setIntervalMining", (1,)).await;
+    // Load-balanced reads: receipts come from a node two blocks behind,
+    // the nonce from one at the head (our nonce is used, our receipt not
+    // visible yet). Not a foreign transaction: ours is known.
     let lag = FaultKind::Lagging { blocks: 2 };
-    for method in [
-        "eth_getTransactionReceipt",
-        "eth_getTransactionCount",
-        "eth_blockNumber",
-    ] {
-        h.proxy.inject(Fault::on(method, lag.clone()).times(Times::Always));
-    }
+    h.proxy
+        .inject(Fault::on("eth_getTransactionReceipt", lag.clone()).times(Times::Always));
     convert_three_times(&mut h, "lagging node").await;
     assert!(h.proxy.injected(&lag) > 0);
     h.stop().await;
@@ -163,7 +166,10 @@ async fn a_nonce_taken_by_the_executors_own_trade_is_planned_anew() {
     };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while pending().await == nonce {
-        assert!(tokio::time::Instant::now() < deadline, "nothing reached the pool");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nothing reached the pool"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // The executor's own transaction at that nonce, paying far more.

@@ -18,8 +18,9 @@
 //! InPool/Signed --stuck at the cap / past the deadline--> GiveUp: the caller
 //!                  is answered, the transaction stays watched
 //! final: Confirmed; Reverted (a status-0 receipt of OUR hash);
-//!        NonceTaken (our nonce used, and none of our hashes has a receipt,
-//!        seen on several polls in a row: a lagging node is not enough)
+//!        NonceTaken (our nonce used, none of our hashes has a receipt and
+//!        none is known to the node, on several polls in a row: a node
+//!        whose receipts lag is not enough)
 //! ```
 //!
 //! Unknown is not failed: no error of a send or a read ever makes a
@@ -69,7 +70,9 @@ pub struct Poll {
     pub receipt: Option<Seen>,
     /// Transactions of the wallet mined at `latest` (the next nonce).
     pub mined_nonce: u64,
-    /// Whether the node knows our newest attempt (`None`: not asked).
+    /// Whether the node knows any of our attempts at this nonce, pending
+    /// or mined (`None`: not asked). Asked whenever our nonce is used and
+    /// no receipt of ours was found, and every few polls otherwise.
     pub known: Option<bool>,
     /// The newest attempt waited longer than `replace_after`.
     pub stuck: bool,
@@ -231,6 +234,15 @@ pub fn next(state: &TxState, event: Event, ctx: Context) -> Transition {
                     };
                 }
                 if p.mined_nonce > ctx.nonce {
+                    if p.known != Some(false) {
+                        // Ours is known (a node whose receipts lag), or we
+                        // did not ask: no evidence of another sender.
+                        return Transition {
+                            state: state.clone(),
+                            effect: Effect::Wait,
+                            foreign_polls: 0,
+                        };
+                    }
                     let polls = ctx.foreign_polls + 1;
                     return Transition {
                         state: if polls >= FOREIGN_POLLS {
@@ -456,8 +468,19 @@ mod tests {
     fn the_nonce_is_taken_only_after_several_polls_without_our_receipt() {
         let p = Poll {
             mined_nonce: 8,
+            known: Some(false),
             ..poll()
         };
+        // Known to the node (its receipt index lags): not taken.
+        let t = next(
+            &TxState::InPool,
+            Event::Poll(Poll {
+                known: Some(true),
+                ..p
+            }),
+            ctx(),
+        );
+        assert_eq!((t.effect, t.foreign_polls), (Effect::Wait, 0));
         let mut c = ctx();
         let mut state = TxState::InPool;
         for i in 1..FOREIGN_POLLS {

@@ -359,10 +359,16 @@ impl<B: Backend> TxSender<'_, B> {
             }
             let (head, known) = match &receipt {
                 Some(_) => (self.backend.head().await?, None),
-                None if check_known => match rec.newest_attempt(nonce) {
-                    Some(t) => (0, Some(self.backend.is_known(t.hash).await?)),
-                    None => (0, None),
-                },
+                None if check_known || mined_nonce > nonce => {
+                    let mut known = false;
+                    for t in rec.txs.iter().rev().filter(|t| t.nonce == nonce) {
+                        if self.backend.is_known(t.hash).await? {
+                            known = true;
+                            break;
+                        }
+                    }
+                    (0, Some(known))
+                }
                 None => (0, None),
             };
             let stuck = rec.newest_attempt(nonce).is_some_and(|t| {
