@@ -92,7 +92,7 @@ async fn convert_three_times(h: &mut Harness, label: &str) -> u64 {
 async fn a_lost_answer_to_every_broadcast_never_swaps_twice() {
     for lost in [LostAnswer::Http503, LostAnswer::Reset] {
         let mut h = Harness::start().await;
-        let fault = FaultKind::LoseAnswer { kind: lost.clone() };
+        let fault = FaultKind::LoseAnswer { kind: lost };
         h.proxy
             .inject(Fault::on("eth_sendRawTransaction", fault.clone()).times(Times::Always));
         convert_three_times(&mut h, &format!("lost answer ({lost:?})")).await;
