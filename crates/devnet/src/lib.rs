@@ -25,6 +25,11 @@
 //! The deployer (anvil dev account #0) owns the tokens (can `mint`) and the feeds (can
 //! `updateAnswer` / `setRoundData`). Everything is deterministic except the block timestamps.
 //!
+//! [`proxy::RpcProxy`] goes in front of it: a JSON-RPC proxy that counts calls by method, adds
+//! latency and injects, on demand from the test, the faults hosted RPC providers produce (503,
+//! 429, resets, held requests, answers lost after the node accepted the call, JSON-RPC errors,
+//! a lagging node).
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), wb_devnet::DevnetError> {
 //! use wb_devnet::{Devnet, DevnetOptions};

@@ -292,91 +292,110 @@ impl Shared {
         } else {
             0
         };
-
-        /// Where the answer to one call comes from.
-        enum Slot<'a> {
-            Local(Value),
-            Node {
-                id: Option<&'a Value>,
-                method: &'a str,
-                /// (blocks, lagging head) when served lagged.
-                lag: Option<(u64, u64)>,
-            },
-        }
-        let mut forward = Vec::new();
-        let mut slots = Vec::new();
-        for (call, fault) in request.calls.iter().zip(faults) {
-            let id = call.get("id");
-            match fault {
-                Some(FaultKind::JsonRpcError { code, message }) => {
-                    // A notification (no id) gets no answer.
-                    if let Some(id) = id {
-                        slots.push(Slot::Local(json!({"jsonrpc": "2.0", "id": id,
-                            "error": {"code": code, "message": message}})));
-                    }
-                }
-                Some(FaultKind::Lagging { blocks }) => {
-                    let lag_head = lag::lagging_head(head, blocks);
-                    let mut pinned = call.clone();
-                    lag::pin(&mut pinned, lag_head);
-                    forward.push(pinned);
-                    slots.push(Slot::Node {
-                        id,
-                        method: method(call),
-                        lag: Some((blocks, lag_head)),
-                    });
-                }
-                _ => {
-                    forward.push(call.clone());
-                    slots.push(Slot::Node {
-                        id,
-                        method: method(call),
-                        lag: None,
-                    });
-                }
-            }
-        }
-
+        let (forward, slots) = route(request, faults, head);
         let mut answers = Vec::new();
-        if !forward.is_empty() {
-            let body = if request.batch {
-                Value::Array(forward)
-            } else {
-                forward.swap_remove(0)
-            };
+        if let Some(body) = forward {
             let (status, bytes) = self.post(body.to_string().into_bytes()).await;
             match serde_json::from_slice(&bytes) {
-                Ok(Value::Array(a)) if status == 200 => answers = a,
-                Ok(one @ Value::Object(_)) if status == 200 => answers = vec![one],
+                Ok(Value::Array(a)) if status == 200 && request.batch => answers = a,
+                Ok(one @ Value::Object(_)) if status == 200 && !request.batch => {
+                    answers = vec![one]
+                }
                 // Whatever else the node said goes to the client as it is.
                 _ => return Answer::json(status, bytes),
             }
         }
-        let mut replies = Vec::new();
-        for slot in slots {
-            match slot {
-                Slot::Local(reply) => replies.push(reply),
-                Slot::Node { id, method, lag } => {
-                    // Batch answers may come in any order: matched by id.
-                    let Some(at) =
-                        id.and_then(|id| answers.iter().position(|a| a.get("id") == Some(id)))
-                    else {
-                        continue;
-                    };
-                    let mut reply = answers.remove(at);
-                    if let Some((blocks, lag_head)) = lag {
-                        lag::answer(method, blocks, lag_head, &mut reply);
-                    }
-                    replies.push(reply);
+        Answer::json(200, assemble(request.batch, slots, answers).into_bytes())
+    }
+}
+
+/// Where the answer to one call comes from.
+enum Slot<'a> {
+    /// Answered by the proxy.
+    Local(Value),
+    /// Forwarded; its answer is the node's with this id.
+    Node {
+        id: Option<&'a Value>,
+        method: &'a str,
+        /// (blocks, lagging head) when served lagged.
+        lag: Option<(u64, u64)>,
+    },
+}
+
+/// What to forward to the node (a batch, a single call or nothing) and where each answer
+/// comes from, in the request's order.
+fn route(
+    request: &Request,
+    faults: Vec<Option<FaultKind>>,
+    head: u64,
+) -> (Option<Value>, Vec<Slot<'_>>) {
+    let mut forward = Vec::new();
+    let mut slots = Vec::new();
+    for (call, fault) in request.calls.iter().zip(faults) {
+        let id = call.get("id");
+        let method = method(call);
+        match fault {
+            Some(FaultKind::JsonRpcError { code, message }) => {
+                // A notification (no id) gets no answer.
+                if let Some(id) = id {
+                    slots.push(Slot::Local(json!({"jsonrpc": "2.0", "id": id,
+                        "error": {"code": code, "message": message}})));
                 }
             }
+            Some(FaultKind::Lagging { blocks }) => {
+                let lag_head = lag::lagging_head(head, blocks);
+                let mut pinned = call.clone();
+                lag::pin(&mut pinned, lag_head);
+                forward.push(pinned);
+                let lag = Some((blocks, lag_head));
+                slots.push(Slot::Node { id, method, lag });
+            }
+            _ => {
+                forward.push(call.clone());
+                slots.push(Slot::Node {
+                    id,
+                    method,
+                    lag: None,
+                });
+            }
         }
-        let body = if request.batch {
-            Value::Array(replies).to_string()
-        } else {
-            // Nothing for a lone notification.
-            replies.pop().map(|r| r.to_string()).unwrap_or_default()
-        };
-        Answer::json(200, body.into_bytes())
+    }
+    let forward = match (request.batch, forward.pop()) {
+        (_, None) => None,
+        (false, one) => one,
+        (true, Some(last)) => {
+            forward.push(last);
+            Some(Value::Array(forward))
+        }
+    };
+    (forward, slots)
+}
+
+/// The body of the answer: the local answers and the node's (matched by id: a batch's may
+/// come in any order), lagged where asked, in the request's order.
+fn assemble(batch: bool, slots: Vec<Slot<'_>>, mut answers: Vec<Value>) -> String {
+    let mut replies = Vec::new();
+    for slot in slots {
+        match slot {
+            Slot::Local(reply) => replies.push(reply),
+            Slot::Node { id, method, lag } => {
+                let Some(at) =
+                    id.and_then(|id| answers.iter().position(|a| a.get("id") == Some(id)))
+                else {
+                    continue;
+                };
+                let mut reply = answers.remove(at);
+                if let Some((blocks, lag_head)) = lag {
+                    lag::answer(method, blocks, lag_head, &mut reply);
+                }
+                replies.push(reply);
+            }
+        }
+    }
+    if batch {
+        Value::Array(replies).to_string()
+    } else {
+        // Nothing for a lone notification.
+        replies.pop().map(|r| r.to_string()).unwrap_or_default()
     }
 }
