@@ -82,8 +82,9 @@ fn request(id: &str) -> pb::EnsureEthRequest {
     }
 }
 
-async fn crash_and_recover(point: &str, strategy: &str) {
-    let devnet = Devnet::start(DevnetOptions::default()).await.unwrap();
+/// A sidecar config for `devnet` with `strategy` and a journal of its own,
+/// in a fresh directory.
+fn setup(devnet: &Devnet, strategy: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("wallet.key");
     {
@@ -125,6 +126,15 @@ async fn crash_and_recover(point: &str, strategy: &str) {
     );
     let config = dir.path().join("config.toml");
     std::fs::write(&config, toml).unwrap();
+    (dir, config)
+}
+
+/// Kills the sidecar at `point` during a conversion, restarts it, retries
+/// the request with the same id and checks everything. Returns false when
+/// the run never reached `point` (the request was answered).
+async fn crash_and_recover(point: &str, strategy: &str) -> bool {
+    let devnet = Devnet::start(DevnetOptions::default()).await.unwrap();
+    let (dir, config) = setup(&devnet, strategy);
     let chain = devnet.provider();
     let wallet = devnet.wallet_address;
     let token: Address = if strategy == "cheapest" {
@@ -143,6 +153,9 @@ async fn crash_and_recover(point: &str, strategy: &str) {
     let mut first = Sidecar::start(&config, Some(point), &log1).await;
     let mut c = first.client().await;
     let e = c.ensure_eth(request("crash-1")).await;
+    if e.is_ok() && point.starts_with("transition:") {
+        return false; // fewer transitions than that
+    }
     assert!(e.is_err(), "{point}: the process should have died: {e:?}");
     let status = first.child.wait().unwrap();
     assert!(!status.success(), "{point}: {status:?}");
@@ -265,33 +278,122 @@ async fn crash_and_recover(point: &str, strategy: &str) {
     );
     drop(second);
     drop(devnet);
+    true
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_after_planning() {
-    crash_and_recover("after_plan", "cheapest").await;
+    assert!(crash_and_recover("after_plan", "cheapest").await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_after_signing_before_broadcast() {
-    crash_and_recover("after_sign", "cheapest").await;
+    assert!(crash_and_recover("after_sign", "cheapest").await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_after_broadcast() {
-    crash_and_recover("after_broadcast", "cheapest").await;
+    assert!(crash_and_recover("after_broadcast", "cheapest").await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_after_confirmation_before_answering() {
-    crash_and_recover("after_confirm", "cheapest").await;
+    assert!(crash_and_recover("after_confirm", "cheapest").await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_after_an_approval_was_broadcast() {
     // Priority strategy: DAI needs an approval first; the kill lands right
     // after the approval is broadcast, before the swap is signed.
-    crash_and_recover("after_broadcast", "priority").await;
+    assert!(crash_and_recover("after_broadcast", "priority").await);
+}
+
+/// Killed at every journaled transaction state change in turn (approval:
+/// signed, in the pool, confirmed; then the swap's), restarted, retried
+/// with the same id: one swap, the request finishes, the stream replays
+/// every event once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_at_every_transition_of_the_state_machine() {
+    let mut n = 1;
+    while crash_and_recover(&format!("transition:{n}"), "priority").await {
+        n += 1;
+        assert!(n < 50, "a conversion should not take that many transitions");
+    }
+    println!("crashed and recovered at each of {} transitions", n - 1);
+    assert!(
+        n > 4,
+        "approval and swap: at least 4 transitions, saw {}",
+        n - 1
+    );
+}
+
+/// A two-leg plan (WETH unwrap, then a token swap) killed once the first
+/// leg confirmed, before the second was signed. After the restart the
+/// retry with the same id finishes what was promised: it plans what is
+/// still short from the balances as they are, and nothing that went out is
+/// sent again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_a_crash_between_legs_finishes_the_request() {
+    let devnet = Devnet::start(DevnetOptions::default()).await.unwrap();
+    let (dir, config) = setup(&devnet, "cheapest");
+    let chain = devnet.provider();
+    let wallet = devnet.wallet_address;
+    let weth = IERC20::new(devnet.addresses.weth, &chain);
+    let weth_before = weth.balanceOf(wallet).call().await.unwrap();
+    // 0.12 ETH with 0.03 held and 0.08 WETH: the unwrap alone is not enough.
+    let req = |id: &str| pb::EnsureEthRequest {
+        required_wei: "120000000000000000".into(),
+        ..request(id)
+    };
+
+    let log1 = dir.path().join("first.log");
+    let mut first = Sidecar::start(&config, Some("after_confirm"), &log1).await;
+    let e = first.client().await.ensure_eth(req("two-legs")).await;
+    assert!(e.is_err(), "the process should have died: {e:?}");
+    assert!(!first.child.wait().unwrap().success());
+    let unwrapped = weth_before - weth.balanceOf(wallet).call().await.unwrap();
+    assert!(
+        unwrapped > U256::ZERO,
+        "the first leg (the unwrap) confirmed"
+    );
+
+    let log2 = dir.path().join("second.log");
+    let second = Sidecar::start(&config, None, &log2).await;
+    let r = second
+        .client()
+        .await
+        .ensure_eth(req("two-legs"))
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "the retry failed: {e:?}\n{}",
+                std::fs::read_to_string(&log2).unwrap_or_default()
+            )
+        })
+        .into_inner();
+    assert_eq!(r.outcome, EnsureOutcome::Converted as i32, "{r:?}");
+    let eth = chain.get_balance(wallet).await.unwrap();
+    let need = U256::from(120_000_000_000_000_000u64) + r.gas_reserve_wei.parse::<U256>().unwrap();
+    assert!(eth >= need, "the request got its ETH: {eth} < {need}");
+    // The unwrap was not done again: whatever WETH the retry used came on
+    // top of the first leg, and the wallet sent only what is journaled.
+    let latest = chain.get_transaction_count(wallet).await.unwrap();
+    let pending = chain.get_transaction_count(wallet).pending().await.unwrap();
+    assert_eq!(latest, pending, "nothing stuck");
+    let reported: u64 = r
+        .conversions
+        .iter()
+        .map(|c| c.approval_tx_hashes.len() as u64 + 1)
+        .sum();
+    assert_eq!(
+        latest,
+        1 + reported,
+        "the first leg's unwrap, then only what the retry reports"
+    );
+    println!(
+        "two legs, killed between them: the retry converted {} more leg(s); {latest} transactions in all",
+        r.conversions.len()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -95,19 +95,27 @@ async fn a_thousand_concurrent_calls_make_one_conversion() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_request_id_converts_once_even_after_a_client_deadline() {
     let mut h = Harness::start().await;
+    // A block a second: the conversion (approval, then swap) takes a few
+    // seconds, so the first caller's deadline passes while its job is
+    // queued or its transactions are in the pool, not before it arrives.
+    let _: serde_json::Value = h.anvil("evm_setAutomine", (false,)).await;
+    let _: serde_json::Value = h.anvil("evm_setIntervalMining", (1,)).await;
     h.proxy.reset();
-    // The first caller gives up almost at once: the conversion goes on.
     let mut req = tonic::Request::new(pb::EnsureEthRequest {
         chain: CHAIN.into(),
         required_wei: milli_eth(100).to_string(),
         request_id: "dup-1".into(),
         dry_run: false,
     });
-    req.set_timeout(Duration::from_millis(2));
+    req.set_timeout(Duration::from_millis(500));
     let e = h.client.ensure_eth(req).await.unwrap_err();
     assert!(
         matches!(e.code(), Code::DeadlineExceeded | Code::Cancelled),
         "{e:?}"
+    );
+    assert!(
+        h.proxy.count("eth_sendRawTransaction") >= 1,
+        "the deadline passed after the conversion started sending"
     );
     let mut tasks = Vec::new();
     for _ in 0..100 {
@@ -391,8 +399,12 @@ async fn a_stuck_transaction_is_replaced_within_its_fee_cap() {
     h.stop().await;
 }
 
+/// A transaction the executor sent from the same key before the request
+/// (already mined) is counted: the conversion starts at the next nonce.
+/// (A nonce taken while our transaction is pending is
+/// `faults.rs::a_nonce_taken_by_the_executors_own_trade_is_planned_anew`.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_nonce_used_outside_the_sidecar_is_resynchronised() {
+async fn a_transaction_sent_outside_the_sidecar_before_the_request_is_counted() {
     let mut h = Harness::start().await;
     // Another process sends from the same key.
     let outside = h.signer_provider(h.devnet.wallet_key);

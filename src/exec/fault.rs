@@ -11,7 +11,10 @@
 //! Points: `after_plan` (conversions journaled, nothing signed),
 //! `after_sign` (a signed transaction journaled, not broadcast),
 //! `after_broadcast` (broadcast, receipt not awaited),
-//! `after_confirm` (the swap confirmed and journaled, request not answered).
+//! `after_confirm` (the swap confirmed and journaled, request not answered),
+//! and `transition:N`: the N-th journaled state change of a transaction
+//! (counted from 1 in the process), so that a test can crash at every
+//! transition of the state machine in turn.
 
 pub const ENV: &str = "WB_FAULT_POINT";
 
@@ -33,10 +36,30 @@ pub fn point(name: &str) {
     }
 }
 
+/// A transaction's state change was journaled: aborts at the configured
+/// `transition:N`.
+#[cfg(feature = "fault-injection")]
+pub fn transition() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNT: AtomicU64 = AtomicU64::new(0);
+    let n = COUNT.fetch_add(1, Ordering::SeqCst) + 1;
+    if let Some(want) = configured().and_then(|p| p.strip_prefix("transition:"))
+        && want.parse::<u64>().ok() == Some(n)
+    {
+        eprintln!("fault injection: aborting at transition:{n}");
+        std::process::abort();
+    }
+}
+
 /// Nothing: fault injection is not compiled in (feature `fault-injection`).
 #[cfg(not(feature = "fault-injection"))]
 #[inline(always)]
 pub fn point(_name: &str) {}
+
+/// Nothing: fault injection is not compiled in (feature `fault-injection`).
+#[cfg(not(feature = "fault-injection"))]
+#[inline(always)]
+pub fn transition() {}
 
 #[cfg(test)]
 mod tests {

@@ -208,6 +208,7 @@ impl<B: Backend> TxSender<'_, B> {
             tracing::debug!(chain = self.chain.name(), nonce, from = ?before, to = ?t.state, "transaction state");
             rec.tx_states.insert(nonce, t.state.clone());
             self.commit(rec, None)?;
+            fault::transition();
         }
         Ok(())
     }
@@ -333,6 +334,7 @@ impl<B: Backend> TxSender<'_, B> {
             (purpose == TxPurpose::Swap).then_some((ConversionState::Submitted, Some(hash))),
         )?;
         self.nonce += 1;
+        fault::transition();
         fault::point("after_sign");
         tracing::debug!(chain = self.chain.name(), what = %call.what, nonce, gas_limit, max_fee, tip, tx = %hash, "sending transaction");
         self.broadcast(rec, nonce, 0).await?;
@@ -569,6 +571,7 @@ impl<B: Backend> TxSender<'_, B> {
             None
         };
         self.commit(rec, event)?;
+        fault::transition();
         tracing::warn!(chain = self.chain.name(), old = %current.hash, new = %hash, nonce, "stuck transaction replaced with higher fees");
         let t = self.broadcast(rec, nonce, foreign_polls).await?;
         Ok(match t.effect {
