@@ -51,6 +51,7 @@ ALLOWED_TOP = {
     "sequencer_uptime_feed",
     "sequencer_grace_secs",
     "confirmations",
+    "reorg_watch_blocks",
     "block_time_ms",
     "max_fee_per_gas_wei",
     "max_priority_fee_per_gas_wei",

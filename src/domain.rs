@@ -45,6 +45,9 @@ pub enum ConversionState {
     Replaced,
     Confirmed,
     Failed,
+    /// Was confirmed; its block left the canonical chain. Its transaction
+    /// is back in the pool (the same bytes); it confirms again, or fails.
+    Reorged,
 }
 
 /// One conversion, as planned or as it happened.

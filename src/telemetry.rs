@@ -288,6 +288,7 @@ pub fn state_name(s: ConversionState) -> &'static str {
         ConversionState::Replaced => "replaced",
         ConversionState::Confirmed => "confirmed",
         ConversionState::Failed => "failed",
+        ConversionState::Reorged => "reorged",
     }
 }
 

@@ -205,3 +205,102 @@ async fn a_nonce_taken_by_the_executors_own_trade_is_planned_anew() {
     assert!(h.eth_balance().await >= milli_eth(60) + parse(&r.gas_reserve_wei));
     h.stop().await;
 }
+
+/// A conversion confirmed and answered, then its block reorged out of the
+/// chain (anvil_reorg): the sidecar notices, streams REORGED, broadcasts the
+/// same signed bytes again (never a new signature), streams CONFIRMED when
+/// it mines again, and corrects the answer it keeps for the request id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_confirmed_conversion_reorged_out_is_sent_again_and_its_answer_corrected() {
+    let mut h = Harness::start_with(|c| {
+        c.chains.get_mut(support::CHAIN).unwrap().reorg_watch_blocks = 16;
+    })
+    .await;
+    let r = h.ensure(milli_eth(60), "reorged", false).await.unwrap();
+    assert_eq!(r.outcome, EnsureOutcome::Converted as i32);
+    let c = r.conversions.last().unwrap().clone();
+    let swap: alloy::primitives::B256 = c.tx_hash.parse().unwrap();
+    let first = h
+        .chain()
+        .get_transaction_receipt(swap)
+        .await
+        .unwrap()
+        .unwrap();
+    let head = h.chain().get_block_number().await.unwrap();
+    let depth = head - first.block_number.unwrap() + 1;
+    let sent_before = h.proxy.count("eth_sendRawTransaction");
+
+    // The swap's block (and any after it) replaced by empty blocks.
+    let _: serde_json::Value = h
+        .anvil("anvil_reorg", (depth, Vec::<serde_json::Value>::new()))
+        .await;
+    assert!(
+        h.chain()
+            .get_transaction_receipt(swap)
+            .await
+            .unwrap()
+            .is_none(),
+        "the swap is no longer in the chain"
+    );
+
+    // Mined again: the same hash, so the same signed bytes.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let again = loop {
+        if let Some(r) = h.chain().get_transaction_receipt(swap).await.unwrap() {
+            break r;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never sent again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(again.status());
+    assert!(
+        h.proxy.count("eth_sendRawTransaction") > sent_before,
+        "broadcast again by the sidecar"
+    );
+    assert!(h.eth_balance().await >= milli_eth(60) + parse(&r.gas_reserve_wei));
+
+    // The stream: CONFIRMED, REORGED, CONFIRMED for that conversion.
+    let id = c.conversion_id.clone();
+    let events = h
+        .events(0, |ev| {
+            ev.iter()
+                .filter(|e| e.conversion_id == id && e.state == ConversionState::Confirmed as i32)
+                .count()
+                == 2
+        })
+        .await;
+    let states: Vec<i32> = events
+        .iter()
+        .filter(|e| e.conversion_id == id)
+        .map(|e| e.state)
+        .filter(|s| {
+            *s != ConversionState::Planned as i32 && *s != ConversionState::Submitted as i32
+        })
+        .collect();
+    assert_eq!(
+        states,
+        vec![
+            ConversionState::Confirmed as i32,
+            ConversionState::Reorged as i32,
+            ConversionState::Confirmed as i32
+        ]
+    );
+
+    // The answer kept for the id now names the block it is really in.
+    let want_block = again.block_number.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let kept = h.ensure(milli_eth(60), "reorged", false).await.unwrap();
+        let kc = kept.conversions.last().unwrap();
+        if kc.block_number == want_block {
+            assert_eq!(kc.tx_hash, c.tx_hash);
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "answer not corrected: {kc:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    h.stop().await;
+}

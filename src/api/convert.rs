@@ -111,6 +111,7 @@ pub fn state(s: ConversionState) -> pb::ConversionState {
         ConversionState::Replaced => pb::ConversionState::Replaced,
         ConversionState::Confirmed => pb::ConversionState::Confirmed,
         ConversionState::Failed => pb::ConversionState::Failed,
+        ConversionState::Reorged => pb::ConversionState::Reorged,
     }
 }
 

@@ -6,7 +6,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use alloy::{eips::BlockId, primitives::U256};
+use alloy::{eips::BlockId, primitives::U256, providers::Provider};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{Instrument, field::Empty};
 
@@ -115,6 +115,12 @@ struct Owner {
     /// Requests answered while their conversion was still open: settled
     /// from the journal once it is final.
     watched: std::collections::HashSet<String>,
+    /// Conversions confirmed in this process, with their block: checked
+    /// for a reorg for `reorg_watch_blocks` blocks.
+    recent: std::collections::VecDeque<(String, u64)>,
+    /// Requests answered OK whose conversion was then reorged: their
+    /// stored answer is corrected once it confirms again.
+    reorged: std::collections::HashSet<String>,
 }
 
 /// Starts the owner task of `client`'s chain.
@@ -136,6 +142,8 @@ pub fn spawn(
         spend,
         open: 0,
         watched: Default::default(),
+        recent: Default::default(),
+        reorged: Default::default(),
     };
     let task = tokio::spawn(owner.run(rx, ready_tx, stop_rx));
     OwnerHandle {
@@ -183,7 +191,7 @@ impl Owner {
             let woke = tokio::select! {
                 j = rx.recv() => Woke::Job(j),
                 _ = stop.wait_for(|s| *s) => Woke::Job(None),
-                _ = tokio::time::sleep(watch_every), if self.open > 0 => Woke::Watch,
+                _ = tokio::time::sleep(watch_every), if self.open > 0 || !self.recent.is_empty() => Woke::Watch,
             };
             let first = match woke {
                 Woke::Job(Some(j)) => j,
@@ -301,6 +309,13 @@ impl Owner {
             }
             match result {
                 Ok(report) => {
+                    if self.client.config().reorg_watch_blocks > 0 {
+                        for c in &report.conversions {
+                            if c.state == ConversionState::Confirmed {
+                                self.recent.push_back((c.id.clone(), c.block_number));
+                            }
+                        }
+                    }
                     // Others this conversion covers share its result.
                     let (served, rest): (Vec<Job>, Vec<Job>) =
                         batch.into_iter().partition(|j| j.need <= report.eth_after);
@@ -338,9 +353,88 @@ impl Owner {
     async fn watch(&mut self) {
         let span =
             tracing::info_span!("owner.watch", chain = %self.client.name(), open = self.open);
-        if let Err(e) = self.recover(false).instrument(span).await {
+        let result = async {
+            self.check_reorgs().await?;
+            if self.open > 0 {
+                self.recover(false).await?;
+            }
+            self.correct_reorged_answers()
+        }
+        .instrument(span)
+        .await;
+        if let Err(e) = result {
             tracing::warn!(chain = self.client.name(), error = %e, "watching open conversions failed; retrying");
         }
+    }
+
+    /// Checks the recently confirmed conversions for a reorg; forgets those
+    /// past the watch window.
+    async fn check_reorgs(&mut self) -> Result<(), BalancerError> {
+        if self.recent.is_empty() {
+            return Ok(());
+        }
+        let head = self
+            .client
+            .provider()
+            .get_block_number()
+            .await
+            .map_err(|e| self.client.rpc_err(e))?;
+        let window = self.client.config().reorg_watch_blocks;
+        self.recent
+            .retain(|(_, block)| head <= block.saturating_add(window));
+        let ids: Vec<String> = self.recent.iter().map(|(id, _)| id.clone()).collect();
+        for id in ids {
+            let Some(mut rec) = self
+                .journal
+                .get_conversion(&id)
+                .map_err(|e| BalancerError::Internal(e.to_string()))?
+            else {
+                continue;
+            };
+            if self.exec.check_reorg(&mut rec).await? {
+                self.recent.retain(|(i, _)| *i != id);
+                self.open += 1;
+                self.reorged.insert(rec.request_id.clone());
+            }
+        }
+        Ok(())
+    }
+
+    /// Rewrites the stored answer of a request whose conversion was
+    /// reorged, once it is final again: the conversions as they are now.
+    fn correct_reorged_answers(&mut self) -> Result<(), BalancerError> {
+        let journal_err = |e: crate::journal::JournalError| BalancerError::Internal(e.to_string());
+        for id in self.reorged.clone() {
+            let latest = self
+                .journal
+                .conversions_of(&id)
+                .map_err(journal_err)?
+                .pop()
+                .unwrap_or_default();
+            if latest.iter().any(|c| !c.is_final()) {
+                continue;
+            }
+            self.reorged.remove(&id);
+            let Some(mut req) = self.journal.get_request(&id).map_err(journal_err)? else {
+                continue;
+            };
+            if let RequestState::Done(report) = &mut req.state {
+                for c in report.conversions.iter_mut() {
+                    if let Some(now) = latest.iter().find(|r| r.report.id == c.id) {
+                        *c = now.report.clone();
+                    }
+                }
+                report.block_number = report
+                    .conversions
+                    .iter()
+                    .map(|c| c.block_number)
+                    .max()
+                    .unwrap_or(report.block_number);
+                self.journal.put_request(&req, true).map_err(journal_err)?;
+                tracing::info!(request_id = %id, "the stored answer was corrected after a reorg");
+            }
+        }
+        Ok(())
     }
 
     /// Plans, journals, executes and checks one conversion for `job`.

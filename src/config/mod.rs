@@ -147,6 +147,11 @@ pub struct ChainConfig {
     /// A transaction without a receipt for this long is replaced with higher
     /// fees (same nonce).
     pub replace_after: Duration,
+    /// After its confirmation, a conversion's transactions are checked for
+    /// this many blocks more: one whose block left the canonical chain is
+    /// REORGED, broadcast again (the same bytes) and confirmed again. 0:
+    /// not watched after confirmation.
+    pub reorg_watch_blocks: u64,
     /// GetStatus may be served from a snapshot whose block was confirmed to
     /// be the head at most this long ago (a block follower keeps it
     /// current); zero: every GetStatus reads the chain. See `chain::cache`.

@@ -87,6 +87,7 @@ pub(super) struct RawChain {
     pub(super) sequencer_grace_secs: Option<u64>,
     pub(super) confirmations: Option<u64>,
     pub(super) replace_after_secs: Option<u64>,
+    pub(super) reorg_watch_blocks: Option<u64>,
     pub(super) status_max_age_ms: Option<u64>,
     pub(super) block_time_ms: Option<u64>,
     pub(super) max_fee_per_gas_wei: Option<String>,

@@ -3,6 +3,10 @@
 use super::raw::*;
 use super::*;
 
+/// Blocks after its confirmation during which a conversion is still
+/// checked for a reorg, when the chain's config does not say.
+pub const DEFAULT_REORG_WATCH_BLOCKS: u64 = 32;
+
 pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     let listen_text = raw
         .server
@@ -391,6 +395,7 @@ fn validate_chain(name: &str, mut table: toml::Table) -> Result<ChainConfig, Con
             &k("replace_after_secs"),
             raw.replace_after_secs.unwrap_or(30),
         )?),
+        reorg_watch_blocks: raw.reorg_watch_blocks.unwrap_or(DEFAULT_REORG_WATCH_BLOCKS),
         status_max_age: Duration::from_millis(raw.status_max_age_ms.unwrap_or(1_000)),
         block_time: Duration::from_millis(match raw.block_time_ms.unwrap_or(1_000) {
             ms @ 50..=60_000 => ms,

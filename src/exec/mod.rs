@@ -34,7 +34,7 @@ use crate::{
         ChainClient, ChainError,
         abi::{IERC20, IWETH9},
     },
-    domain::{ConversionState, Snapshot, VenueLabel},
+    domain::{ConversionState, Snapshot, TxState, VenueLabel},
     journal::Journal,
     journal::{ConversionRecord, TxPurpose},
     keys::WalletKey,
@@ -156,6 +156,43 @@ impl Executor {
         let deadline = snapshot.block_timestamp.saturating_add(deadline_secs);
         let mut sender = self.sender(nonce, deadline);
         execute(&mut sender, plan, records, snapshot, approval_usd).await
+    }
+
+    /// Checks a confirmed conversion against the canonical chain: when the
+    /// receipt of one of its transactions is gone (its block reorged out),
+    /// the conversion becomes REORGED (an event; open again), that
+    /// transaction goes back to `InPool` and its newest attempt is broadcast
+    /// again, the same bytes. Returns true when it was reorged. The open
+    /// conversion is then followed like any other ([`Executor::recover`]).
+    pub async fn check_reorg(&self, rec: &mut ConversionRecord) -> Result<bool, ExecError> {
+        if rec.report.state != ConversionState::Confirmed {
+            return Ok(false);
+        }
+        let mut gone = Vec::new();
+        for (nonce, state) in &rec.tx_states {
+            if let TxState::Confirmed { hash, .. } = state
+                && self.backend.receipt(*hash).await?.is_none()
+            {
+                gone.push(*nonce);
+            }
+        }
+        if gone.is_empty() {
+            return Ok(false);
+        }
+        tracing::warn!(chain = self.client.name(), conversion = %rec.report.id, nonces = ?gone, "a confirmed conversion was reorged out: broadcasting the same bytes again");
+        for nonce in &gone {
+            rec.tx_states.insert(*nonce, TxState::InPool);
+        }
+        rec.report.state = ConversionState::Reorged;
+        self.journal
+            .record_conversion(rec, Some((ConversionState::Reorged, rec.report.tx_hash)))
+            .map_err(|e| ExecError::Journal(e.to_string()))?;
+        for nonce in gone {
+            if let Some(t) = rec.newest_attempt(nonce) {
+                let _ = self.backend.send_raw(&t.raw).await;
+            }
+        }
+        Ok(true)
     }
 
     /// Reconciles this chain's unfinished conversions (see [`recover`]):

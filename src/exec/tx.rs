@@ -482,6 +482,16 @@ impl<B: Backend> TxSender<'_, B> {
                             tx_hash: hash,
                         }),
                         (TxState::NonceTaken, _) => Err(ExecError::NonceTaken { what, nonce }),
+                        (TxState::Confirmed { .. }, None) => {
+                            // Confirmed before, its receipt not seen now (a
+                            // lagging node, or a reorg the owner will see):
+                            // unknown, not failed.
+                            if self.context(rec, nonce, foreign_polls).past_deadline {
+                                return Err(self.pending(rec, nonce, GiveUp::Deadline));
+                            }
+                            tokio::time::sleep(self.chain.config().block_time).await;
+                            continue;
+                        }
                         (state, _) => Err(ExecError::Journal(format!(
                             "nonce {nonce}: final state {state:?} without its receipt"
                         ))),

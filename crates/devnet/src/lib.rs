@@ -495,6 +495,9 @@ impl Devnet {
         line(format!("eth_usd_feed = \"{}\"", a.eth_usd_feed));
         line("feed_max_age_secs = 86400".into());
         line("confirmations = 1".into());
+        // No watch after confirmation by default: blocks only come with
+        // transactions here (the reorg tests turn it on).
+        line("reorg_watch_blocks = 0".into());
         // Automine: a block per transaction; receipts are there at once.
         line("block_time_ms = 250".into());
         line("max_fee_per_gas_wei = \"100000000000\"".into());

@@ -86,6 +86,7 @@ class ConversionState(enum.IntEnum):
     REPLACED = pb.CONVERSION_STATE_REPLACED
     CONFIRMED = pb.CONVERSION_STATE_CONFIRMED
     FAILED = pb.CONVERSION_STATE_FAILED
+    REORGED = pb.CONVERSION_STATE_REORGED
 
     @property
     def final(self) -> bool:
