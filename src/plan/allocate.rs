@@ -336,7 +336,11 @@ pub fn allocate(
 
     let buffer_wei = units_for_usd(policy.buffer_usd, ETH_DECIMALS, eth_price, Rounding::Down)
         .unwrap_or(U256::MAX);
-    let target = shortage.saturating_add(buffer_wei);
+    // The conversion pays its own gas out of the ETH it brings: the margin
+    // above the shortage is the buffer, or the conversion's own gas (at the
+    // snapshot's base fee, for the longest single-token path: reset +
+    // approve + swap) when that is more (L1 at tens of gwei).
+    let target = shortage.saturating_add(buffer_wei.max(own_gas_wei(policy, input.gas_price_wei)));
     let goal = target.min(limit_wei).min(convertible_wei);
     if goal < shortage {
         return Err(PlanError::Invariant {
@@ -568,4 +572,14 @@ impl Ctx<'_> {
         }
         best
     }
+}
+
+/// Gas of one ERC-20 approval (or reset), for the conversion's own gas.
+pub const APPROVAL_GAS: u64 = 50_000;
+
+/// The gas a conversion pays itself, in wei: a reset, an approval and a
+/// swap (`swap_gas_estimate`) at `gas_price_wei`.
+pub fn own_gas_wei(policy: &Policy, gas_price_wei: U256) -> U256 {
+    U256::from(policy.swap_gas_estimate.saturating_add(2 * APPROVAL_GAS))
+        .saturating_mul(gas_price_wei)
 }

@@ -39,7 +39,10 @@
 //!    oracle value exceeds `max_usd_per_request` or `hour_budget_remaining`:
 //!    [`PlanError::RequestLimitExceeded`] / [`PlanError::HourlyBudgetExceeded`]
 //!    (funds are checked first: retrying later cannot fix missing funds).
-//! 6. `target = shortage + buffer` (`buffer_usd` in wei, rounded down). The
+//! 6. `target = shortage + max(buffer, own gas)` (`buffer_usd` in wei,
+//!    rounded down; the conversion's own gas at `gas_price_wei` for a reset,
+//!    an approval and a swap, paid out of the ETH converted: on L1 at tens
+//!    of gwei it is more than the buffer). The
 //!    amount actually planned is the *goal*: `min(target, total capacity,
 //!    ETH worth the smaller limit)`. It is always at least the shortage;
 //!    it is below the target when capacity or a limit only leaves room for

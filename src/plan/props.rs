@@ -353,7 +353,8 @@ proptest! {
         prop_assert_eq!(a.shortage_wei(), shortage);
         let buffer = ref_units_for_usd(policy.buffer_usd, ETH_DECIMALS, input.eth_price, Rounding::Down)
             .unwrap_or(U256::MAX);
-        let target = shortage.saturating_add(buffer);
+        let target = shortage
+            .saturating_add(buffer.max(super::allocate::own_gas_wei(&policy, input.gas_price_wei)));
         prop_assert_eq!(a.target_wei(), target);
 
         let mut seen = vec![false; input.tokens.len()];

@@ -791,3 +791,25 @@ fn extreme_balances_do_not_panic() {
         &policy,
     );
 }
+
+/// On L1 at 20 gwei a reset + approve + swap costs more than the $5
+/// buffer: the target covers the conversion's own gas, so the wallet is not
+/// left short by the gas it paid.
+#[test]
+fn the_target_covers_the_conversions_own_gas_when_it_exceeds_the_buffer() {
+    let mut input = scenario();
+    input.gas_price_wei = U256::from(20 * GWEI);
+    let policy = Policy::default();
+    let a = convert_outcome(&input, &policy, &[]);
+    // (150k + 2 x 50k) gas x 20 gwei = 0.005 ETH, $15 > $5.
+    let own_gas = u(5_000_000_000_000_000);
+    assert_eq!(
+        super::allocate::own_gas_wei(&policy, input.gas_price_wei),
+        own_gas
+    );
+    assert_eq!(a.target_wei(), u(SHORTAGE) + own_gas);
+    assert_eq!(a.total_eth_out(), u(SHORTAGE) + own_gas);
+    // At 0.1 gwei the buffer is the larger margin: the write-up's figures.
+    let a = convert_outcome(&scenario(), &policy, &[]);
+    assert_eq!(a.target_wei(), u(TARGET));
+}
