@@ -550,6 +550,18 @@ mod tests {
     }
 
     #[test]
+    fn a_mined_transaction_is_never_replaced_while_it_deepens() {
+        let p = Poll {
+            receipt: Some(seen(100, true)),
+            stuck: true,
+            ..poll()
+        };
+        let t = next(&TxState::InPool, Event::Poll(p), ctx());
+        assert!(matches!(t.state, TxState::Mined { .. }));
+        assert_eq!(t.effect, Effect::Wait, "stuck, but mined: not replaced");
+    }
+
+    #[test]
     fn final_states_stay_final() {
         for s in [
             TxState::NonceTaken,
