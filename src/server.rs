@@ -173,7 +173,10 @@ pub async fn serve_with(
     let server = builder
         .timeout(config.server.request_timeout)
         // Outermost: traces and counts every call, auth refusals included.
-        .layer(crate::telemetry::grpc::GrpcTelemetryLayer::new())
+        .layer(
+            crate::telemetry::grpc::GrpcTelemetryLayer::new()
+                .with_request_timeout(config.server.request_timeout),
+        )
         .add_service(health_service)
         .add_service(reflection)
         .add_service(api)
