@@ -162,6 +162,11 @@ pub async fn serve_with(
                     "grace period over: in-flight conversions stay journaled for the next start"
                 );
             }
+            // Event streams end now, once what was in flight is on them:
+            // their clients resume from their cursor at the next start. An
+            // open stream would otherwise hold the graceful shutdown until
+            // the hard stop below.
+            balancer.journal().close();
         }
     };
 

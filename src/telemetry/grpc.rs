@@ -349,7 +349,7 @@ where
             inner.call(req)
         };
         // Moved into the future: dropped with it, polled or not.
-        let mut unanswered = Unanswered {
+        let unanswered = Unanswered {
             service,
             method,
             started,
@@ -358,6 +358,9 @@ where
         };
         Box::pin(
             async move {
+                // The whole guard, not just the field written below (a
+                // closure would capture only `armed`, a copy).
+                let mut unanswered = unanswered;
                 let result = fut.await;
                 unanswered.armed = false;
                 let code = match &result {
@@ -467,16 +470,22 @@ mod tests {
     }
 
     /// Calls dropped before an answer (the client reset the stream, or
-    /// the deadline passed) are counted with the code the client saw.
+    /// the deadline passed) are counted with the code the client saw; a
+    /// call that answers is counted once, with its own code.
     #[tokio::test]
     async fn unanswered_calls_are_counted_as_cancelled_or_timed_out() {
-        let never = tower::service_fn(|_req: http::Request<()>| {
-            std::future::pending::<Result<http::Response<()>, std::convert::Infallible>>()
+        // Answers requests carrying `answer: yes`, never the others.
+        let svc = tower::service_fn(|req: http::Request<()>| async move {
+            if req.headers().contains_key("answer") {
+                Ok::<_, std::convert::Infallible>(http::Response::new(()))
+            } else {
+                std::future::pending().await
+            }
         });
         let mut svc = GrpcTelemetryLayer::new()
             .with_request_timeout(Duration::from_secs(60))
-            .layer(never);
-        // The health service: counted, never traced, no other test uses it here.
+            .layer(svc);
+        // The health service: counted, never traced, no other test uses it.
         let count = |code: &str| {
             let text = metrics::render();
             let want = format!(
@@ -486,31 +495,41 @@ mod tests {
                 .find_map(|l| l.strip_prefix(want.as_str()))
                 .map_or(0.0, |v| v.parse::<f64>().unwrap())
         };
-        let request = |timeout: Option<&str>| {
+        let counts = || (count("OK"), count("CANCELLED"), count("DEADLINE_EXCEEDED"));
+        let request = |timeout: Option<&str>, answer: bool| {
             let mut b = http::Request::builder().uri("/grpc.health.v1.Health/Watch");
             if let Some(t) = timeout {
                 b = b.header("grpc-timeout", t);
             }
+            if answer {
+                b = b.header("answer", "yes");
+            }
             b.body(()).unwrap()
         };
-        let (cancelled, timed_out) = (count("CANCELLED"), count("DEADLINE_EXCEEDED"));
+        let (ok, cancelled, timed_out) = counts();
 
-        // Dropped at once, with a deadline far off: the client cancelled.
-        let fut = svc.call(request(Some("10S")));
-        drop(fut);
-        assert_eq!(count("CANCELLED"), cancelled + 1.0);
-        assert_eq!(count("DEADLINE_EXCEEDED"), timed_out);
+        // Answered: OK, nothing else.
+        svc.call(request(Some("10S"), true)).await.unwrap();
+        assert_eq!(counts(), (ok + 1.0, cancelled, timed_out));
 
-        // Dropped once the caller's 20 ms deadline has passed: timed out.
-        let mut fut = svc.call(request(Some("20m")));
-        assert!(
-            tokio::time::timeout(Duration::from_millis(40), &mut fut)
-                .await
-                .is_err()
-        );
+        // Still waiting 100 ms into a 10 s deadline when dropped: cancelled.
+        let mut fut = svc.call(request(Some("10S"), false));
+        let waited = tokio::time::timeout(Duration::from_millis(100), &mut fut).await;
+        assert!(waited.is_err());
+        assert_eq!(counts(), (ok + 1.0, cancelled, timed_out), "counted early");
         drop(fut);
-        assert_eq!(count("DEADLINE_EXCEEDED"), timed_out + 1.0);
-        assert_eq!(count("CANCELLED"), cancelled + 1.0);
+        assert_eq!(counts(), (ok + 1.0, cancelled + 1.0, timed_out));
+
+        // Dropped without ever being polled: cancelled too.
+        drop(svc.call(request(None, false)));
+        assert_eq!(counts(), (ok + 1.0, cancelled + 2.0, timed_out));
+
+        // Dropped once the caller's 200 ms deadline has passed: timed out.
+        let mut fut = svc.call(request(Some("200m"), false));
+        let waited = tokio::time::timeout(Duration::from_millis(220), &mut fut).await;
+        assert!(waited.is_err());
+        drop(fut);
+        assert_eq!(counts(), (ok + 1.0, cancelled + 2.0, timed_out + 1.0));
     }
 
     #[test]
