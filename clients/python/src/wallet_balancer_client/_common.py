@@ -13,6 +13,7 @@ from ._proto import wallet_balancer_pb2 as pb
 
 __all__ = [
     "DEFAULT_TARGET",
+    "HEALTH_CHECK",
     "SERVICE_NAME",
     "Settings",
     "check_after",
@@ -25,6 +26,8 @@ __all__ = [
 DEFAULT_TARGET = "127.0.0.1:50051"
 #: The service name gRPC health reports the sidecar's readiness under.
 SERVICE_NAME = "walletbalancer.v1.WalletBalancer"
+#: gRPC health's Check method.
+HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 
 
 def new_request_id(prefix: str = "py") -> str:

@@ -26,13 +26,13 @@ import asyncio
 import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import grpc
 import grpc.aio
 
 from . import errors
-from ._common import DEFAULT_TARGET, SERVICE_NAME, Settings, check_after, env_overrides
+from ._common import DEFAULT_TARGET, HEALTH_CHECK, SERVICE_NAME, Settings, check_after, env_overrides
 from ._proto import wallet_balancer_pb2 as pb
 from ._proto import wallet_balancer_pb2_grpc as pb_grpc
 from ._retry import RETRYABLE, STREAM_FATAL, Budget, backoff_delay, effective_code, merge_options
@@ -96,7 +96,9 @@ class AsyncWalletBalancer:
             self._channel = target
             self._owns_channel = False
             self.target = "<channel>"
-        self._stub = pb_grpc.WalletBalancerStub(self._channel)
+        # Built like the sync stub; on an aio channel its methods are async
+        # (the type stubs' WalletBalancerAsyncStub, which exists only there).
+        self._stub = cast("pb_grpc.WalletBalancerAsyncStub", pb_grpc.WalletBalancerStub(self._channel))
 
     @classmethod
     def from_env(cls, **overrides: Any) -> AsyncWalletBalancer:
@@ -238,11 +240,16 @@ class AsyncWalletBalancer:
     async def health(self, service: str = SERVICE_NAME, *, timeout: float | None = None) -> bool:
         """True when gRPC health reports SERVING for ``service`` (readiness:
         every configured chain answers with its chain id)."""
-        from grpc_health.v1 import health_pb2, health_pb2_grpc
+        from grpc_health.v1 import health_pb2
 
-        stub = health_pb2_grpc.HealthStub(self._channel)
+        # Through the channel: the health stub's type stubs lack its methods.
+        check = self._channel.unary_unary(
+            HEALTH_CHECK,
+            request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+            response_deserializer=health_pb2.HealthCheckResponse.FromString,
+        )
         try:
-            r = await stub.Check(
+            r: health_pb2.HealthCheckResponse = await check(
                 health_pb2.HealthCheckRequest(service=service),
                 timeout=timeout or self._settings.timeout,
                 metadata=self._settings.metadata,

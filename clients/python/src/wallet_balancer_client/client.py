@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 import grpc
 
 from . import errors
-from ._common import DEFAULT_TARGET, SERVICE_NAME, Settings, check_after, env_overrides, new_request_id
+from ._common import DEFAULT_TARGET, HEALTH_CHECK, SERVICE_NAME, Settings, check_after, env_overrides, new_request_id
 from ._proto import wallet_balancer_pb2 as pb
 from ._proto import wallet_balancer_pb2_grpc as pb_grpc
 from ._retry import RETRYABLE, STREAM_FATAL, Budget, backoff_delay, effective_code, merge_options
@@ -244,11 +244,16 @@ class WalletBalancer:
     def health(self, service: str = SERVICE_NAME, *, timeout: float | None = None) -> bool:
         """True when gRPC health reports SERVING for ``service`` (readiness:
         every configured chain answers with its chain id)."""
-        from grpc_health.v1 import health_pb2, health_pb2_grpc
+        from grpc_health.v1 import health_pb2
 
-        stub = health_pb2_grpc.HealthStub(self._channel)
+        # Through the channel: the health stub's type stubs lack its methods.
+        check = self._channel.unary_unary(
+            HEALTH_CHECK,
+            request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+            response_deserializer=health_pb2.HealthCheckResponse.FromString,
+        )
         try:
-            r = stub.Check(
+            r: health_pb2.HealthCheckResponse = check(
                 health_pb2.HealthCheckRequest(service=service),
                 timeout=timeout or self._settings.timeout,
                 metadata=self._settings.metadata,
