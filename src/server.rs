@@ -162,6 +162,11 @@ pub async fn serve_with(
                     "grace period over: in-flight conversions stay journaled for the next start"
                 );
             }
+            // Event streams end now, once what was in flight is on them:
+            // their clients resume from their cursor at the next start. An
+            // open stream would otherwise hold the graceful shutdown until
+            // the hard stop below.
+            balancer.journal().close();
         }
     };
 
@@ -173,7 +178,10 @@ pub async fn serve_with(
     let server = builder
         .timeout(config.server.request_timeout)
         // Outermost: traces and counts every call, auth refusals included.
-        .layer(crate::telemetry::grpc::GrpcTelemetryLayer::new())
+        .layer(
+            crate::telemetry::grpc::GrpcTelemetryLayer::new()
+                .with_request_timeout(config.server.request_timeout),
+        )
         .add_service(health_service)
         .add_service(reflection)
         .add_service(api)

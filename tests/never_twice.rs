@@ -498,3 +498,31 @@ async fn the_stream_resumes_across_a_restart_with_no_gap_or_duplicate() {
     assert_eq!(e.code(), Code::NotFound);
     h.stop().await;
 }
+
+/// SIGTERM with followers attached: their streams end (cleanly, once the
+/// drain is over) instead of holding the shutdown until its hard stop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_streams_end_at_shutdown_instead_of_holding_it() {
+    let mut h = Harness::start().await;
+    let mut stream = h
+        .client
+        .stream_conversions(pb::StreamConversionsRequest {
+            after_sequence: 0,
+            chain: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let started = std::time::Instant::now();
+    h.restart().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the restart took {:?}",
+        started.elapsed()
+    );
+    let end = tokio::time::timeout(Duration::from_secs(5), stream.message())
+        .await
+        .expect("the stream is still open after the shutdown");
+    assert!(matches!(end, Ok(None)), "not a clean end: {end:?}");
+    h.stop().await;
+}

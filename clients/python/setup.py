@@ -2,11 +2,17 @@
 the package is built (pyproject.toml holds the metadata).
 
 The stubs land in ``src/wallet_balancer_client/_proto/`` (git-ignored):
-``wallet_balancer_pb2.py`` (+ ``.pyi``) and ``wallet_balancer_pb2_grpc.py``,
-whose absolute import of the messages is rewritten to a relative one, so the
-package does not claim a top-level ``walletbalancer`` package. The protobuf
-file keeps its canonical name (``walletbalancer/v1/wallet_balancer.proto``):
-stubs generated elsewhere from the same file share its descriptors.
+``wallet_balancer_pb2.py`` and ``wallet_balancer_pb2_grpc.py`` with their
+type stubs (``.pyi``, from mypy-protobuf: typed messages, a typed
+``WalletBalancerStub`` and ``WalletBalancerAsyncStub``). Their absolute
+imports of the messages are rewritten to relative ones, so the package does
+not claim a top-level ``walletbalancer`` package. The protobuf file keeps its
+canonical name (``walletbalancer/v1/wallet_balancer.proto``): stubs
+generated elsewhere from the same file share its descriptors.
+
+The generator is pinned (pyproject.toml's build requirements): grpcio-tools
+1.66.2 writes protobuf 5.27.2 gencode, which every protobuf runtime from
+5.27.2 to 7.x loads, and grpc code that needs grpcio >= 1.66.2.
 
 The proto directory is ``$WB_PROTO_DIR`` when set, else ``../../proto``
 (this package lives in ``clients/python`` of the repository). Building from
@@ -19,6 +25,7 @@ import importlib.resources
 import os
 import re
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -29,7 +36,37 @@ from setuptools.command.egg_info import egg_info
 HERE = Path(__file__).resolve().parent
 PROTO_FILE = "walletbalancer/v1/wallet_balancer.proto"
 OUT = HERE / "src" / "wallet_balancer_client" / "_proto"
-GENERATED = ("wallet_balancer_pb2.py", "wallet_balancer_pb2.pyi", "wallet_balancer_pb2_grpc.py")
+GENERATED = (
+    "wallet_balancer_pb2.py",
+    "wallet_balancer_pb2.pyi",
+    "wallet_balancer_pb2_grpc.py",
+    "wallet_balancer_pb2_grpc.pyi",
+)
+
+
+def _plugin(name: str) -> str:
+    """A protoc plugin (a console script of mypy-protobuf) of this build's environment."""
+    here = Path(sys.executable).parent / name
+    found = str(here) if here.is_file() else shutil.which(name)
+    if not found:
+        raise RuntimeError(f"{name} not found: mypy-protobuf is a build requirement (pyproject.toml)")
+    return found
+
+
+def _relative_imports(path: Path, expected: int) -> None:
+    """``walletbalancer.v1.wallet_balancer_pb2`` -> the sibling module."""
+    text = path.read_text()
+    text, n = re.subn(
+        r"^from walletbalancer\.v1 import wallet_balancer_pb2 as ",
+        "from . import wallet_balancer_pb2 as ",
+        text,
+        flags=re.M,
+    )
+    text, m = re.subn(r"^import walletbalancer\.v1\.wallet_balancer_pb2$", "from . import wallet_balancer_pb2", text, flags=re.M)
+    text = text.replace("walletbalancer.v1.wallet_balancer_pb2.", "wallet_balancer_pb2.")
+    if n + m != expected or re.search(r"^(import|from) walletbalancer", text, flags=re.M):
+        raise RuntimeError(f"unexpected import layout in the generated {path.name}")
+    path.write_text(text)
 
 
 def _proto_dir() -> Path | None:
@@ -55,25 +92,21 @@ def generate_stubs() -> None:
             "grpc_tools.protoc",
             f"-I{proto_dir}",
             f"-I{well_known}",
+            f"--plugin=protoc-gen-mypy={_plugin('protoc-gen-mypy')}",
+            f"--plugin=protoc-gen-mypy_grpc={_plugin('protoc-gen-mypy_grpc')}",
             f"--python_out={tmp}",
-            f"--pyi_out={tmp}",
+            f"--mypy_out={tmp}",
             f"--grpc_python_out={tmp}",
+            f"--mypy_grpc_out={tmp}",
             str(proto_dir / PROTO_FILE),
         ]
         rc = protoc.main(args)
         if rc != 0:
             raise RuntimeError(f"grpc_tools.protoc failed ({rc}): {' '.join(args)}")
         src = Path(tmp) / "walletbalancer" / "v1"
-        grpc_py = src / "wallet_balancer_pb2_grpc.py"
-        text, n = re.subn(
-            r"^from walletbalancer\.v1 import wallet_balancer_pb2 as ",
-            "from . import wallet_balancer_pb2 as ",
-            grpc_py.read_text(),
-            flags=re.M,
-        )
-        if n != 1:
-            raise RuntimeError(f"unexpected import layout in the generated {grpc_py.name}")
-        grpc_py.write_text(text)
+        _relative_imports(src / "wallet_balancer_pb2_grpc.py", 1)
+        _relative_imports(src / "wallet_balancer_pb2_grpc.pyi", 1)
+        _relative_imports(src / "wallet_balancer_pb2.pyi", 0)
         if OUT.exists():
             shutil.rmtree(OUT)
         OUT.mkdir(parents=True)

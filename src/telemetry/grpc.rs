@@ -3,6 +3,13 @@
 //! in a server span, and counts and times every call by method and status
 //! code.
 //!
+//! A call that ends without an answer is counted too: hyper drops the
+//! handler when the client resets the stream (a cancelled call), tonic when
+//! the deadline passes (the caller's `grpc-timeout` or the server's
+//! `request_timeout`). Those are `CANCELLED` and `DEADLINE_EXCEEDED`, told
+//! apart by the deadline the call had, and logged: a client that gives up
+//! is visible on this side too.
+//!
 //! One layer for both so that they agree on what a call is; handlers stay
 //! free of either.
 
@@ -10,7 +17,7 @@ use std::{
     future::Future,
     pin::Pin,
     task::{Context, Poll},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use opentelemetry::{
@@ -110,6 +117,81 @@ fn response_code(headers: &http::HeaderMap) -> tonic::Code {
         .unwrap_or(tonic::Code::Ok)
 }
 
+/// The caller's deadline from `grpc-timeout` (`<digits><H|M|S|m|u|n>`, at
+/// most 8 digits); `None` when absent or malformed (tonic ignores it then).
+fn grpc_timeout(headers: &http::HeaderMap) -> Option<Duration> {
+    let v = headers.get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = v.split_at(v.len().checked_sub(1)?);
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+/// How close to its deadline a dropped call counts as timed out rather
+/// than cancelled: the client's timer started before ours (one network
+/// hop), so its reset can arrive a moment before our own timer fires.
+const DEADLINE_SLACK: Duration = Duration::from_millis(50);
+
+/// Records a call dropped before it answered (see the module doc); a call
+/// that completes disarms it.
+struct Unanswered {
+    service: &'static str,
+    method: &'static str,
+    started: Instant,
+    deadline: Option<Duration>,
+    armed: bool,
+}
+
+impl Unanswered {
+    /// The code of a call dropped after `elapsed`.
+    fn code(deadline: Option<Duration>, elapsed: Duration) -> tonic::Code {
+        match deadline {
+            Some(d) if elapsed + DEADLINE_SLACK >= d => tonic::Code::DeadlineExceeded,
+            _ => tonic::Code::Cancelled,
+        }
+    }
+}
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let elapsed = self.started.elapsed();
+        let code = Unanswered::code(self.deadline, elapsed);
+        let span = tracing::Span::current();
+        span.record("rpc.grpc.status_code", code as i32);
+        span.record("otel.status_code", "ERROR");
+        metrics::grpc_handled(self.service, self.method, code_name(code), elapsed);
+        if code == tonic::Code::Cancelled {
+            tracing::info!(
+                rpc.service = self.service,
+                rpc.method = self.method,
+                elapsed_ms = elapsed.as_millis() as u64,
+                "call cancelled by the client before it was answered"
+            );
+        } else {
+            tracing::info!(
+                rpc.service = self.service,
+                rpc.method = self.method,
+                elapsed_ms = elapsed.as_millis() as u64,
+                deadline_ms = self.deadline.map(|d| d.as_millis() as u64),
+                "call's deadline passed before it was answered"
+            );
+        }
+    }
+}
+
 /// The request metadata as the propagators read it.
 struct HeaderExtractor<'a> {
     headers: &'a http::HeaderMap,
@@ -160,11 +242,20 @@ impl Extractor for HeaderExtractor<'_> {
 
 /// Adds [`GrpcTelemetry`] to a service.
 #[derive(Clone, Default)]
-pub struct GrpcTelemetryLayer;
+pub struct GrpcTelemetryLayer {
+    request_timeout: Option<Duration>,
+}
 
 impl GrpcTelemetryLayer {
     pub fn new() -> Self {
-        GrpcTelemetryLayer
+        GrpcTelemetryLayer::default()
+    }
+
+    /// The server's own upper bound on a call (tonic's `Server::timeout`),
+    /// so that a call it times out is counted as DEADLINE_EXCEEDED.
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = Some(timeout);
+        self
     }
 }
 
@@ -172,7 +263,10 @@ impl<S> Layer<S> for GrpcTelemetryLayer {
     type Service = GrpcTelemetry<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        GrpcTelemetry { inner }
+        GrpcTelemetry {
+            inner,
+            request_timeout: self.request_timeout,
+        }
     }
 }
 
@@ -180,6 +274,7 @@ impl<S> Layer<S> for GrpcTelemetryLayer {
 #[derive(Clone)]
 pub struct GrpcTelemetry<S> {
     inner: S,
+    request_timeout: Option<Duration>,
 }
 
 fn propagator() -> TextMapCompositePropagator {
@@ -243,14 +338,31 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let (service, method) = classify(req.uri().path());
         let span = server_span(service, method, req.headers());
+        // The deadline tonic enforces: the shorter of the caller's and ours.
+        let deadline = match (grpc_timeout(req.headers()), self.request_timeout) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let started = Instant::now();
         let fut = {
             let _enter = span.enter();
             inner.call(req)
         };
+        // Moved into the future: dropped with it, polled or not.
+        let unanswered = Unanswered {
+            service,
+            method,
+            started,
+            deadline,
+            armed: true,
+        };
         Box::pin(
             async move {
+                // The whole guard, not just the field written below (a
+                // closure would capture only `armed`, a copy).
+                let mut unanswered = unanswered;
                 let result = fut.await;
+                unanswered.armed = false;
                 let code = match &result {
                     Ok(resp) => response_code(resp.headers()),
                     Err(_) => tonic::Code::Unknown,
@@ -317,6 +429,107 @@ mod tests {
             assert_eq!(sc.is_sampled(), sampled, "{flags}");
         }
         assert_eq!(normalize_traceparent("garbage"), "garbage");
+    }
+
+    #[test]
+    fn grpc_timeout_units() {
+        let t = |v: &str| {
+            let mut h = http::HeaderMap::new();
+            h.insert("grpc-timeout", v.parse().unwrap());
+            grpc_timeout(&h)
+        };
+        assert_eq!(t("1S"), Some(Duration::from_secs(1)));
+        assert_eq!(t("999m"), Some(Duration::from_millis(999)));
+        assert_eq!(t("2H"), Some(Duration::from_secs(7200)));
+        assert_eq!(t("3M"), Some(Duration::from_secs(180)));
+        assert_eq!(t("5u"), Some(Duration::from_micros(5)));
+        assert_eq!(t("7n"), Some(Duration::from_nanos(7)));
+        for bad in ["", "S", "1x", "123456789S", "-1S", "1.5S"] {
+            assert_eq!(t(bad), None, "{bad:?}");
+        }
+        assert_eq!(grpc_timeout(&http::HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn a_dropped_call_is_cancelled_unless_its_deadline_passed() {
+        let s = Duration::from_secs;
+        let ms = Duration::from_millis;
+        assert_eq!(Unanswered::code(None, s(100)), tonic::Code::Cancelled);
+        assert_eq!(
+            Unanswered::code(Some(s(1)), ms(500)),
+            tonic::Code::Cancelled
+        );
+        assert_eq!(
+            Unanswered::code(Some(s(1)), ms(990)),
+            tonic::Code::DeadlineExceeded
+        );
+        assert_eq!(
+            Unanswered::code(Some(s(1)), s(1)),
+            tonic::Code::DeadlineExceeded
+        );
+    }
+
+    /// Calls dropped before an answer (the client reset the stream, or
+    /// the deadline passed) are counted with the code the client saw; a
+    /// call that answers is counted once, with its own code.
+    #[tokio::test]
+    async fn unanswered_calls_are_counted_as_cancelled_or_timed_out() {
+        // Answers requests carrying `answer: yes`, never the others.
+        let svc = tower::service_fn(|req: http::Request<()>| async move {
+            if req.headers().contains_key("answer") {
+                Ok::<_, std::convert::Infallible>(http::Response::new(()))
+            } else {
+                std::future::pending().await
+            }
+        });
+        let mut svc = GrpcTelemetryLayer::new()
+            .with_request_timeout(Duration::from_secs(60))
+            .layer(svc);
+        // The health service: counted, never traced, no other test uses it.
+        let count = |code: &str| {
+            let text = metrics::render();
+            let want = format!(
+                "wallet_balancer_grpc_server_handled_total{{grpc_code=\"{code}\",grpc_method=\"Watch\",grpc_service=\"grpc.health.v1.Health\"}} "
+            );
+            text.lines()
+                .find_map(|l| l.strip_prefix(want.as_str()))
+                .map_or(0.0, |v| v.parse::<f64>().unwrap())
+        };
+        let counts = || (count("OK"), count("CANCELLED"), count("DEADLINE_EXCEEDED"));
+        let request = |timeout: Option<&str>, answer: bool| {
+            let mut b = http::Request::builder().uri("/grpc.health.v1.Health/Watch");
+            if let Some(t) = timeout {
+                b = b.header("grpc-timeout", t);
+            }
+            if answer {
+                b = b.header("answer", "yes");
+            }
+            b.body(()).unwrap()
+        };
+        let (ok, cancelled, timed_out) = counts();
+
+        // Answered: OK, nothing else.
+        svc.call(request(Some("10S"), true)).await.unwrap();
+        assert_eq!(counts(), (ok + 1.0, cancelled, timed_out));
+
+        // Still waiting 100 ms into a 10 s deadline when dropped: cancelled.
+        let mut fut = svc.call(request(Some("10S"), false));
+        let waited = tokio::time::timeout(Duration::from_millis(100), &mut fut).await;
+        assert!(waited.is_err());
+        assert_eq!(counts(), (ok + 1.0, cancelled, timed_out), "counted early");
+        drop(fut);
+        assert_eq!(counts(), (ok + 1.0, cancelled + 1.0, timed_out));
+
+        // Dropped without ever being polled: cancelled too.
+        drop(svc.call(request(None, false)));
+        assert_eq!(counts(), (ok + 1.0, cancelled + 2.0, timed_out));
+
+        // Dropped once the caller's 200 ms deadline has passed: timed out.
+        let mut fut = svc.call(request(Some("200m"), false));
+        let waited = tokio::time::timeout(Duration::from_millis(220), &mut fut).await;
+        assert!(waited.is_err());
+        drop(fut);
+        assert_eq!(counts(), (ok + 1.0, cancelled + 2.0, timed_out + 1.0));
     }
 
     #[test]

@@ -17,11 +17,15 @@ and yields a :class:`Sidecar` with the gRPC stubs, the RPC URL, the
 addresses from the config and a JSON-RPC client. Both processes are stopped
 at the end (SIGTERM, then SIGKILL). Their logs are in the temp dir; on a
 start-up failure, and on every failing test, their tails are printed.
+
+:func:`start_sidecar` starts another such pair, for tests that need their
+own chain (they stop its blocks, restart the sidecar, read its metrics).
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import shutil
 import signal
@@ -33,6 +37,7 @@ import time
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any, Callable
 
 import grpc
@@ -157,12 +162,12 @@ def _spawn(name: str, argv: list[str], workdir: Path, extra_env: dict[str, str] 
     env = dict(os.environ)
     env.setdefault("RUST_LOG", "info")
     env["NO_COLOR"] = "1"
-    env.update(extra_env or {})
-    # The config comes from the command line only.
+    # The config comes from the command line (and the test's own overrides) only.
     for k in list(env):
         if k == "WB_CONFIG" or k.startswith("WB__"):
             del env[k]
-    with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
+    env.update(extra_env or {})
+    with open(stdout_path, "ab") as out, open(stderr_path, "ab") as err:
         popen = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
@@ -273,6 +278,30 @@ class Sidecar:
     wallet_address: str
     tokens: list[Token]
     procs: list[_Proc] = field(repr=False, default_factory=list)
+    #: How the sidecar process was started (for :meth:`restart_sidecar`).
+    sidecar_argv: list[str] = field(repr=False, default_factory=list)
+    sidecar_env: dict[str, str] = field(repr=False, default_factory=dict)
+
+    def stop_sidecar(self) -> int | None:
+        """SIGTERM to the sidecar (a graceful drain); returns its exit status."""
+        proc = next(p for p in self.procs if p.name == "sidecar")
+        proc.stop()
+        return proc.popen.returncode
+
+    def start_sidecar(self) -> None:
+        """Starts the sidecar again (same config, journal and environment;
+        its logs are appended) and waits until it is SERVING."""
+        old = next(p for p in self.procs if p.name == "sidecar")
+        assert old.exited() is not None, "the sidecar is still running"
+        new = _spawn("sidecar", self.sidecar_argv, self.workdir, self.sidecar_env)
+        self.procs[self.procs.index(old)] = new
+        _wait_serving(self.health, self.grpc_target, self.procs)
+
+    def restart_sidecar(self) -> int | None:
+        """:meth:`stop_sidecar` then :meth:`start_sidecar`; returns the old exit status."""
+        rc = self.stop_sidecar()
+        self.start_sidecar()
+        return rc
 
     @property
     def chain_config(self) -> dict[str, Any]:
@@ -335,9 +364,6 @@ def _read_config(path: Path) -> dict[str, Any] | None:
     return cfg if complete else None
 
 
-_ACTIVE: Sidecar | None = None
-
-
 @pytest.fixture(scope="session")
 def otlp_receiver():
     """The OTLP/gRPC collector the sidecar exports its traces to."""
@@ -348,12 +374,26 @@ def otlp_receiver():
         r.stop()
 
 
-@pytest.fixture(scope="session")
-def sidecar(tmp_path_factory: pytest.TempPathFactory, otlp_receiver: OtlpReceiver):
-    global _ACTIVE
+def _wait_serving(health: health_pb2_grpc.HealthStub, target: str, procs: list[_Proc]) -> None:
+    def serving() -> bool:
+        try:
+            r = health.Check(health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=2)
+        except grpc.RpcError:
+            return False
+        return r.status == health_pb2.HealthCheckResponse.SERVING
+
+    _poll(f"gRPC health of {SERVICE_NAME} at {target} to say SERVING", serving, SERVING_TIMEOUT, procs, 0.2)
+
+
+@contextlib.contextmanager
+def start_sidecar(
+    workdir: Path, sidecar_env: dict[str, str] | None = None, devnet_args: list[str] | None = None
+) -> Iterator[Sidecar]:
+    """A devnet (``wb-dev devnet``) and the sidecar serving it, in
+    ``workdir``; both stopped on exit. ``sidecar_env``: extra variables of
+    the sidecar (``WB__*`` overrides included)."""
     wb = _wb_bin()
     wb_dev = _wb_dev_bin()
-    workdir = tmp_path_factory.mktemp("sidecar")
     config_path = workdir / "config.toml"
     key_path = workdir / "wallet.key"
     listen = f"127.0.0.1:{_free_port()}"
@@ -362,7 +402,17 @@ def sidecar(tmp_path_factory: pytest.TempPathFactory, otlp_receiver: OtlpReceive
     try:
         devnet = _spawn(
             "devnet",
-            [wb_dev, "devnet", "--config-out", str(config_path), "--key-out", str(key_path), "--listen", listen],
+            [
+                wb_dev,
+                "devnet",
+                "--config-out",
+                str(config_path),
+                "--key-out",
+                str(key_path),
+                "--listen",
+                listen,
+                *(devnet_args or []),
+            ],
             workdir,
         )
         procs.append(devnet)
@@ -375,23 +425,15 @@ def sidecar(tmp_path_factory: pytest.TempPathFactory, otlp_receiver: OtlpReceive
         assert Path(config["wallet"]["private_key_file"]) == key_path, "the config does not read --key-out"
         _poll(f"the wallet key file {key_path}", lambda: key_path.is_file() and key_path.read_text().strip(), 10, procs)
 
-        # Traces go to the test's receiver, exported every 200 ms.
-        otel = {"OTEL_EXPORTER_OTLP_ENDPOINT": otlp_receiver.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "200"}
-        server = _spawn("sidecar", [wb, "serve", "--config", str(config_path)], workdir, otel)
+        argv = [wb, "serve", "--config", str(config_path)]
+        env = dict(sidecar_env or {})
+        server = _spawn("sidecar", argv, workdir, env)
         procs.append(server)
         target = listen
         # Straight to the sidecar: never through a proxy from the environment.
         channel = grpc.insecure_channel(target, options=[("grpc.enable_http_proxy", 0)])
         health = health_pb2_grpc.HealthStub(channel)
-
-        def serving() -> bool:
-            try:
-                r = health.Check(health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=2)
-            except grpc.RpcError:
-                return False
-            return r.status == health_pb2.HealthCheckResponse.SERVING
-
-        _poll(f"gRPC health of {SERVICE_NAME} at {target} to say SERVING", serving, SERVING_TIMEOUT, procs, 0.2)
+        _wait_serving(health, target, procs)
 
         tokens = [
             Token(
@@ -405,7 +447,7 @@ def sidecar(tmp_path_factory: pytest.TempPathFactory, otlp_receiver: OtlpReceive
             )
             for t in chain_cfg["tokens"]
         ]
-        sc = Sidecar(
+        yield Sidecar(
             channel=channel,
             stub=pb_grpc.WalletBalancerStub(channel),
             health=health,
@@ -419,11 +461,10 @@ def sidecar(tmp_path_factory: pytest.TempPathFactory, otlp_receiver: OtlpReceive
             wallet_address=address_from_private_key(key_path.read_text()),
             tokens=tokens,
             procs=procs,
+            sidecar_argv=argv,
+            sidecar_env=env,
         )
-        _ACTIVE = sc
-        yield sc
     finally:
-        _ACTIVE = None
         if channel is not None:
             channel.close()
         # The sidecar first (it talks to anvil), then the devnet (kills anvil).
@@ -435,6 +476,14 @@ def sidecar(tmp_path_factory: pytest.TempPathFactory, otlp_receiver: OtlpReceive
                 errors.append(f"{p.name} (pid {p.popen.pid}): {e!r}")
         if errors:
             raise RuntimeError(f"could not stop: {'; '.join(errors)}")
+
+
+@pytest.fixture(scope="session")
+def sidecar(tmp_path_factory: pytest.TempPathFactory, otlp_receiver: OtlpReceiver):
+    # Traces go to the test's receiver, exported every 200 ms.
+    otel = {"OTEL_EXPORTER_OTLP_ENDPOINT": otlp_receiver.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "200"}
+    with start_sidecar(tmp_path_factory.mktemp("sidecar"), otel) as sc:
+        yield sc
 
 
 def pytest_collection_modifyitems(config, items):
@@ -452,7 +501,12 @@ def pytest_collection_modifyitems(config, items):
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
     report = yield
-    if report.failed and _ACTIVE is not None and "sidecar" in getattr(item, "fixturenames", ()):
-        report.sections.append(("devnet + sidecar logs", _ACTIVE.logs()))
+    if report.failed:
+        # Every devnet + sidecar the test used (the session's, or its own).
+        seen = []
+        for value in getattr(item, "funcargs", {}).values():
+            if isinstance(value, Sidecar) and value not in seen:
+                seen.append(value)
+        for sc in seen:
+            report.sections.append((f"devnet + sidecar logs ({sc.workdir})", sc.logs()))
     return report
-

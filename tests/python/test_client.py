@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -278,19 +279,65 @@ def _unused_port() -> int:
         return s.getsockname()[1]
 
 
-def test_a_real_deadline_is_retried_then_raised():
-    # wait_for_ready on a port nobody listens on: each attempt waits for its
-    # whole deadline, then fails with DEADLINE_EXCEEDED.
+def test_one_deadline_covers_the_whole_call():
+    # wait_for_ready on a port nobody listens on: the first attempt waits
+    # for the call's whole budget; no time is left for a retry.
     rec = _Recorder()
     channel = grpc.intercept_channel(grpc.insecure_channel(f"127.0.0.1:{_unused_port()}"), rec)
-    client = WalletBalancer(channel, chain=CHAIN, retries=1, backoff=0.01, wait_for_ready=True)
+    client = WalletBalancer(channel, chain=CHAIN, retries=3, backoff=0.01, wait_for_ready=True)
+    started = time.monotonic()
     try:
         with pytest.raises(wbc.DeadlineExceeded) as e:
             client.ensure_eth(SMALL, timeout=0.3)
     finally:
         channel.close()
-    assert e.value.code == grpc.StatusCode.DEADLINE_EXCEEDED and e.value.attempts == 2
-    assert len(rec.request_ids) == 2 and len(set(rec.request_ids)) == 1
+    elapsed = time.monotonic() - started
+    assert e.value.code == grpc.StatusCode.DEADLINE_EXCEEDED and e.value.attempts == 1
+    assert len(rec.request_ids) == 1
+    assert 0.3 <= elapsed < 0.4, f"a 0.3 s budget took {elapsed:.3f} s"
+
+
+class _SlowFailure(grpc.UnaryUnaryClientInterceptor):
+    """Every attempt uses up its whole deadline, then fails with
+    DEADLINE_EXCEEDED (a sidecar that answers too late); records each
+    attempt's deadline."""
+
+    def __init__(self) -> None:
+        self.timeouts: list[float] = []
+
+    def intercept_unary_unary(self, continuation, client_call_details, request):
+        self.timeouts.append(client_call_details.timeout)
+        time.sleep(client_call_details.timeout)
+        raise _Injected(grpc.StatusCode.DEADLINE_EXCEEDED)
+
+
+def test_retries_share_the_deadline():
+    slow = _SlowFailure()
+    channel = grpc.intercept_channel(grpc.insecure_channel(f"127.0.0.1:{_unused_port()}"), slow)
+    client = WalletBalancer(channel, chain=CHAIN, retries=5, backoff=0.01)
+    started = time.monotonic()
+    try:
+        with pytest.raises(wbc.DeadlineExceeded) as e:
+            client.status(timeout=0.5)
+    finally:
+        channel.close()
+    elapsed = time.monotonic() - started
+    assert elapsed < 0.6, f"a 0.5 s budget took {elapsed:.3f} s over {e.value.attempts} attempts"
+    assert len(slow.timeouts) == e.value.attempts == 1 and slow.timeouts[0] <= 0.5
+
+
+def test_unavailable_is_retried_until_the_budget_is_spent(sidecar):
+    rec = _Recorder(fail=1000)
+    channel, client = _client_with(sidecar, rec, retries=1000)
+    started = time.monotonic()
+    try:
+        with pytest.raises(Unavailable) as e:
+            client.ensure_eth(SMALL, "pytest-budget-1", timeout=0.5)
+    finally:
+        channel.close()
+    elapsed = time.monotonic() - started
+    assert elapsed < 0.55, f"a 0.5 s budget took {elapsed:.3f} s"
+    assert e.value.attempts > 3 and set(rec.request_ids) == {"pytest-budget-1"}
 
 
 def test_non_retryable_errors_are_not_retried(sidecar):

@@ -4,10 +4,14 @@
 >>> wb = WalletBalancer("127.0.0.1:50051", chain="arbitrum")
 >>> r = wb.ensure_eth(10**17, request_id="trade-8812")   # doctest: +SKIP
 
-Amounts are ``int`` (wei, token base units); USD is ``decimal.Decimal``.
+:class:`AsyncWalletBalancer` is the same client for asyncio programs
+(``grpc.aio``). Amounts are ``int`` (wei, token base units); USD is
+``decimal.Decimal``.
 """
 
-from .client import DEFAULT_TARGET, SERVICE_NAME, WalletBalancer, new_request_id
+from ._common import DEFAULT_TARGET, SERVICE_NAME, new_request_id
+from .aio import AsyncWalletBalancer
+from .client import WalletBalancer
 from .errors import (
     Aborted,
     DeadlineExceeded,
@@ -45,6 +49,7 @@ __all__ = [
     "DEFAULT_TARGET",
     "SERVICE_NAME",
     "Aborted",
+    "AsyncWalletBalancer",
     "Conversion",
     "ConversionEvent",
     "ConversionState",

@@ -1,56 +1,40 @@
-"""The client: a thin, typed wrapper over the generated stubs.
+"""The sync client: a thin, typed wrapper over the generated stubs.
 
-Deadlines: every call has one (``timeout`` seconds per attempt; EnsureEth
-defaults to ``ensure_timeout``, long enough for a conversion to confirm).
-Retries: UNAVAILABLE and DEADLINE_EXCEEDED are retried ``retries`` times with
-exponential backoff and jitter. An EnsureEth retry reuses the request_id of
-the first attempt, which is safe: the sidecar is idempotent on request_id (a
-retry returns the first result, or waits for the one in flight, and never
-converts twice).
+Deadlines: every call has ONE deadline, ``timeout`` seconds from the moment
+it is made, retries included (EnsureEth defaults to ``ensure_timeout``, long
+enough for a conversion to confirm). Retries: UNAVAILABLE and
+DEADLINE_EXCEEDED are retried up to ``retries`` times with exponential
+backoff and full jitter, while another attempt fits in the deadline. An
+EnsureEth retry reuses the request_id of the first attempt, which is safe:
+the sidecar is idempotent on request_id (a retry returns the first result,
+or waits for the one in flight, and never converts twice). See ``_retry``.
+
+:class:`~wallet_balancer_client.AsyncWalletBalancer` is the same client on
+``grpc.aio``.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import random
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
 
 from . import errors
+from ._common import DEFAULT_TARGET, HEALTH_CHECK, SERVICE_NAME, Settings, check_after, env_overrides, new_request_id
 from ._proto import wallet_balancer_pb2 as pb
 from ._proto import wallet_balancer_pb2_grpc as pb_grpc
+from ._retry import RETRYABLE, STREAM_FATAL, Budget, backoff_delay, effective_code, merge_options
 from .models import ConversionEvent, EnsureResult, WalletStatus
 
 __all__ = ["DEFAULT_TARGET", "SERVICE_NAME", "WalletBalancer", "new_request_id"]
 
 log = logging.getLogger("wallet_balancer_client")
 
-#: Where the sidecar listens inside the pod.
-DEFAULT_TARGET = "127.0.0.1:50051"
-#: The service name gRPC health reports the sidecar's readiness under.
-SERVICE_NAME = "walletbalancer.v1.WalletBalancer"
-
-RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
-
 T = TypeVar("T")
-
-
-def new_request_id(prefix: str = "py") -> str:
-    """A fresh idempotency key (fits the API's ``[A-Za-z0-9._:-]{1,128}``)."""
-    return f"{prefix}-{uuid.uuid4().hex}"
-
-
-def _check_wei(name: str, value: object) -> int:
-    # Money is never a float (nor a bool, which is an int subclass).
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int number of wei, not {type(value).__name__}")
-    return value
 
 
 class WalletBalancer:
@@ -59,11 +43,20 @@ class WalletBalancer:
     ``target`` is ``host:port`` (default ``127.0.0.1:50051``, the sidecar in
     the same pod) or an existing ``grpc.Channel`` (then the caller owns it).
     ``chain`` is the default chain of :meth:`ensure_eth` and :meth:`status`.
-    ``token``/``token_file``: bearer token sent as ``authorization: Bearer``
-    when the sidecar requires one. ``credentials``: TLS (or mTLS) channel
-    credentials; plaintext otherwise. ``wait_for_ready``: calls wait for the
-    sidecar to accept connections (within their deadline) instead of failing
-    fast with UNAVAILABLE, e.g. while the pod starts.
+    ``timeout`` / ``ensure_timeout``: the whole time budget of a call,
+    retries included. ``retries``: at most this many retries of a call
+    (UNAVAILABLE, DEADLINE_EXCEEDED), within its budget; ``backoff`` /
+    ``max_backoff``: the first and the largest pause between attempts
+    (exponential, full jitter). ``stream_max_backoff``: the largest pause
+    before :meth:`conversions` resumes a broken stream (it resumes for
+    ever). ``token``/``token_file``: bearer token sent as ``authorization:
+    Bearer`` when the sidecar requires one. ``credentials``: TLS (or mTLS)
+    channel credentials; plaintext otherwise. ``wait_for_ready``: calls wait
+    for the sidecar to accept connections (within their deadline) instead
+    of failing fast with UNAVAILABLE, e.g. while the pod starts.
+    ``options``: gRPC channel options, over the client's defaults
+    (``_retry.CHANNEL_DEFAULTS``; see the README for keepalive settings
+    when the sidecar is not on loopback).
     """
 
     def __init__(
@@ -76,36 +69,28 @@ class WalletBalancer:
         retries: int = 3,
         backoff: float = 0.25,
         max_backoff: float = 5.0,
+        stream_max_backoff: float = 2.0,
         token: str | None = None,
         token_file: str | os.PathLike[str] | None = None,
         credentials: grpc.ChannelCredentials | None = None,
         wait_for_ready: bool = False,
         options: Sequence[tuple[str, Any]] = (),
     ) -> None:
-        if timeout <= 0 or ensure_timeout <= 0:
-            raise ValueError("timeouts must be positive")
-        if retries < 0:
-            raise ValueError("retries must be >= 0")
-        if token is not None and token_file is not None:
-            raise ValueError("give token or token_file, not both")
-        if token_file is not None:
-            token = Path(token_file).read_text().strip()
-        if token is not None and (not token or any(c.isspace() for c in token)):
-            raise ValueError("the bearer token must be non-empty, without whitespace")
-
-        self.chain = chain
-        self.timeout = timeout
-        self.ensure_timeout = ensure_timeout
-        self.retries = retries
-        self.backoff = backoff
-        self.max_backoff = max_backoff
-        self.wait_for_ready = wait_for_ready
-        self._metadata: tuple[tuple[str, str], ...] = (
-            (("authorization", f"Bearer {token}"),) if token is not None else ()
+        self._settings = Settings.make(
+            chain=chain,
+            timeout=timeout,
+            ensure_timeout=ensure_timeout,
+            retries=retries,
+            backoff=backoff,
+            max_backoff=max_backoff,
+            stream_max_backoff=stream_max_backoff,
+            token=token,
+            token_file=token_file,
+            wait_for_ready=wait_for_ready,
         )
+        self._channel: grpc.Channel
         if isinstance(target, str):
-            # The sidecar is local: never route it through an HTTP proxy from the environment.
-            opts = [("grpc.enable_http_proxy", 0), *options]
+            opts = merge_options(options)
             self._channel = (
                 grpc.secure_channel(target, credentials, options=opts)
                 if credentials is not None
@@ -124,14 +109,25 @@ class WalletBalancer:
         """Settings from the environment: ``WB_TARGET`` (default
         ``127.0.0.1:50051``), ``WB_CHAIN``, ``WB_AUTH_TOKEN_FILE``;
         keyword arguments win."""
-        kwargs: dict[str, Any] = {}
-        if os.environ.get("WB_CHAIN"):
-            kwargs["chain"] = os.environ["WB_CHAIN"]
-        if os.environ.get("WB_AUTH_TOKEN_FILE"):
-            kwargs["token_file"] = os.environ["WB_AUTH_TOKEN_FILE"]
-        kwargs.update(overrides)
-        target = kwargs.pop("target", os.environ.get("WB_TARGET") or DEFAULT_TARGET)
+        target, kwargs = env_overrides(overrides)
         return cls(target, **kwargs)
+
+    @property
+    def chain(self) -> str | None:
+        """The default chain of :meth:`ensure_eth` and :meth:`status`."""
+        return self._settings.chain
+
+    @property
+    def timeout(self) -> float:
+        return self._settings.timeout
+
+    @property
+    def ensure_timeout(self) -> float:
+        return self._settings.ensure_timeout
+
+    @property
+    def retries(self) -> int:
+        return self._settings.retries
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -163,27 +159,25 @@ class WalletBalancer:
         reserve, converting tokens if it does not (EnsureEth).
 
         ``request_id`` is the idempotency key (a fresh one when None); every
-        retry of this call reuses it. Raises :class:`InsufficientFunds`,
+        retry of this call reuses it. ``timeout``: the whole budget of this
+        call (default ``ensure_timeout``). Raises :class:`InsufficientFunds`,
         :class:`PriceDeviation` (both :class:`FailedPrecondition`: skip the
-        trade), :class:`LimitExceeded`, :class:`InvalidArgument`, ...
+        trade), :class:`LimitExceeded`, :class:`InvalidArgument`,
+        :class:`DeadlineExceeded`, ...
         """
-        _check_wei("required_wei", required_wei)
-        rid = request_id if request_id is not None else new_request_id()
-        request = pb.EnsureEthRequest(
-            chain=self._chain(chain),
-            required_wei=str(required_wei),
-            request_id=rid,
-            dry_run=dry_run,
-        )
+        request = self._settings.ensure_request(required_wei, request_id, chain, dry_run)
         response = self._unary(
-            self._stub.EnsureEth, request, timeout or self.ensure_timeout, request_id=rid
+            self._stub.EnsureEth,
+            request,
+            timeout or self._settings.ensure_timeout,
+            request_id=request.request_id,
         )
         return EnsureResult.from_pb(response)
 
     def status(self, chain: str | None = None, *, timeout: float | None = None) -> WalletStatus:
         """Balances, USD values and what is convertible (GetStatus)."""
-        request = pb.GetStatusRequest(chain=self._chain(chain))
-        return WalletStatus.from_pb(self._unary(self._stub.GetStatus, request, timeout or self.timeout))
+        request = pb.GetStatusRequest(chain=self._settings.chain_of(chain))
+        return WalletStatus.from_pb(self._unary(self._stub.GetStatus, request, timeout or self._settings.timeout))
 
     def conversions(
         self,
@@ -197,64 +191,78 @@ class WalletBalancer:
         (StreamConversions). ``chain=None`` means every chain (not the
         default chain).
 
-        The iterator ends when ``timeout`` seconds have passed (None: never)
-        or when the sidecar ends the stream (it shuts down). A broken
-        connection is resumed from the last sequence seen, up to ``retries``
-        times in a row. Closing the iterator (``break``) cancels the call.
+        The iterator ends when ``timeout`` seconds have passed (None: it
+        never ends). A broken stream, or one the sidecar ends (it restarts),
+        is resumed for ever from the last sequence delivered, with a backoff
+        capped at ``stream_max_backoff``; no event is delivered twice. Errors
+        that retrying cannot fix (unknown chain, bad token, ...) are raised.
+        Closing the iterator (``break``) cancels the call.
         """
-        if isinstance(after, bool) or not isinstance(after, int) or after < 0:
-            raise ValueError("after must be a non-negative int sequence number")
+        check_after(after)
         return self._conversions(after, chain, timeout)
 
     def _conversions(self, after: int, chain: str | None, timeout: float | None) -> Iterator[ConversionEvent]:
-        deadline = None if timeout is None else time.monotonic() + timeout
+        budget = None if timeout is None else Budget(timeout)
         cursor = after
         failures = 0
         while True:
-            remaining = None if deadline is None else deadline - time.monotonic()
+            remaining = None if budget is None else budget.remaining()
             if remaining is not None and remaining <= 0:
                 return
             call = self._stub.StreamConversions(
                 pb.StreamConversionsRequest(after_sequence=cursor, chain=chain or ""),
                 timeout=remaining,
-                metadata=self._metadata,
-                wait_for_ready=self.wait_for_ready,
+                metadata=self._settings.metadata,
+                wait_for_ready=self._settings.wait_for_ready,
             )
+            why: str
             try:
                 for message in call:
                     event = ConversionEvent.from_pb(message)
                     if event.sequence <= cursor:
-                        continue  # already seen before a resume
+                        continue  # already delivered before a resume
                     cursor = event.sequence
                     failures = 0
                     yield event
-                return
+                why = "the sidecar ended the stream"
             except grpc.RpcError as e:
                 code = e.code()
-                if code == grpc.StatusCode.DEADLINE_EXCEEDED and deadline is not None:
+                if code == grpc.StatusCode.DEADLINE_EXCEEDED and budget is not None and budget.remaining() <= 0:
                     return  # the caller's own time limit
-                if code in RETRYABLE and failures < self.retries:
-                    failures += 1
-                    log.info("StreamConversions: %s, resuming after sequence %d", code.name, cursor)
-                    time.sleep(self._delay(failures))
-                    continue
-                raise errors.from_rpc_error(e, attempts=failures + 1) from e
+                if code in STREAM_FATAL:
+                    raise errors.from_rpc_error(e, attempts=failures + 1) from e
+                why = code.name
             finally:
                 call.cancel()
+            failures += 1
+            delay = backoff_delay(failures, self._settings.backoff, self._settings.stream_max_backoff)
+            if budget is not None and not budget.fits(delay):
+                return
+            log.info("StreamConversions: %s; resuming after sequence %d in %.2fs", why, cursor, delay)
+            time.sleep(delay)
 
     def health(self, service: str = SERVICE_NAME, *, timeout: float | None = None) -> bool:
         """True when gRPC health reports SERVING for ``service`` (readiness:
         every configured chain answers with its chain id)."""
-        from grpc_health.v1 import health_pb2, health_pb2_grpc
+        from grpc_health.v1 import health_pb2
 
-        stub = health_pb2_grpc.HealthStub(self._channel)
+        # Through the channel: the health stub's type stubs lack its methods.
+        check = self._channel.unary_unary(
+            HEALTH_CHECK,
+            request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+            response_deserializer=health_pb2.HealthCheckResponse.FromString,
+        )
         try:
-            r = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout or self.timeout)
+            r: health_pb2.HealthCheckResponse = check(
+                health_pb2.HealthCheckRequest(service=service),
+                timeout=timeout or self._settings.timeout,
+                metadata=self._settings.metadata,
+            )
         except grpc.RpcError as e:
             if e.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
                 return False
             raise errors.from_rpc_error(e) from e
-        return r.status == health_pb2.HealthCheckResponse.SERVING
+        return bool(r.status == health_pb2.HealthCheckResponse.SERVING)
 
     def wait_until_serving(self, timeout: float = 60.0, service: str = SERVICE_NAME) -> None:
         """Blocks until :meth:`health` is true; raises :class:`Unavailable` after ``timeout``."""
@@ -268,16 +276,6 @@ class WalletBalancer:
 
     # -- internals ---------------------------------------------------------
 
-    def _chain(self, chain: str | None) -> str:
-        c = chain if chain is not None else self.chain
-        if c is None:
-            raise ValueError("no chain: pass chain=... or set WalletBalancer(chain=...)")
-        return c
-
-    def _delay(self, attempt: int) -> float:
-        # Exponential backoff with full jitter.
-        return random.uniform(0, min(self.max_backoff, self.backoff * (2 ** (attempt - 1))))
-
     def _unary(
         self,
         method: Callable[..., T],
@@ -286,33 +284,31 @@ class WalletBalancer:
         *,
         request_id: str | None = None,
     ) -> T:
+        budget = Budget(timeout)
         attempt = 0
         while True:
             attempt += 1
-            started = time.monotonic()
+            attempt_deadline = budget.deadline
             try:
                 return method(
                     request,
-                    timeout=timeout,
-                    metadata=self._metadata,
-                    wait_for_ready=self.wait_for_ready,
+                    timeout=max(budget.remaining(), 0.001),
+                    metadata=self._settings.metadata,
+                    wait_for_ready=self._settings.wait_for_ready,
                 )
             except grpc.RpcError as e:
-                code = e.code()
-                if code == grpc.StatusCode.CANCELLED and time.monotonic() - started >= timeout:
-                    # The server saw the deadline (grpc-timeout) first: tonic
-                    # answers CANCELLED "Timeout expired". It is our deadline.
-                    code = grpc.StatusCode.DEADLINE_EXCEEDED
-                if code in RETRYABLE and attempt <= self.retries:
-                    delay = self._delay(attempt)
-                    log.info(
-                        "%s: %s (attempt %d), retrying in %.2fs%s",
-                        type(request).__name__,
-                        code.name,
-                        attempt,
-                        delay,
-                        f" with request_id {request_id}" if request_id else "",
-                    )
-                    time.sleep(delay)
-                    continue
+                code = effective_code(e.code(), attempt_deadline)
+                if code in RETRYABLE and attempt <= self._settings.retries:
+                    delay = backoff_delay(attempt, self._settings.backoff, self._settings.max_backoff)
+                    if budget.fits(delay):
+                        log.info(
+                            "%s: %s (attempt %d), retrying in %.2fs%s",
+                            type(request).__name__,
+                            code.name,
+                            attempt,
+                            delay,
+                            f" with request_id {request_id}" if request_id else "",
+                        )
+                        time.sleep(delay)
+                        continue
                 raise errors.from_rpc_error(e, request_id=request_id, attempts=attempt, code=code) from e

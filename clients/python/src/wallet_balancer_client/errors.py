@@ -62,7 +62,7 @@ ERROR_INFO_TYPE = "type.googleapis.com/google.rpc.ErrorInfo"
 BAD_REQUEST_TYPE = "type.googleapis.com/google.rpc.BadRequest"
 
 
-class FieldViolation(tuple):
+class FieldViolation(tuple[str, str]):
     """``(field, description)`` of a ``google.rpc.BadRequest``."""
 
     __slots__ = ()
@@ -263,7 +263,8 @@ def _details(call: Any) -> tuple[str | None, str | None, dict[str, str], tuple[F
     the call's ``grpc-status-details-bin`` trailer; empty when absent or
     undecodable (a proxy may strip or mangle it: the code still stands)."""
     try:
-        from google.rpc import error_details_pb2
+        # googleapis-common-protos ships no type stubs.
+        from google.rpc import error_details_pb2  # type: ignore[import-untyped]
         from grpc_status import rpc_status
 
         status = rpc_status.from_call(call)
