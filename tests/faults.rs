@@ -212,12 +212,26 @@ async fn a_nonce_taken_by_the_executors_own_trade_is_planned_anew() {
 /// it mines again, and corrects the answer it keeps for the request id.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_confirmed_conversion_reorged_out_is_sent_again_and_its_answer_corrected() {
+    reorged_after_confirmation(false).await;
+}
+
+/// The same, with a restart between the answer and the reorg: the watch
+/// window is rebuilt from the journal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reorg_after_a_restart_is_noticed_too() {
+    reorged_after_confirmation(true).await;
+}
+
+async fn reorged_after_confirmation(restart: bool) {
     let mut h = Harness::start_with(|c| {
         c.chains.get_mut(support::CHAIN).unwrap().reorg_watch_blocks = 16;
     })
     .await;
     let r = h.ensure(milli_eth(60), "reorged", false).await.unwrap();
     assert_eq!(r.outcome, EnsureOutcome::Converted as i32);
+    if restart {
+        h.restart().await;
+    }
     let c = r.conversions.last().unwrap().clone();
     let swap: alloy::primitives::B256 = c.tx_hash.parse().unwrap();
     let first = h

@@ -134,6 +134,7 @@ pub fn spawn(
     let (ready_tx, ready) = watch::channel(false);
     let (stop, stop_rx) = watch::channel(false);
     let spend = SpendWindow::from_journal(&journal, client.name());
+    let recent = recent_from_journal(&journal, client.config());
     let owner = Owner {
         exec: Executor::new(client.clone(), key, journal.clone(), config.swap_deadline),
         client,
@@ -142,7 +143,7 @@ pub fn spawn(
         spend,
         open: 0,
         watched: Default::default(),
-        recent: Default::default(),
+        recent,
         reorged: Default::default(),
     };
     let task = tokio::spawn(owner.run(rx, ready_tx, stop_rx));
@@ -685,4 +686,39 @@ fn leaf(e: &BalancerError) -> Option<&ExecError> {
         e = source.as_ref();
     }
     Some(e)
+}
+
+/// The conversions of `chain` confirmed recently enough to still be watched
+/// for a reorg, from the journal's events: a restart inside the window does
+/// not forget them.
+fn recent_from_journal(
+    journal: &Journal,
+    chain: &crate::config::ChainConfig,
+) -> std::collections::VecDeque<(String, u64)> {
+    let mut recent = std::collections::VecDeque::new();
+    if chain.reorg_watch_blocks == 0 {
+        return recent;
+    }
+    // Twice the window's duration at the chain's block time, at least a
+    // minute: the block numbers decide what is still inside it.
+    let window = chain
+        .block_time
+        .saturating_mul(u32::try_from(chain.reorg_watch_blocks).unwrap_or(u32::MAX))
+        .saturating_mul(2)
+        .max(Duration::from_secs(60));
+    let since = crate::journal::now_ms().saturating_sub(window.as_millis() as u64);
+    match journal.events_since(since) {
+        Ok(events) => {
+            for e in events {
+                if e.chain == chain.name && e.state == ConversionState::Confirmed {
+                    recent.retain(|(id, _): &(String, u64)| *id != e.conversion_id);
+                    recent.push_back((e.conversion_id, e.conversion.block_number));
+                }
+            }
+        }
+        Err(e) => {
+            tracing::warn!(chain = %chain.name, error = %e, "cannot read recent conversions from the journal; not watched for reorgs")
+        }
+    }
+    recent
 }
