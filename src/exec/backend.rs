@@ -30,6 +30,10 @@ pub trait Backend {
     async fn estimate_gas(&self, from: Address, call: &Call) -> Result<u64, ExecError>;
     /// The node's suggested priority fee.
     async fn priority_fee(&self) -> Result<u128, ExecError>;
+    /// The base fee of the latest block, from its header (never from
+    /// `block.basefee` inside an `eth_call`: geth-family nodes run calls
+    /// with a base fee of 0).
+    async fn base_fee(&self) -> Result<u128, ExecError>;
     /// Broadcasts signed bytes and classifies the answer.
     async fn send_raw(&self, raw: &Bytes) -> SendResult;
     async fn receipt(&self, hash: B256) -> Result<Option<RawReceipt>, ExecError>;
@@ -106,6 +110,19 @@ impl Backend for Rpc {
             .get_max_priority_fee_per_gas()
             .await
             .map_err(|e| ExecError::Chain(self.chain.rpc_err(e)))
+    }
+
+    async fn base_fee(&self) -> Result<u128, ExecError> {
+        let block = self
+            .chain
+            .provider()
+            .get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
+            .await
+            .map_err(|e| ExecError::Chain(self.chain.rpc_err(e)))?;
+        Ok(block
+            .and_then(|b| b.header.base_fee_per_gas)
+            .map(u128::from)
+            .unwrap_or(0))
     }
 
     async fn send_raw(&self, raw: &Bytes) -> SendResult {

@@ -53,6 +53,8 @@ pub struct State {
     pub revert: bool,
     /// Reads that fail next (a 429 burst).
     pub failing_reads: u32,
+    /// The latest block header's base fee.
+    pub base_fee: u128,
 }
 
 impl State {
@@ -158,6 +160,10 @@ impl Backend for Mock {
 
     async fn priority_fee(&self) -> Result<u128, ExecError> {
         Ok(1_000_000_000)
+    }
+
+    async fn base_fee(&self) -> Result<u128, ExecError> {
+        Ok(self.with(|s| s.base_fee))
     }
 
     async fn send_raw(&self, raw: &Bytes) -> SendResult {
@@ -549,5 +555,34 @@ max_priority_fee_per_gas_wei = "2000000000"
         assert_eq!(sent[0], sent[1]);
         let hashes = signed_hashes(&rec);
         assert_eq!(hashes[0], sent[0].0);
+    }
+
+    #[tokio::test]
+    async fn fees_come_from_the_block_header_not_the_snapshot() {
+        let w = world(|_| {});
+        let mock = Mock::new(&[], |s, i| {
+            if i == 0 {
+                s.mine();
+            }
+        });
+        // The snapshot (an eth_call on a geth-family node) says 0; the
+        // header says 30 gwei.
+        mock.with(|s| s.base_fee = 30_000_000_000);
+        let sender = TxSender {
+            chain: &w.chain,
+            backend: &mock,
+            key: &w.key,
+            journal: &w.journal,
+            nonce: 0,
+            replace_after: LONG,
+            deadline: LATER,
+        };
+        let (max_fee, tip) = sender.fees(U256::ZERO).await.unwrap();
+        assert_eq!(tip, 1_000_000_000);
+        assert_eq!(max_fee, 61_000_000_000, "2 x the header's base fee + tip");
+        // Above the cap (100 gwei): refused, nothing signed.
+        mock.with(|s| s.base_fee = 150_000_000_000);
+        let e = sender.fees(U256::ZERO).await.unwrap_err();
+        assert!(matches!(e, ExecError::FeeCapExceeded { .. }), "{e:?}");
     }
 }

@@ -454,8 +454,12 @@ fn tx_to(raw: &[u8]) -> Option<Address> {
 }
 
 /// Tokens the wallet sold (its ERC-20 Transfers out, or the WETH it
-/// unwrapped) and the ETH that came out (WETH `Withdrawal` by the wallet
-/// itself or by the venue's router), from the receipt's logs.
+/// unwrapped) and the ETH that came out, from the receipt's logs. A WETH
+/// unwrap is seen as WETH9's `Withdrawal(src, wad)` or, for WETH contracts
+/// without that event (Arbitrum's aeWETH burns: `Transfer(src, 0x0, wad)`),
+/// as the burn; by the wallet itself or by the venue's router. Where a
+/// contract emits both for one unwrap, they are the same amount: the larger
+/// of the two sums is taken, never their total.
 fn receipt_figures(
     receipt: &RawReceipt,
     token: Address,
@@ -463,27 +467,149 @@ fn receipt_figures(
     wallet: Address,
     router: Option<Address>,
 ) -> (U256, U256) {
-    let mut amount_in = U256::ZERO;
-    let mut eth_out = U256::ZERO;
+    let mut sold = U256::ZERO;
+    // (by Withdrawal events, by burns): ETH out, and WETH the wallet unwrapped.
+    let mut eth_out = (U256::ZERO, U256::ZERO);
+    let mut unwrapped = (U256::ZERO, U256::ZERO);
+    let ours = |src: Address| src == wallet || Some(src) == router;
     for log in &receipt.logs {
-        if log.address == weth
-            && let Ok(w) = IWETH9::Withdrawal::decode_raw_log(log.topics.iter().copied(), &log.data)
-        {
-            if w.src == wallet || Some(w.src) == router {
-                eth_out = eth_out.saturating_add(w.wad);
-            }
-            if token == weth && w.src == wallet {
-                amount_in = amount_in.saturating_add(w.wad);
+        let topics = || log.topics.iter().copied();
+        if log.address == weth {
+            if let Ok(w) = IWETH9::Withdrawal::decode_raw_log(topics(), &log.data) {
+                if ours(w.src) {
+                    eth_out.0 = eth_out.0.saturating_add(w.wad);
+                }
+                if w.src == wallet {
+                    unwrapped.0 = unwrapped.0.saturating_add(w.wad);
+                }
+            } else if let Ok(t) = IERC20::Transfer::decode_raw_log(topics(), &log.data)
+                && t.to == Address::ZERO
+            {
+                if ours(t.from) {
+                    eth_out.1 = eth_out.1.saturating_add(t.value);
+                }
+                if t.from == wallet {
+                    unwrapped.1 = unwrapped.1.saturating_add(t.value);
+                }
             }
             continue;
         }
         if log.address == token
-            && token != weth
-            && let Ok(t) = IERC20::Transfer::decode_raw_log(log.topics.iter().copied(), &log.data)
+            && let Ok(t) = IERC20::Transfer::decode_raw_log(topics(), &log.data)
             && t.from == wallet
         {
-            amount_in = amount_in.saturating_add(t.value);
+            sold = sold.saturating_add(t.value);
         }
     }
-    (amount_in, eth_out)
+    let amount_in = if token == weth {
+        unwrapped.0.max(unwrapped.1)
+    } else {
+        sold
+    };
+    (amount_in, eth_out.0.max(eth_out.1))
+}
+
+#[cfg(test)]
+mod tests {
+    use alloy::{
+        primitives::{Address, B256, Bytes, U256, address},
+        sol_types::SolEvent,
+    };
+
+    use super::{IERC20, IWETH9, receipt_figures, tx::RawLog, tx::RawReceipt};
+
+    const WALLET: Address = address!("0x00000000000000000000000000000000000000a1");
+    const ROUTER: Address = address!("0x00000000000000000000000000000000000000b2");
+    const WETH: Address = address!("0x00000000000000000000000000000000000000c3");
+    const USDC: Address = address!("0x00000000000000000000000000000000000000d4");
+    const POOL: Address = address!("0x00000000000000000000000000000000000000e5");
+
+    fn log<E: SolEvent>(address: Address, e: &E) -> RawLog {
+        let data = e.encode_log_data();
+        RawLog {
+            address,
+            topics: data.topics().to_vec(),
+            data: Bytes::from(data.data.to_vec()),
+        }
+    }
+
+    fn receipt(logs: Vec<RawLog>) -> RawReceipt {
+        RawReceipt {
+            transaction_hash: B256::ZERO,
+            block_number: U256::from(1),
+            block_hash: None,
+            status: Some(U256::from(1)),
+            gas_used: U256::ZERO,
+            effective_gas_price: U256::ZERO,
+            l1_fee: None,
+            logs,
+        }
+    }
+
+    fn transfer(from: Address, to: Address, value: u64) -> IERC20::Transfer {
+        IERC20::Transfer {
+            from,
+            to,
+            value: U256::from(value),
+        }
+    }
+
+    /// A swap through the router, then its unwrap: USDC out of the wallet,
+    /// WETH from the pool to the router, the router unwraps.
+    fn swap(unwrap: RawLog) -> RawReceipt {
+        receipt(vec![
+            log(USDC, &transfer(WALLET, POOL, 230)),
+            log(WETH, &transfer(POOL, ROUTER, 77)),
+            unwrap,
+        ])
+    }
+
+    #[test]
+    fn eth_received_from_a_weth9_withdrawal() {
+        let r = swap(log(
+            WETH,
+            &IWETH9::Withdrawal {
+                src: ROUTER,
+                wad: U256::from(77),
+            },
+        ));
+        assert_eq!(
+            receipt_figures(&r, USDC, WETH, WALLET, Some(ROUTER)),
+            (U256::from(230), U256::from(77))
+        );
+    }
+
+    /// Arbitrum's aeWETH emits no Withdrawal: its burn is the unwrap.
+    #[test]
+    fn eth_received_from_an_aeweth_burn() {
+        let r = swap(log(WETH, &transfer(ROUTER, Address::ZERO, 77)));
+        assert_eq!(
+            receipt_figures(&r, USDC, WETH, WALLET, Some(ROUTER)),
+            (U256::from(230), U256::from(77))
+        );
+        // The wallet's own unwrap of aeWETH.
+        let r = receipt(vec![log(WETH, &transfer(WALLET, Address::ZERO, 50))]);
+        assert_eq!(
+            receipt_figures(&r, WETH, WETH, WALLET, None),
+            (U256::from(50), U256::from(50))
+        );
+    }
+
+    #[test]
+    fn a_contract_emitting_both_is_not_counted_twice() {
+        let r = receipt(vec![
+            log(WETH, &transfer(WALLET, Address::ZERO, 50)),
+            log(
+                WETH,
+                &IWETH9::Withdrawal {
+                    src: WALLET,
+                    wad: U256::from(50),
+                },
+            ),
+        ]);
+        assert_eq!(
+            receipt_figures(&r, WETH, WETH, WALLET, None),
+            (U256::from(50), U256::from(50))
+        );
+    }
 }

@@ -134,13 +134,18 @@ impl<B: Backend> TxSender<'_, B> {
     }
 
     /// EIP-1559 fees: tip = min(node's suggestion, cap); max fee =
-    /// min(2 x base fee + tip, cap). Refuses when the base fee alone is
-    /// already above the cap.
-    pub async fn fees(&self, base_fee: U256) -> Result<(u128, u128), ExecError> {
+    /// min(2 x base fee + tip, cap), the base fee read fresh from the latest
+    /// block header (the snapshot's, read in an `eth_call`, is only a floor:
+    /// geth-family nodes run calls at a base fee of 0). Refuses when the
+    /// base fee alone is already above the cap: nothing is signed.
+    pub async fn fees(&self, snapshot_base_fee: U256) -> Result<(u128, u128), ExecError> {
         let cfg = self.chain.config();
         let suggested = self.backend.priority_fee().await?;
         let tip = suggested.min(cfg.max_priority_fee_per_gas_wei);
-        let base = u128::try_from(base_fee).unwrap_or(u128::MAX);
+        let header = self.backend.base_fee().await?;
+        let base = u128::try_from(snapshot_base_fee)
+            .unwrap_or(u128::MAX)
+            .max(header);
         if base.saturating_add(tip) > cfg.max_fee_per_gas_wei {
             return Err(ExecError::FeeCapExceeded {
                 base_fee_wei: base,
