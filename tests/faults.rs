@@ -318,3 +318,24 @@ async fn reorged_after_confirmation(restart: bool) {
     }
     h.stop().await;
 }
+
+/// The base fee above the configured cap: EnsureEth answers at once with
+/// the named reason, and nothing is signed or sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_base_fee_above_the_cap_is_refused_by_name_and_sends_nothing() {
+    let mut h = Harness::start().await;
+    let cap = h.config.chain(support::CHAIN).unwrap().max_fee_per_gas_wei;
+    let _: serde_json::Value = h
+        .anvil("anvil_setNextBlockBaseFeePerGas", (U256::from(cap * 2),))
+        .await;
+    let _: serde_json::Value = h.anvil("evm_mine", ()).await;
+    let nonce = h.nonce().await;
+    let e = h.ensure(milli_eth(60), "over-the-cap", false).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Unavailable, "{}", e.message());
+    let info = tonic_types::StatusExt::get_details_error_info(&e).expect("ErrorInfo");
+    assert_eq!(info.reason, "FEE_CAP_EXCEEDED", "{}", e.message());
+    assert_eq!(info.metadata["max_fee_per_gas_wei"], cap.to_string());
+    assert_eq!(h.nonce().await, nonce, "nothing sent");
+    assert_eq!(h.proxy.count("eth_sendRawTransaction"), 0);
+    h.stop().await;
+}
