@@ -330,7 +330,10 @@ async fn a_base_fee_above_the_cap_is_refused_by_name_and_sends_nothing() {
         .await;
     let _: serde_json::Value = h.anvil("evm_mine", ()).await;
     let nonce = h.nonce().await;
-    let e = h.ensure(milli_eth(60), "over-the-cap", false).await.unwrap_err();
+    let e = h
+        .ensure(milli_eth(60), "over-the-cap", false)
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), tonic::Code::Unavailable, "{}", e.message());
     let info = tonic_types::StatusExt::get_details_error_info(&e).expect("ErrorInfo");
     assert_eq!(info.reason, "FEE_CAP_EXCEEDED", "{}", e.message());

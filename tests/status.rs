@@ -227,6 +227,63 @@ async fn stale_or_broken_feeds_are_named_errors() {
     h.stop().await;
 }
 
+/// No price is needed to say "sufficient": with the DAI feed stale (the
+/// snapshot refused), EnsureEth for what the wallet already holds answers
+/// SUFFICIENT from the balance alone; one that needs a conversion is still
+/// refused by name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enough_eth_is_sufficient_even_with_a_stale_feed() {
+    let mut h = Harness::start().await;
+    let deployer = h.signer_provider(DEPLOYER_KEY);
+    let dai_feed = IMockAggregatorV3::new(h.devnet.addresses.dai_usd_feed, &deployer);
+    let now = h
+        .chain()
+        .get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
+        .await
+        .unwrap()
+        .unwrap()
+        .header
+        .timestamp;
+    dai_feed
+        .setRoundData(
+            I256::try_from(100_000_000i64).unwrap(),
+            U256::from(now - 2 * 86_400),
+        )
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    let balance = h.eth_balance().await;
+    let r = h
+        .client
+        .ensure_eth(pb::EnsureEthRequest {
+            chain: CHAIN.into(),
+            required_wei: "1000000000000000".into(), // 0.001 ETH; 0.03 held
+            request_id: "stale-but-enough".into(),
+            dry_run: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.outcome, pb::EnsureOutcome::Sufficient as i32);
+    assert_eq!(r.eth_before_wei, balance.to_string());
+    let e = h
+        .client
+        .ensure_eth(pb::EnsureEthRequest {
+            chain: CHAIN.into(),
+            required_wei: "100000000000000000".into(), // 0.1 ETH: a conversion
+            request_id: "stale-and-short".into(),
+            dry_run: false,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition, "{}", e.message());
+    assert!(e.message().contains("DAI/USD"), "{}", e.message());
+    h.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_follows_the_chain() {
     let mut h = Harness::start().await;

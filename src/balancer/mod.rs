@@ -310,10 +310,32 @@ impl Balancer {
             })?;
         // 3. The fast path: one read at the `pending` block (the bot's own
         // unmined trades already spend ETH).
-        let snapshot = client
+        let snapshot = match client
             .snapshot(BlockId::pending())
             .instrument(tracing::info_span!("snapshot", block = "pending"))
-            .await?;
+            .await
+        {
+            Ok(s) => s,
+            // No price is needed to say "sufficient": a stale feed or a
+            // sequencer in its grace period only stops conversions.
+            Err(e) if e.is_price_problem() => {
+                let (balance, block) = client.eth_balance_unpriced().await?;
+                if balance < need {
+                    return Err(e.into());
+                }
+                tracing::warn!(chain = %req.chain, error = %e, "prices unusable; the wallet's ETH suffices without them");
+                let report = sufficient_at(
+                    &req,
+                    need,
+                    self.config.policy.gas_reserve_wei,
+                    balance,
+                    block,
+                );
+                self.remember(&req, params, RequestState::Done(report.clone()), false);
+                return Ok(report);
+            }
+            Err(e) => return Err(e.into()),
+        };
         crate::telemetry::metrics::eth_balance(&req.chain, snapshot.eth_balance);
         if snapshot.eth_balance >= need {
             let report =
@@ -533,18 +555,35 @@ fn sufficient_report(
     gas_reserve: U256,
     snapshot: &Snapshot,
 ) -> EnsureReport {
+    sufficient_at(
+        req,
+        need,
+        gas_reserve,
+        snapshot.eth_balance,
+        snapshot.mined_block(),
+    )
+}
+
+/// The answer when the wallet's `balance` (at `block`) covers the need.
+fn sufficient_at(
+    req: &EnsureRequest,
+    need: U256,
+    gas_reserve: U256,
+    balance: U256,
+    block: u64,
+) -> EnsureReport {
     EnsureReport {
         chain: req.chain.clone(),
         request_id: req.request_id.clone(),
         outcome: EnsureOutcome::Sufficient,
-        eth_before: snapshot.eth_balance,
-        eth_after: snapshot.eth_balance,
+        eth_before: balance,
+        eth_after: balance,
         required: req.required_wei,
         gas_reserve,
         need,
         shortage: U256::ZERO,
         target: U256::ZERO,
         conversions: Vec::new(),
-        block_number: snapshot.mined_block(),
+        block_number: block,
     }
 }

@@ -85,6 +85,18 @@ pub enum ChainError {
 }
 
 impl ChainError {
+    /// A price that cannot be trusted (a stale or non-positive feed, the L2
+    /// sequencer down or in its grace period): a conversion cannot be
+    /// priced, but nothing else is wrong with the chain.
+    pub fn is_price_problem(&self) -> bool {
+        matches!(
+            self,
+            ChainError::StaleFeed { .. }
+                | ChainError::BadPrice { .. }
+                | ChainError::SequencerDown { .. }
+        )
+    }
+
     /// Converts an alloy RPC error: transport failures are "unavailable",
     /// JSON-RPC error responses are "rpc".
     pub fn from_rpc(chain: &str, e: RpcError<TransportErrorKind>) -> ChainError {
@@ -163,6 +175,20 @@ impl ChainClient {
 
     pub fn wallet(&self) -> Address {
         self.inner.wallet
+    }
+
+    /// The wallet's ETH at the `pending` block and the latest block number,
+    /// without prices (two plain reads): for "is there enough ETH" when a
+    /// feed makes the snapshot unusable.
+    pub async fn eth_balance_unpriced(&self) -> Result<(alloy::primitives::U256, u64), ChainError> {
+        let p = self.provider();
+        let balance = p
+            .get_balance(self.wallet())
+            .pending()
+            .await
+            .map_err(|e| self.rpc_err(e))?;
+        let block = p.get_block_number().await.map_err(|e| self.rpc_err(e))?;
+        Ok((balance, block))
     }
 
     /// The pooled provider (read-only: no wallet filler).
