@@ -115,6 +115,9 @@ pub struct TokenRow {
     pub decimals: u8,
     pub balance: U256,
     pub price: Price,
+    /// Set when the token's price cannot be used: its USD figures are 0
+    /// and it is not convertible.
+    pub price_error: Option<String>,
     pub value_usd: Usd,
     pub min_reserve_usd: Usd,
     pub min_reserve: U256,
@@ -127,7 +130,11 @@ pub struct TokenRow {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TokenReading {
     pub balance: U256,
+    /// The feed's price; meaningless when `price_error` is set.
     pub price: Price,
+    /// Why the price cannot be used (a stale or non-positive feed): the
+    /// token is left out of conversions, its balance still reported.
+    pub price_error: Option<String>,
     /// Allowance granted by the wallet to each configured venue's router,
     /// in venue order. Empty for WETH (unwrapping needs none).
     pub allowances: Vec<U256>,

@@ -165,7 +165,7 @@ async fn bad_status_requests_are_named_and_unknown_chains_not_found() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stale_or_broken_feeds_are_named_errors() {
+async fn a_stale_or_broken_token_feed_marks_that_token_unusable() {
     let mut h = Harness::start().await;
     let deployer = h.signer_provider(DEPLOYER_KEY);
     let dai_feed = IMockAggregatorV3::new(h.devnet.addresses.dai_usd_feed, &deployer);
@@ -189,19 +189,27 @@ async fn stale_or_broken_feeds_are_named_errors() {
         .get_receipt()
         .await
         .unwrap();
-    let e = h
-        .client
-        .get_status(pb::GetStatusRequest {
-            chain: CHAIN.into(),
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(e.code(), Code::FailedPrecondition);
+    // GetStatus still answers: DAI's price is marked unusable, its USD
+    // figures 0 and nothing of it convertible; the other tokens as usual.
+    let st = h.status().await;
+    let dai = st.tokens.iter().find(|t| t.symbol == "DAI").unwrap();
     assert!(
-        e.message().contains("DAI/USD") && e.message().contains("stale"),
-        "{}",
-        e.message()
+        dai.price_error.contains("DAI/USD") && dai.price_error.contains("stale"),
+        "{dai:?}"
     );
+    assert_eq!(dai.value_usd, "0.00000000");
+    assert_eq!(dai.convertible, "0");
+    assert!(
+        parse(&dai.balance) > U256::ZERO,
+        "the balance is still reported"
+    );
+    for t in st.tokens.iter().filter(|t| t.symbol != "DAI") {
+        assert!(t.price_error.is_empty(), "{t:?}");
+        assert!(
+            parse(&t.convertible) > U256::ZERO || t.symbol == "USDT",
+            "{t:?}"
+        );
+    }
 
     dai_feed
         .setRoundData(I256::ZERO, U256::from(now))
@@ -211,26 +219,32 @@ async fn stale_or_broken_feeds_are_named_errors() {
         .get_receipt()
         .await
         .unwrap();
-    let e = h
-        .client
-        .get_status(pb::GetStatusRequest {
-            chain: CHAIN.into(),
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(e.code(), Code::FailedPrecondition);
-    assert!(
-        e.message().contains("DAI/USD") && e.message().contains("non-positive"),
-        "{}",
-        e.message()
-    );
+    // (GetStatus follows blocks: the new answer shows once the sidecar has
+    // seen the block that set it.)
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let st = h.status().await;
+        let dai = st
+            .tokens
+            .iter()
+            .find(|t| t.symbol == "DAI")
+            .unwrap()
+            .clone();
+        if dai.price_error.contains("non-positive") {
+            assert!(dai.price_error.contains("DAI/USD"), "{dai:?}");
+            assert_eq!(dai.convertible, "0");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{dai:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     h.stop().await;
 }
 
-/// No price is needed to say "sufficient": with the DAI feed stale (the
-/// snapshot refused), EnsureEth for what the wallet already holds answers
-/// SUFFICIENT from the balance alone; one that needs a conversion is still
-/// refused by name.
+/// No price is needed to say "sufficient", and a stale token feed only
+/// leaves that token out: with the DAI feed stale, EnsureEth for what the
+/// wallet holds answers SUFFICIENT, and one that needs a conversion plans
+/// around DAI.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enough_eth_is_sufficient_even_with_a_stale_feed() {
     let mut h = Harness::start().await;
@@ -269,7 +283,10 @@ async fn enough_eth_is_sufficient_even_with_a_stale_feed() {
         .into_inner();
     assert_eq!(r.outcome, pb::EnsureOutcome::Sufficient as i32);
     assert_eq!(r.eth_before_wei, balance.to_string());
-    let e = h
+    // A conversion plans around DAI (the write-up's first choice): the other
+    // tokens pay, DAI is untouched.
+    let dai_before = h.token_balance(h.devnet.addresses.dai).await;
+    let r = h
         .client
         .ensure_eth(pb::EnsureEthRequest {
             chain: CHAIN.into(),
@@ -278,9 +295,56 @@ async fn enough_eth_is_sufficient_even_with_a_stale_feed() {
             dry_run: false,
         })
         .await
+        .unwrap_or_else(|e| panic!("{e:?}"))
+        .into_inner();
+    assert_eq!(r.outcome, pb::EnsureOutcome::Converted as i32);
+    assert!(
+        r.conversions.iter().all(|c| c.token_symbol != "DAI"),
+        "{r:?}"
+    );
+    assert_eq!(h.token_balance(h.devnet.addresses.dai).await, dai_before);
+
+    // Now the ETH/USD feed stale too: no conversion can be priced, yet what
+    // the wallet holds is still SUFFICIENT (from the balance alone); one
+    // that needs a conversion is refused, naming the feed.
+    let eth_feed = IMockAggregatorV3::new(h.devnet.addresses.eth_usd_feed, &deployer);
+    eth_feed
+        .setRoundData(
+            I256::try_from(300_000_000_000i64).unwrap(),
+            U256::from(now - 2 * 86_400),
+        )
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    let balance = h.eth_balance().await;
+    let r = h
+        .client
+        .ensure_eth(pb::EnsureEthRequest {
+            chain: CHAIN.into(),
+            required_wei: "1000000000000000".into(),
+            request_id: "eth-feed-stale-but-enough".into(),
+            dry_run: false,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"))
+        .into_inner();
+    assert_eq!(r.outcome, pb::EnsureOutcome::Sufficient as i32);
+    assert_eq!(r.eth_before_wei, balance.to_string());
+    let e = h
+        .client
+        .ensure_eth(pb::EnsureEthRequest {
+            chain: CHAIN.into(),
+            required_wei: balance.to_string(),
+            request_id: "eth-feed-stale-and-short".into(),
+            dry_run: false,
+        })
+        .await
         .unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition, "{}", e.message());
-    assert!(e.message().contains("DAI/USD"), "{}", e.message());
+    assert!(e.message().contains("ETH/USD"), "{}", e.message());
     h.stop().await;
 }
 

@@ -52,6 +52,7 @@ pub fn wallet_status(r: &StatusReport) -> pb::WalletStatus {
                 convertible: s(t.convertible),
                 convertible_usd: t.convertible_usd.to_string(),
                 priority: t.priority,
+                price_error: t.price_error.clone().unwrap_or_default(),
             })
             .collect(),
         total_value_usd: r.total_value_usd.to_string(),

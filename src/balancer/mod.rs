@@ -185,6 +185,7 @@ impl Balancer {
                 decimals: t.decimals,
                 balance: r.balance,
                 price: r.price,
+                price_error: r.price_error.clone(),
                 value_usd: s.value_usd,
                 min_reserve_usd: t.min_reserve_usd,
                 min_reserve: s.reserve_units,

@@ -15,22 +15,49 @@ use crate::{
     plan::{self, Outcome, Plan, PlanInput, Route, Strategy, TokenInput},
 };
 
-/// The planner's view of the configured tokens at a snapshot.
+/// The planner's view of the configured tokens at a snapshot. A token
+/// whose price cannot be used is left out: nothing of it is convertible
+/// (its balance counts as 0, at a placeholder price the planner accepts).
 pub fn token_inputs(client: &ChainClient, snapshot: &Snapshot) -> Vec<TokenInput> {
     client
         .config()
         .tokens
         .iter()
         .zip(&snapshot.tokens)
-        .map(|(t, r)| TokenInput {
-            symbol: t.symbol.clone(),
-            decimals: t.decimals,
-            balance: r.balance,
-            reserved: U256::ZERO,
-            price: r.price,
-            min_reserve_usd: t.min_reserve_usd,
-            priority: t.priority,
-            is_weth: t.is_weth,
+        .map(|(t, r)| {
+            let usable = r.price_error.is_none();
+            TokenInput {
+                symbol: t.symbol.clone(),
+                decimals: t.decimals,
+                balance: if usable { r.balance } else { U256::ZERO },
+                reserved: U256::ZERO,
+                price: if usable {
+                    r.price
+                } else {
+                    Price {
+                        answer: U256::from(1u8),
+                        decimals: 0,
+                    }
+                },
+                min_reserve_usd: t.min_reserve_usd,
+                priority: t.priority,
+                is_weth: t.is_weth,
+            }
+        })
+        .collect()
+}
+
+/// Symbols of the tokens left out for an unusable price, and why.
+pub fn unpriced(client: &ChainClient, snapshot: &Snapshot) -> Vec<String> {
+    client
+        .config()
+        .tokens
+        .iter()
+        .zip(&snapshot.tokens)
+        .filter_map(|(t, r)| {
+            r.price_error
+                .as_ref()
+                .map(|e| format!("{} ({e})", t.symbol))
         })
         .collect()
 }
@@ -49,6 +76,7 @@ pub fn token_inputs(client: &ChainClient, snapshot: &Snapshot) -> Vec<TokenInput
         legs = Empty,
         target_wei = Empty,
         value_usd = Empty,
+        unpriced = Empty,
     )
 )]
 pub async fn plan_conversion(
@@ -58,6 +86,12 @@ pub async fn plan_conversion(
     required_wei: U256,
     hour_budget_remaining: Usd,
 ) -> Result<Option<Plan>, BalancerError> {
+    let left_out = unpriced(client, snapshot);
+    if !left_out.is_empty() {
+        let list = left_out.join("; ");
+        tracing::warn!(chain = %client.name(), left_out = %list, "planning without tokens whose price is unusable");
+        tracing::Span::current().record("unpriced", tracing::field::display(&list));
+    }
     let policy = &config.policy;
     let input = PlanInput {
         required_wei,

@@ -282,14 +282,28 @@ pub async fn read(client: &ChainClient, block: BlockId) -> Result<Snapshot, Chai
     for ((t, (bal, feed, allow)), feed_decimals) in
         cfg.tokens.iter().zip(idx).zip(&meta.token_feed_decimals)
     {
-        let price = feed_price(
+        // A token's broken feed only leaves that token out of conversions:
+        // balances, and the other tokens, stay usable.
+        let (price, price_error) = match feed_price(
             client,
             &format!("{}/USD", t.symbol),
             t.usd_feed,
             r.decode::<AggregatorV3Interface::latestRoundDataCall>(feed)?,
             *feed_decimals,
             block_timestamp,
-        )?;
+        ) {
+            Ok(p) => (p, None),
+            Err(e) => {
+                tracing::warn!(chain = client.name(), token = %t.symbol, error = %e, "token price unusable; the token is left out of conversions");
+                (
+                    Price {
+                        answer: U256::ZERO,
+                        decimals: *feed_decimals,
+                    },
+                    Some(e.to_string()),
+                )
+            }
+        };
         let allowances = allow
             .into_iter()
             .map(|i| r.decode::<IERC20::allowanceCall>(i))
@@ -297,6 +311,7 @@ pub async fn read(client: &ChainClient, block: BlockId) -> Result<Snapshot, Chai
         tokens.push(TokenReading {
             balance: r.decode::<IERC20::balanceOfCall>(bal)?,
             price,
+            price_error,
             allowances,
         });
     }
