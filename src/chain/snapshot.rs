@@ -181,6 +181,16 @@ fn feed_price(
     })
 }
 
+/// Chainlink's L2 sequencer uptime feed: answer 0 = up, 1 = down; prices
+/// are untrusted during the grace period after the sequencer came back. A
+/// round that never started (`startedAt == 0`: the feed not initialised on
+/// this chain) is not "up".
+fn sequencer_up(answer: I256, started_at: u64, block_timestamp: u64, grace_secs: u64) -> bool {
+    answer == I256::ZERO
+        && started_at != 0
+        && block_timestamp.saturating_sub(started_at) >= grace_secs
+}
+
 /// Reads the snapshot at `block` in one `eth_call`.
 pub async fn read(client: &ChainClient, block: BlockId) -> Result<Snapshot, ChainError> {
     let cfg = client.config();
@@ -259,9 +269,7 @@ pub async fn read(client: &ChainClient, block: BlockId) -> Result<Snapshot, Chai
         let round = r.decode::<AggregatorV3Interface::latestRoundDataCall>(i)?;
         let started: u64 = round.startedAt.try_into().unwrap_or(u64::MAX);
         let grace = cfg.sequencer_grace.as_secs();
-        // Chainlink: answer 0 = up, 1 = down; prices are untrusted during the
-        // grace period after the sequencer comes back.
-        if round.answer != I256::ZERO || block_timestamp.saturating_sub(started) < grace {
+        if !sequencer_up(round.answer, started, block_timestamp, grace) {
             tracing::warn!(chain = client.name(), sequencer_feed = %addr, "sequencer down or in grace period");
             return Err(ChainError::SequencerDown {
                 chain: client.name().into(),
@@ -331,3 +339,18 @@ pub async fn read(client: &ChainClient, block: BlockId) -> Result<Snapshot, Chai
 
 // `ChainClient::snapshot` (single-flight) and `status_snapshot` (GetStatus's
 // block-following cache) are in `cache.rs`.
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sequencer_is_up_only_after_its_grace_period_and_never_unstarted() {
+        let up = I256::ZERO;
+        let down = I256::ONE;
+        assert!(sequencer_up(up, 1_000, 5_000, 3_600));
+        assert!(!sequencer_up(up, 1_000, 4_000, 3_600), "in the grace period");
+        assert!(!sequencer_up(down, 1_000, 9_000, 3_600), "down");
+        assert!(!sequencer_up(up, 0, 9_000, 3_600), "a round that never started");
+    }
+}
