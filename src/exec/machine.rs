@@ -60,16 +60,19 @@ pub struct Seen {
     pub success: bool,
 }
 
-/// One look at the chain, read in this order: the wallet's nonce at
-/// `latest`, then the receipts of all our attempts (newest first), then
-/// the head. A read that failed is no poll at all (the engine retries).
+/// One look at the chain: the receipts of all our attempts (newest first);
+/// with one, the head; without, the wallet's nonce at `latest` and, when
+/// that says our nonce is used (or every few polls), whether the node
+/// knows any of our attempts. A read that failed is no poll at all (the
+/// engine retries).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Poll {
     pub head: u64,
     /// A receipt of one of our attempts at this nonce, if any.
     pub receipt: Option<Seen>,
-    /// Transactions of the wallet mined at `latest` (the next nonce).
-    pub mined_nonce: u64,
+    /// Transactions of the wallet mined at `latest` (the next nonce); read
+    /// only when no receipt of ours was found.
+    pub mined_nonce: Option<u64>,
     /// Whether the node knows any of our attempts at this nonce, pending
     /// or mined (`None`: not asked). Asked whenever our nonce is used and
     /// no receipt of ours was found, and every few polls otherwise.
@@ -233,7 +236,7 @@ pub fn next(state: &TxState, event: Event, ctx: Context) -> Transition {
                         foreign_polls: 0,
                     };
                 }
-                if p.mined_nonce > ctx.nonce {
+                if p.mined_nonce.is_some_and(|n| n > ctx.nonce) {
                     if p.known != Some(false) {
                         // Ours is known (a node whose receipts lag), or we
                         // did not ask: no evidence of another sender.
@@ -312,7 +315,7 @@ mod tests {
         Poll {
             head: 100,
             receipt: None,
-            mined_nonce: 7,
+            mined_nonce: Some(7),
             known: None,
             stuck: false,
         }
@@ -428,7 +431,7 @@ mod tests {
         let p = Poll {
             head: 105,
             receipt: Some(seen(100, true)),
-            mined_nonce: 8,
+            mined_nonce: Some(8),
             ..poll()
         };
         let t = next(&TxState::Signed, Event::Poll(p), ctx());
@@ -467,7 +470,7 @@ mod tests {
     #[test]
     fn the_nonce_is_taken_only_after_several_polls_without_our_receipt() {
         let p = Poll {
-            mined_nonce: 8,
+            mined_nonce: Some(8),
             known: Some(false),
             ..poll()
         };

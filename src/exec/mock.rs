@@ -113,12 +113,15 @@ impl State {
 type Script = Box<dyn FnMut(&mut State, u32) + Send>;
 
 /// The scripted chain. `on_poll` runs at each poll (the engine's first
-/// read of it), with the poll's index from 0.
+/// read of it: a receipt lookup after any other call), with the poll's
+/// index from 0.
 pub struct Mock {
     pub state: Mutex<State>,
     pub sends: Mutex<VecDeque<OnSend>>,
     on_poll: Mutex<Script>,
     polls: Mutex<u32>,
+    /// The next receipt lookup starts a poll.
+    armed: Mutex<bool>,
 }
 
 impl Mock {
@@ -128,11 +131,31 @@ impl Mock {
             sends: Mutex::new(sends.iter().copied().collect()),
             on_poll: Mutex::new(Box::new(on_poll)),
             polls: Mutex::new(0),
+            armed: Mutex::new(true),
         }
     }
 
     pub fn with<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
         f(&mut self.state.lock().unwrap())
+    }
+
+    /// Any call but a receipt lookup: the next lookup starts a poll.
+    fn arm(&self) {
+        *self.armed.lock().unwrap() = true;
+    }
+
+    /// The chain moves first, once per poll.
+    fn maybe_start_poll(&self) {
+        let start = std::mem::replace(&mut *self.armed.lock().unwrap(), false);
+        if start {
+            let i = {
+                let mut p = self.polls.lock().unwrap();
+                *p += 1;
+                *p - 1
+            };
+            let mut s = self.state.lock().unwrap();
+            (self.on_poll.lock().unwrap())(&mut s, i);
+        }
     }
 
     fn read(&self) -> Result<(), ExecError> {
@@ -167,6 +190,7 @@ impl Backend for Mock {
     }
 
     async fn send_raw(&self, raw: &Bytes) -> SendResult {
+        self.arm();
         let (hash, nonce, fee) = decode(raw);
         let action = self
             .sends
@@ -191,26 +215,19 @@ impl Backend for Mock {
     }
 
     async fn receipt(&self, hash: B256) -> Result<Option<RawReceipt>, ExecError> {
+        self.maybe_start_poll();
         self.read()?;
         Ok(self.with(|s| s.mined.get(&hash).cloned()))
     }
 
     async fn is_known(&self, hash: B256) -> Result<bool, ExecError> {
+        self.arm();
         self.read()?;
         Ok(self.with(|s| s.pool.contains_key(&hash) || s.mined.contains_key(&hash)))
     }
 
     async fn nonce(&self, _wallet: Address, pending: bool) -> Result<u64, ExecError> {
-        if !pending {
-            // The first read of a poll: the chain moves first.
-            let i = {
-                let mut p = self.polls.lock().unwrap();
-                *p += 1;
-                *p - 1
-            };
-            let mut s = self.state.lock().unwrap();
-            (self.on_poll.lock().unwrap())(&mut s, i);
-        }
+        self.arm();
         self.read()?;
         Ok(self.with(|s| {
             if pending {
@@ -226,6 +243,7 @@ impl Backend for Mock {
     }
 
     async fn head(&self) -> Result<u64, ExecError> {
+        self.arm();
         self.read()?;
         Ok(self.with(|s| s.head))
     }

@@ -356,7 +356,6 @@ impl<B: Backend> TxSender<'_, B> {
         check_known: bool,
     ) -> Option<(Poll, Option<RawReceipt>)> {
         let read = async {
-            let mined_nonce = self.backend.nonce(self.key.address(), false).await?;
             let mut receipt = None;
             for t in rec.txs.iter().rev().filter(|t| t.nonce == nonce) {
                 if let Some(r) = self.backend.receipt(t.hash).await? {
@@ -364,19 +363,24 @@ impl<B: Backend> TxSender<'_, B> {
                     break;
                 }
             }
-            let (head, known) = match &receipt {
-                Some(_) => (self.backend.head().await?, None),
-                None if check_known || mined_nonce > nonce => {
-                    let mut known = false;
-                    for t in rec.txs.iter().rev().filter(|t| t.nonce == nonce) {
-                        if self.backend.is_known(t.hash).await? {
-                            known = true;
-                            break;
+            let (head, mined_nonce, known) = match &receipt {
+                Some(_) => (self.backend.head().await?, None, None),
+                None => {
+                    let mined = self.backend.nonce(self.key.address(), false).await?;
+                    let known = if check_known || mined > nonce {
+                        let mut known = false;
+                        for t in rec.txs.iter().rev().filter(|t| t.nonce == nonce) {
+                            if self.backend.is_known(t.hash).await? {
+                                known = true;
+                                break;
+                            }
                         }
-                    }
-                    (0, Some(known))
+                        Some(known)
+                    } else {
+                        None
+                    };
+                    (0, Some(mined), known)
                 }
-                None => (0, None),
             };
             let stuck = rec.newest_attempt(nonce).is_some_and(|t| {
                 Duration::from_millis(now_ms().saturating_sub(t.signed_ms)) >= self.replace_after
