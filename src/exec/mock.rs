@@ -603,4 +603,48 @@ max_priority_fee_per_gas_wei = "2000000000"
         let e = sender.fees(U256::ZERO).await.unwrap_err();
         assert!(matches!(e, ExecError::FeeCapExceeded { .. }), "{e:?}");
     }
+
+    #[tokio::test]
+    async fn recovery_never_bumps_a_swap_past_its_own_deadline() {
+        let w = world(|_| {});
+        let mock = Mock::new(&[OnSend::Lose], |_, _| {});
+        let mut rec = record();
+        // Signed by a process whose swap deadline has passed since.
+        let mut first = TxSender {
+            chain: &w.chain,
+            backend: &mock,
+            key: &w.key,
+            journal: &w.journal,
+            nonce: 0,
+            replace_after: Duration::ZERO,
+            deadline: 1,
+        };
+        let nonce = first
+            .send(
+                &call(),
+                TxPurpose::Swap,
+                U256::from(10_000_000_000u64),
+                &mut rec,
+            )
+            .await
+            .unwrap();
+        // Recovery, with its own (later) window: still not bumped.
+        let mut recovery = TxSender {
+            deadline: LATER,
+            ..first
+        };
+        let r = recovery.resume(nonce, &mut rec).await;
+        assert!(
+            matches!(
+                r,
+                Err(ExecError::Pending {
+                    why: GiveUp::Deadline,
+                    ..
+                })
+            ),
+            "{r:?}"
+        );
+        assert_eq!(rec.txs.len(), 1, "not bumped");
+        assert_eq!(rec.txs[0].deadline, Some(1));
+    }
 }

@@ -225,7 +225,12 @@ impl<B: Backend> TxSender<'_, B> {
             confirmations: self.chain.config().confirmations,
             attempts: rec.txs.iter().filter(|t| t.nonce == nonce).count(),
             can_bump: newest.is_some_and(|t| self.bumped_fees(t).is_some()),
-            past_deadline: now_ms() / 1000 >= self.deadline,
+            // The call's own deadline (journaled with it) or this sender's,
+            // whichever comes first: recovery never bumps a swap past it.
+            past_deadline: now_ms() / 1000
+                >= newest
+                    .and_then(|t| t.deadline)
+                    .map_or(self.deadline, |d| d.min(self.deadline)),
             foreign_polls,
         }
     }
@@ -326,6 +331,7 @@ impl<B: Backend> TxSender<'_, B> {
             gas_limit,
             signed_ms: now_ms(),
             replaced: false,
+            deadline: Some(self.deadline),
         });
         rec.tx_states.insert(nonce, TxState::Signed);
         if purpose == TxPurpose::Swap {
@@ -581,6 +587,7 @@ impl<B: Backend> TxSender<'_, B> {
             gas_limit: current.gas_limit,
             signed_ms: now_ms(),
             replaced: false,
+            deadline: current.deadline,
         });
         let event = if current.purpose == TxPurpose::Swap {
             rec.report.state = ConversionState::Replaced;

@@ -104,6 +104,11 @@ pub struct TxRecord {
     pub signed_ms: u64,
     /// Replaced by a transaction with the same nonce and higher fees.
     pub replaced: bool,
+    /// Unix seconds after which the call is worthless (the swap's deadline):
+    /// never bumped past it, also after a restart. Absent in records of
+    /// older versions.
+    #[serde(default)]
+    pub deadline: Option<u64>,
 }
 
 /// A conversion and every transaction signed for it.
