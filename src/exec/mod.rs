@@ -542,6 +542,8 @@ mod tests {
             gas_used: U256::ZERO,
             effective_gas_price: U256::ZERO,
             l1_fee: None,
+            operator_fee_scalar: None,
+            operator_fee_constant: None,
             logs,
         }
     }

@@ -52,8 +52,14 @@ pub struct RawReceipt {
     pub status: Option<U256>,
     pub gas_used: U256,
     pub effective_gas_price: U256,
+    /// OP-stack: the L1 data fee, charged on top of the L2 gas.
     #[serde(default)]
     pub l1_fee: Option<U256>,
+    /// OP-stack from Isthmus: the operator fee's parameters.
+    #[serde(default)]
+    pub operator_fee_scalar: Option<U256>,
+    #[serde(default)]
+    pub operator_fee_constant: Option<U256>,
     pub logs: Vec<RawLog>,
 }
 
@@ -69,12 +75,24 @@ impl RawReceipt {
         self.status == Some(U256::from(1))
     }
 
-    /// gas used x effective gas price, plus the L1 data fee where the
-    /// receipt carries one (OP-stack chains).
+    /// What the transaction cost: gas used x effective gas price, plus on
+    /// OP-stack chains the L1 data fee (`l1Fee`) and, from Isthmus, the
+    /// operator fee (`operatorFeeConstant + gasUsed x operatorFeeScalar /
+    /// 1e6`). On Arbitrum `gasUsed` already includes the L1 part
+    /// (`gasUsedForL1`): nothing to add. Pinned against real receipts in
+    /// `tests/fixtures/receipts/`.
     pub fn gas_cost_wei(&self) -> U256 {
+        let operator_fee = match (self.operator_fee_scalar, self.operator_fee_constant) {
+            (None, None) => U256::ZERO,
+            (scalar, constant) => {
+                self.gas_used.saturating_mul(scalar.unwrap_or_default()) / U256::from(1_000_000u32)
+                    + constant.unwrap_or_default()
+            }
+        };
         self.gas_used
             .saturating_mul(self.effective_gas_price)
             .saturating_add(self.l1_fee.unwrap_or_default())
+            .saturating_add(operator_fee)
     }
 
     pub fn gas_used_u64(&self) -> u64 {
@@ -621,5 +639,51 @@ fn decode_call(raw: &[u8]) -> Option<(Address, Bytes)> {
             }
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> serde_json::Value {
+        let path = format!(
+            "{}/tests/fixtures/receipts/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+    }
+
+    /// OP Mainnet: 0x85b9 gas x 0x3ac9e84 wei + l1Fee 0x105d4b2024
+    /// = 34,233 x 61,644,420 + 70,284,681,252.
+    #[test]
+    fn an_op_mainnet_receipt_costs_its_l2_gas_plus_its_l1_fee() {
+        let r: RawReceipt = serde_json::from_value(fixture("op-mainnet-0x2bc7cb46.json")).unwrap();
+        assert!(r.succeeded());
+        assert_eq!(r.gas_used_u64(), 34_233);
+        assert_eq!(r.block(), 0x73a43e1);
+        assert_eq!(r.gas_cost_wei(), U256::from(2_180_558_111_112u64));
+    }
+
+    /// Arbitrum One: gasUsed (0x3ad89 = 241,033, of which gasUsedForL1
+    /// 0x2c906) x 0x989680 (0.01 gwei); nothing on top.
+    #[test]
+    fn an_arbitrum_receipt_costs_its_gas_used_which_includes_l1() {
+        let r: RawReceipt =
+            serde_json::from_value(fixture("arbitrum-one-0x5aeca744.json")).unwrap();
+        assert_eq!(r.gas_used_u64(), 241_033);
+        assert_eq!(r.l1_fee, None);
+        assert_eq!(r.gas_cost_wei(), U256::from(2_410_330_000_000u64));
+    }
+
+    /// Isthmus's operator fee, on the OP receipt with the two fields added:
+    /// constant 1,000 + 34,233 x 2,000,000 / 1e6 = 69,466 more.
+    #[test]
+    fn the_isthmus_operator_fee_is_added() {
+        let mut v = fixture("op-mainnet-0x2bc7cb46.json");
+        v["operatorFeeScalar"] = "0x1e8480".into(); // 2,000,000
+        v["operatorFeeConstant"] = "0x3e8".into(); // 1,000
+        let r: RawReceipt = serde_json::from_value(v).unwrap();
+        assert_eq!(r.gas_cost_wei(), U256::from(2_180_558_111_112u64 + 69_466));
     }
 }
