@@ -563,7 +563,7 @@ impl Owner {
     /// when nothing of it was ever broadcast.
     async fn recover(&mut self, startup: bool) -> Result<(), BalancerError> {
         self.client.initialise().await?;
-        self.open = self.exec.recover().await?;
+        self.open = self.exec.recover(!startup).await?;
         let requests = self
             .journal
             .in_flight_requests()

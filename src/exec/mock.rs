@@ -362,6 +362,7 @@ max_priority_fee_per_gas_wei = "2000000000"
             nonce: 0,
             replace_after,
             deadline,
+            wait_until_ms: u64::MAX,
         };
         let mut rec = record();
         let base_fee = U256::from(10_000_000_000u64);
@@ -594,6 +595,7 @@ max_priority_fee_per_gas_wei = "2000000000"
             nonce: 0,
             replace_after: LONG,
             deadline: LATER,
+            wait_until_ms: u64::MAX,
         };
         let (max_fee, tip) = sender.fees(U256::ZERO).await.unwrap();
         assert_eq!(tip, 1_000_000_000);
@@ -618,6 +620,7 @@ max_priority_fee_per_gas_wei = "2000000000"
             nonce: 0,
             replace_after: Duration::ZERO,
             deadline: 1,
+            wait_until_ms: u64::MAX,
         };
         let nonce = first
             .send(
@@ -646,5 +649,43 @@ max_priority_fee_per_gas_wei = "2000000000"
         );
         assert_eq!(rec.txs.len(), 1, "not bumped");
         assert_eq!(rec.txs[0].deadline, Some(1));
+    }
+
+    #[tokio::test]
+    async fn a_brief_watch_takes_a_look_and_leaves_the_transaction_open() {
+        let w = world(|_| {});
+        let mock = Mock::new(&[], |_, _| {});
+        let mut sender = TxSender {
+            chain: &w.chain,
+            backend: &mock,
+            key: &w.key,
+            journal: &w.journal,
+            nonce: 0,
+            replace_after: LONG,
+            deadline: LATER,
+            wait_until_ms: 0,
+        };
+        let mut rec = record();
+        let nonce = sender
+            .send(
+                &call(),
+                TxPurpose::Swap,
+                U256::from(10_000_000_000u64),
+                &mut rec,
+            )
+            .await
+            .unwrap();
+        let started = std::time::Instant::now();
+        let r = sender.confirm(nonce, &mut rec).await;
+        assert!(matches!(r, Err(ExecError::Pending { .. })), "{r:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "one look, not a wait"
+        );
+        assert_eq!(
+            rec.tx_state(nonce),
+            TxState::InPool,
+            "still open, not failed"
+        );
     }
 }

@@ -126,7 +126,7 @@ impl Executor {
         }
     }
 
-    fn sender(&self, nonce: u64, deadline: u64) -> TxSender<'_> {
+    fn sender(&self, nonce: u64, deadline: u64, wait_until_ms: u64) -> TxSender<'_> {
         TxSender {
             chain: &self.client,
             backend: &self.backend,
@@ -135,6 +135,7 @@ impl Executor {
             nonce,
             replace_after: self.replace_after,
             deadline,
+            wait_until_ms,
         }
     }
 
@@ -154,7 +155,7 @@ impl Executor {
     ) -> Result<(), ExecError> {
         let nonce = self.backend.nonce(self.key.address(), true).await?;
         let deadline = snapshot.block_timestamp.saturating_add(deadline_secs);
-        let mut sender = self.sender(nonce, deadline);
+        let mut sender = self.sender(nonce, deadline, deadline.saturating_mul(1000));
         execute(&mut sender, plan, records, snapshot, approval_usd).await
     }
 
@@ -196,9 +197,11 @@ impl Executor {
     }
 
     /// Reconciles this chain's unfinished conversions (see [`recover`]):
-    /// at start-up, and then while some stay open. Returns how many are
-    /// still open (not mined in the recovery window: watched again later).
-    pub async fn recover(&self) -> Result<usize, ExecError> {
+    /// at start-up (following each for up to `swap_deadline`), and then
+    /// while some stay open (`brief`: a look of about one block each, so
+    /// the chain's owner is not held). Returns how many are still open
+    /// (watched again later).
+    pub async fn recover(&self, brief: bool) -> Result<usize, ExecError> {
         let open = self
             .journal
             .open_conversions(self.client.name())
@@ -210,11 +213,22 @@ impl Executor {
                 "reconciling unfinished conversions"
             );
         }
-        let deadline =
-            (crate::journal::now_ms() / 1000).saturating_add(self.recover_window.as_secs());
+        let now = crate::journal::now_ms();
+        let window = if brief {
+            self.client
+                .config()
+                .block_time
+                .max(Duration::from_millis(500))
+        } else {
+            self.recover_window
+        };
+        let wait_until_ms = now.saturating_add(window.as_millis() as u64);
+        // Bumps are bounded by each call's own journaled deadline; this one
+        // only for records of versions that did not journal it.
+        let deadline = (now / 1000).saturating_add(self.recover_window.as_secs());
         let mut still_open = 0;
         for mut rec in open {
-            recover::reconcile(&mut self.sender(0, deadline), &mut rec).await?;
+            recover::reconcile(&mut self.sender(0, deadline, wait_until_ms), &mut rec).await?;
             if !rec.is_final() {
                 still_open += 1;
             }

@@ -126,9 +126,13 @@ pub struct TxSender<'a, B: Backend = Rpc> {
     /// A stuck transaction is replaced after this long without a receipt.
     pub replace_after: Duration,
     /// Unix seconds after which the calls are worthless (the swap's
-    /// deadline): a transaction not mined by then is not bumped, and the
-    /// caller is answered.
+    /// deadline): a transaction not mined by then is never bumped.
     pub deadline: u64,
+    /// Unix milliseconds after which the engine stops waiting for the
+    /// caller ([`ExecError::Pending`]; the transaction stays open): the
+    /// swap's deadline for a live conversion, a short window for the
+    /// background watch, so that the chain's owner is never held.
+    pub wait_until_ms: u64,
 }
 
 /// The name of a transaction's purpose in metrics.
@@ -243,12 +247,10 @@ impl<B: Backend> TxSender<'_, B> {
             confirmations: self.chain.config().confirmations,
             attempts: rec.txs.iter().filter(|t| t.nonce == nonce).count(),
             can_bump: newest.is_some_and(|t| self.bumped_fees(t).is_some()),
-            // The call's own deadline (journaled with it) or this sender's,
-            // whichever comes first: recovery never bumps a swap past it.
+            // The call's own deadline, journaled with it: recovery never
+            // bumps a swap past it either.
             past_deadline: now_ms() / 1000
-                >= newest
-                    .and_then(|t| t.deadline)
-                    .map_or(self.deadline, |d| d.min(self.deadline)),
+                >= newest.and_then(|t| t.deadline).unwrap_or(self.deadline),
             foreign_polls,
         }
     }
@@ -469,7 +471,7 @@ impl<B: Backend> TxSender<'_, B> {
                 .map(|t| t.what.clone())
                 .unwrap_or_default();
             let Some((poll, receipt)) = self.poll(rec, nonce, check_known).await else {
-                if self.context(rec, nonce, foreign_polls).past_deadline {
+                if self.waited_enough() {
                     return Err(self.pending(rec, nonce, GiveUp::Deadline));
                 }
                 tokio::time::sleep(READ_RETRY.max(self.chain.config().block_time)).await;
@@ -519,7 +521,7 @@ impl<B: Backend> TxSender<'_, B> {
                             // Confirmed before, its receipt not seen now (a
                             // lagging node, or a reorg the owner will see):
                             // unknown, not failed.
-                            if self.context(rec, nonce, foreign_polls).past_deadline {
+                            if self.waited_enough() {
                                 return Err(self.pending(rec, nonce, GiveUp::Deadline));
                             }
                             tokio::time::sleep(self.chain.config().block_time).await;
@@ -531,6 +533,9 @@ impl<B: Backend> TxSender<'_, B> {
                     };
                 }
                 Effect::Wait | Effect::Rebroadcast | Effect::Replace => {}
+            }
+            if self.waited_enough() {
+                return Err(self.pending(rec, nonce, GiveUp::Deadline));
             }
             tokio::time::sleep(self.chain.config().block_time).await;
         }
@@ -548,6 +553,10 @@ impl<B: Backend> TxSender<'_, B> {
             self.broadcast(rec, nonce, 0).await?;
         }
         self.confirm(nonce, rec).await
+    }
+
+    fn waited_enough(&self) -> bool {
+        now_ms() >= self.wait_until_ms
     }
 
     fn pending(&self, rec: &ConversionRecord, nonce: u64, why: GiveUp) -> ExecError {
