@@ -202,6 +202,7 @@ async fn crash_and_recover(point: &str, strategy: &str) {
         .stream_conversions(pb::StreamConversionsRequest {
             after_sequence: 0,
             chain: String::new(),
+            replay_only: false,
         })
         .await
         .unwrap()

@@ -200,6 +200,7 @@ impl VenueKind {
     }
 }
 
+mod effective;
 mod raw;
 #[cfg(test)]
 mod tests;
