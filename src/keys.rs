@@ -166,6 +166,12 @@ impl BearerToken {
         Ok(BearerToken(token.to_string()))
     }
 
+    /// The token itself, for a client that must send it (the operator
+    /// CLI's `authorization` header); never for logs.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
     /// Constant-time comparison with a presented token.
     pub fn matches(&self, presented: &[u8]) -> bool {
         use subtle::ConstantTimeEq;

@@ -1,6 +1,7 @@
-//! The `wallet-balancer` binary: the sidecar (`serve`) and an operator CLI
-//! (`status`, `ensure`). The devnet, the demo and the benchmarks are
-//! developer tools of their own binary (`wb-dev`, crates/dev).
+//! The `wallet-balancer` binary: the sidecar (`serve`), `check-config`,
+//! and an operator CLI (`status`, `ensure`, `conversions`, `watch`). The
+//! devnet, the demo and the benchmarks are developer tools of their own
+//! binary (`wb-dev`, crates/dev).
 //!
 //! `main` only parses arguments, loads and validates the config, starts
 //! telemetry and hands a bound listener and a shutdown future to
@@ -8,7 +9,7 @@
 
 use std::{path::PathBuf, process::ExitCode, sync::Arc};
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, builder::BoolishValueParser};
 use tokio::net::TcpListener;
 use wallet_balancer::{cli, config::Config, keys::WalletKey, server, telemetry};
 
@@ -32,40 +33,85 @@ enum Command {
         /// Config file (TOML). Keys may be overridden with WB__SECTION__KEY variables.
         #[arg(long, short, env = "WB_CONFIG")]
         config: PathBuf,
-        /// Log as JSON lines instead of human-readable text.
-        #[arg(long, env = "WB_LOG_JSON")]
+        /// Log as JSON lines instead of human-readable text (WB_LOG_JSON:
+        /// 1/0, true/false, yes/no, on/off).
+        #[arg(long, env = "WB_LOG_JSON", value_parser = BoolishValueParser::new(), default_value_t = false, num_args = 0..=1, default_missing_value = "true")]
         log_json: bool,
     },
-    /// Print the wallet's status from a running sidecar.
+    /// Validate a config file (with the WB__* overrides of the environment)
+    /// and print the configuration in force, secrets redacted; exit 64 when
+    /// it is invalid.
+    CheckConfig {
+        /// Config file (TOML).
+        file: PathBuf,
+        #[arg(long, value_enum, default_value_t = cli::Output::Text)]
+        output: cli::Output,
+    },
+    /// Print the wallet's status on one chain.
     Status {
+        #[command(flatten)]
+        chain: cli::ChainArg,
         #[command(flatten)]
         target: cli::Target,
     },
-    /// Ask a running sidecar to make sure the wallet holds enough ETH.
+    /// Make sure the wallet holds enough ETH (EnsureEth).
     Ensure {
         #[command(flatten)]
-        target: cli::Target,
+        chain: cli::ChainArg,
         #[command(flatten)]
         ensure: cli::EnsureArgs,
+        #[command(flatten)]
+        target: cli::Target,
+    },
+    /// Print the conversion events recorded after a sequence number, then exit.
+    Conversions {
+        #[command(flatten)]
+        events: cli::EventsArgs,
+        #[command(flatten)]
+        target: cli::Target,
+    },
+    /// Follow the conversion events (until Ctrl-C), across sidecar restarts.
+    Watch {
+        #[command(flatten)]
+        events: cli::EventsArgs,
+        #[command(flatten)]
+        target: cli::Target,
     },
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    match args.command {
-        Command::Serve { config, log_json } => serve(config, log_json).await,
-        Command::Status { target } => report(cli::status(&target).await),
-        Command::Ensure { target, ensure } => report(cli::ensure(&target, &ensure).await),
-    }
-}
-
-fn report(result: anyhow::Result<()>) -> ExitCode {
+    let (result, output) = match args.command {
+        Command::Serve { config, log_json } => return serve(config, log_json).await,
+        Command::CheckConfig { file, output } => (cli::check_config(&file, output), output),
+        Command::Status { chain, target } => {
+            (cli::status(&target, &chain.chain).await, target.output)
+        }
+        Command::Ensure {
+            chain,
+            ensure,
+            target,
+        } => (
+            cli::ensure(&target, &chain.chain, &ensure).await,
+            target.output,
+        ),
+        Command::Conversions { events, target } => {
+            (cli::conversions(&target, &events).await, target.output)
+        }
+        Command::Watch { events, target } => {
+            let result = tokio::select! {
+                r = cli::watch(&target, &events) => r,
+                _ = telemetry::shutdown_signal() => Ok(()),
+            };
+            (result, target.output)
+        }
+    };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            e.report(output);
+            ExitCode::from(e.exit_code())
         }
     }
 }

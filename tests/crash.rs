@@ -215,6 +215,7 @@ async fn crash_and_recover(point: &str, strategy: &str) -> bool {
         .stream_conversions(pb::StreamConversionsRequest {
             after_sequence: 0,
             chain: String::new(),
+            replay_only: false,
         })
         .await
         .unwrap()

@@ -439,6 +439,7 @@ async fn the_stream_resumes_across_a_restart_with_no_gap_or_duplicate() {
         .stream_conversions(pb::StreamConversionsRequest {
             after_sequence: 0,
             chain: String::new(),
+            replay_only: false,
         })
         .await
         .unwrap();
@@ -492,6 +493,7 @@ async fn the_stream_resumes_across_a_restart_with_no_gap_or_duplicate() {
         .stream_conversions(pb::StreamConversionsRequest {
             after_sequence: 0,
             chain: "nope".into(),
+            replay_only: false,
         })
         .await
         .unwrap_err();
@@ -509,6 +511,7 @@ async fn open_streams_end_at_shutdown_instead_of_holding_it() {
         .stream_conversions(pb::StreamConversionsRequest {
             after_sequence: 0,
             chain: String::new(),
+            replay_only: false,
         })
         .await
         .unwrap()

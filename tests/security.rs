@@ -3,10 +3,10 @@
 
 mod support;
 
-use std::{os::unix::fs::OpenOptionsExt, path::Path, process::Command, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use proptest::prelude::*;
-use support::{CHAIN, Harness};
+use support::{CHAIN, Harness, make_pki, write_private};
 use tonic::{
     Code, Request,
     metadata::MetadataValue,
@@ -21,16 +21,6 @@ use wallet_balancer::{
 use wb_devnet::{Devnet, DevnetOptions};
 
 const TOKEN: &str = "s3cr3t-token-for-tests-0123456789abcdef";
-
-fn write_private(path: &Path, text: &str) {
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .unwrap();
-    std::io::Write::write_all(&mut f, text.as_bytes()).unwrap();
-}
 
 fn with_token<T>(msg: T, token: &str) -> Request<T> {
     let mut r = Request::new(msg);
@@ -113,89 +103,6 @@ eth_usd_feed = "0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512"
         "auth_token_file = \"/run/token\"\n[chains.devnet]",
     );
     assert!(wallet_balancer::config::Config::from_toml(&ok).is_ok());
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A CA, a server certificate for 127.0.0.1/localhost and a client one.
-fn make_pki(dir: &Path) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=test-ca",
-        ],
-    );
-    for (name, ext) in [
-        (
-            "server",
-            "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth",
-        ),
-        ("client", "extendedKeyUsage=clientAuth"),
-    ] {
-        openssl(
-            dir,
-            &[
-                "req",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-keyout",
-                &format!("{name}.key"),
-                "-out",
-                &format!("{name}.csr"),
-                "-subj",
-                &format!("/CN={name}"),
-            ],
-        );
-        std::fs::write(dir.join(format!("{name}.ext")), ext).unwrap();
-        openssl(
-            dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &format!("{name}.csr"),
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                &format!("{name}.pem"),
-                "-days",
-                "2",
-                "-extfile",
-                &format!("{name}.ext"),
-            ],
-        );
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -391,6 +298,7 @@ fn fuzzed_requests_are_refused_cleanly_and_send_nothing() {
                             .stream_conversions(pb::StreamConversionsRequest {
                                 after_sequence: after,
                                 chain: chain.clone(),
+                                replay_only: false,
                             })
                             .await
                             .expect_err("stream of a chain that is not configured");

@@ -100,7 +100,12 @@ impl WalletBalancer for WalletBalancerApi {
         } else {
             Some(validate::chain(&self.balancer, &req.chain)?.to_string())
         };
-        let rx = stream::spawn(self.balancer.journal().clone(), req.after_sequence, chain);
+        let rx = stream::spawn(
+            self.balancer.journal().clone(),
+            req.after_sequence,
+            chain,
+            req.replay_only,
+        );
         Ok(Response::new(Box::pin(
             tokio_stream::wrappers::ReceiverStream::new(rx),
         )))

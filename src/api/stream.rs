@@ -19,14 +19,16 @@ const PAGE: usize = 256;
 /// Events buffered towards one client.
 const CLIENT_BUFFER: usize = 64;
 
+/// `replay_only`: the stream ends once the journal is replayed.
 pub fn spawn(
     journal: Journal,
     after: u64,
     chain: Option<String>,
+    replay_only: bool,
 ) -> mpsc::Receiver<Result<pb::ConversionEvent, Status>> {
     let (tx, rx) = mpsc::channel(CLIENT_BUFFER);
     tokio::spawn(async move {
-        if let Err(e) = run(journal, after, chain, &tx).await {
+        if let Err(e) = run(journal, after, chain, replay_only, &tx).await {
             let _ = tx.send(Err(e)).await;
         }
     });
@@ -39,6 +41,7 @@ async fn run(
     journal: Journal,
     after: u64,
     chain: Option<String>,
+    replay_only: bool,
     tx: &mpsc::Sender<Result<pb::ConversionEvent, Status>>,
 ) -> Result<(), Status> {
     let mut live = journal.subscribe();
@@ -74,6 +77,9 @@ async fn run(
         };
     }
     replay!();
+    if replay_only {
+        return Ok(());
+    }
     loop {
         let next = tokio::select! {
             n = live.recv() => n,

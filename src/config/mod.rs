@@ -205,6 +205,7 @@ impl VenueKind {
     }
 }
 
+mod effective;
 mod raw;
 #[cfg(test)]
 mod tests;

@@ -194,3 +194,23 @@ fn every_preset_parses_with_checksummed_distinct_addresses() {
         }
     }
 }
+
+#[test]
+fn the_effective_config_is_a_config_that_means_the_same() {
+    let text = format!(
+        "[policy]\nbuffer_usd = \"7\"\n[telemetry]\nlog_json = true\n{}",
+        MINIMAL.replace(
+            "rpc_urls = [\"http://127.0.0.1:8545\"]",
+            "rpc_urls = [\"http://127.0.0.1:8545\", \"https://rpc.example.com/v2/SECRET\"]"
+        )
+    );
+    let c = Config::from_toml(&text).unwrap();
+    let effective = c.effective();
+    let printed = toml::to_string(&effective).unwrap();
+    assert!(!printed.contains("SECRET"), "{printed}");
+    // Every default is written out; read back, it is the same config.
+    assert_eq!(effective["policy"]["slippage_bps"].as_integer(), Some(200));
+    assert_eq!(effective["telemetry"]["log_json"].as_bool(), Some(true));
+    let again = Config::from_toml(&printed).unwrap();
+    assert_eq!(again.effective(), effective);
+}

@@ -2,7 +2,7 @@
 //! proxy in front of it, and the sidecar served in-process on 127.0.0.1:0.
 #![allow(dead_code)]
 
-use std::{sync::Arc, time::Duration};
+use std::{os::unix::fs::OpenOptionsExt, path::Path, process::Command, sync::Arc, time::Duration};
 
 use alloy::{
     network::EthereumWallet,
@@ -164,6 +164,7 @@ impl Harness {
             .stream_conversions(pb::StreamConversionsRequest {
                 after_sequence: after,
                 chain: String::new(),
+                replay_only: false,
             })
             .await
             .unwrap()
@@ -268,4 +269,100 @@ pub fn milli_eth(n: u64) -> U256 {
 
 pub fn parse(s: &str) -> U256 {
     s.parse().unwrap_or_else(|_| panic!("not a number: {s:?}"))
+}
+
+/// Writes a secret file (mode 0600, created anew).
+pub fn write_private(path: &Path, text: &str) {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .unwrap();
+    std::io::Write::write_all(&mut f, text.as_bytes()).unwrap();
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA (`ca.pem`), a server certificate for 127.0.0.1/localhost
+/// (`server.pem`, `server.key`) and a client one (`client.pem`,
+/// `client.key`), in `dir`.
+pub fn make_pki(dir: &Path) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=test-ca",
+        ],
+    );
+    for (name, ext) in [
+        (
+            "server",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth",
+        ),
+        ("client", "extendedKeyUsage=clientAuth"),
+    ] {
+        openssl(
+            dir,
+            &[
+                "req",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+                &format!("{name}.key"),
+                "-out",
+                &format!("{name}.csr"),
+                "-subj",
+                &format!("/CN={name}"),
+            ],
+        );
+        std::fs::write(dir.join(format!("{name}.ext")), ext).unwrap();
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{name}.csr"),
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &format!("{name}.pem"),
+                "-days",
+                "2",
+                "-extfile",
+                &format!("{name}.ext"),
+            ],
+        );
+    }
 }

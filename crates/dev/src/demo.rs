@@ -47,15 +47,13 @@ pub async fn demo(args: DevnetArgs, keep_running: bool) -> anyhow::Result<()> {
     wait_serving(&addr, Duration::from_secs(30)).await?;
     println!("sidecar SERVING on {listen}\n");
 
-    let target = Target {
-        addr: addr.clone(),
-        chain: "devnet".into(),
-    };
+    let target = Target::plaintext(addr.clone());
     println!("== GetStatus");
-    status(&target).await?;
+    status(&target, "devnet").await?;
     println!("\n== EnsureEth: a 0.1 ETH trade (0.03 ETH held, gas reserve 0.005 ETH)");
     let ensured = ensure(
         &target,
+        "devnet",
         &EnsureArgs {
             wei: "100000000000000000".into(),
             request_id: Some("demo-trade-1".into()),
@@ -67,7 +65,7 @@ pub async fn demo(args: DevnetArgs, keep_running: bool) -> anyhow::Result<()> {
         println!("EnsureEth: {e:#}");
     }
     println!("\n== GetStatus after");
-    status(&target).await?;
+    status(&target, "devnet").await?;
 
     if keep_running {
         println!("\nrunning until Ctrl-C: try `wallet-balancer status --addr {addr}`");
@@ -76,7 +74,7 @@ pub async fn demo(args: DevnetArgs, keep_running: bool) -> anyhow::Result<()> {
     let _ = stop_tx.send(());
     let _ = server.await;
     drop(devnet);
-    ensured
+    Ok(ensured?)
 }
 
 fn write_key(path: &std::path::Path, devnet: &Devnet) -> anyhow::Result<()> {
