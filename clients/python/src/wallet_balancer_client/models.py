@@ -213,6 +213,9 @@ class TokenStatus:
     convertible: int
     convertible_usd: Decimal
     priority: int
+    #: Why the token's price cannot be used (a stale or non-positive feed);
+    #: ``None`` when it can. An unusable token is left out of conversions.
+    price_error: str | None
     raw: pb.TokenStatus = field(repr=False, compare=False)
 
     @classmethod
@@ -229,6 +232,7 @@ class TokenStatus:
             convertible=parse_uint("convertible", m.convertible),
             convertible_usd=parse_usd("convertible_usd", m.convertible_usd),
             priority=m.priority,
+            price_error=m.price_error or None,
             raw=m,
         )
 
