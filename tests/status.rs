@@ -5,7 +5,7 @@ mod support;
 use std::time::Duration;
 
 use alloy::{
-    primitives::{I256, U256},
+    primitives::{Address, I256, U256},
     providers::Provider,
 };
 use support::{CHAIN, Harness, parse};
@@ -164,31 +164,37 @@ async fn bad_status_requests_are_named_and_unknown_chains_not_found() {
     h.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stale_or_broken_token_feed_marks_that_token_unusable() {
-    let mut h = Harness::start().await;
-    let deployer = h.signer_provider(DEPLOYER_KEY);
-    let dai_feed = IMockAggregatorV3::new(h.devnet.addresses.dai_usd_feed, &deployer);
-    // Updated two days ago: older than feed_max_age_secs (86400).
-    let now = h
-        .chain()
+/// The latest block's timestamp.
+async fn chain_now(h: &Harness) -> u64 {
+    h.chain()
         .get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
         .await
         .unwrap()
         .unwrap()
         .header
-        .timestamp;
-    dai_feed
-        .setRoundData(
-            I256::try_from(100_000_000i64).unwrap(),
-            U256::from(now - 2 * 86_400),
-        )
+        .timestamp
+}
+
+/// Sets a devnet feed's answer (8 decimals) and update time.
+async fn set_feed(h: &Harness, feed: Address, answer: i64, updated_at: u64) {
+    let deployer = h.signer_provider(DEPLOYER_KEY);
+    IMockAggregatorV3::new(feed, &deployer)
+        .setRoundData(I256::try_from(answer).unwrap(), U256::from(updated_at))
         .send()
         .await
         .unwrap()
         .get_receipt()
         .await
         .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_or_broken_token_feed_marks_that_token_unusable() {
+    let mut h = Harness::start().await;
+    let dai_feed = h.devnet.addresses.dai_usd_feed;
+    // Updated two days ago: older than feed_max_age_secs (86400).
+    let now = chain_now(&h).await;
+    set_feed(&h, dai_feed, 100_000_000, now - 2 * 86_400).await;
     // GetStatus still answers: DAI's price is marked unusable, its USD
     // figures 0 and nothing of it convertible; the other tokens as usual.
     let st = h.status().await;
@@ -211,14 +217,7 @@ async fn a_stale_or_broken_token_feed_marks_that_token_unusable() {
         );
     }
 
-    dai_feed
-        .setRoundData(I256::ZERO, U256::from(now))
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
+    set_feed(&h, dai_feed, 0, now).await;
     // (GetStatus follows blocks: the new answer shows once the sidecar has
     // seen the block that set it.)
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -248,27 +247,14 @@ async fn a_stale_or_broken_token_feed_marks_that_token_unusable() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enough_eth_is_sufficient_even_with_a_stale_feed() {
     let mut h = Harness::start().await;
-    let deployer = h.signer_provider(DEPLOYER_KEY);
-    let dai_feed = IMockAggregatorV3::new(h.devnet.addresses.dai_usd_feed, &deployer);
-    let now = h
-        .chain()
-        .get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
-        .await
-        .unwrap()
-        .unwrap()
-        .header
-        .timestamp;
-    dai_feed
-        .setRoundData(
-            I256::try_from(100_000_000i64).unwrap(),
-            U256::from(now - 2 * 86_400),
-        )
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
+    let now = chain_now(&h).await;
+    set_feed(
+        &h,
+        h.devnet.addresses.dai_usd_feed,
+        100_000_000,
+        now - 2 * 86_400,
+    )
+    .await;
     let balance = h.eth_balance().await;
     let r = h
         .client
@@ -307,18 +293,13 @@ async fn enough_eth_is_sufficient_even_with_a_stale_feed() {
     // Now the ETH/USD feed stale too: no conversion can be priced, yet what
     // the wallet holds is still SUFFICIENT (from the balance alone); one
     // that needs a conversion is refused, naming the feed.
-    let eth_feed = IMockAggregatorV3::new(h.devnet.addresses.eth_usd_feed, &deployer);
-    eth_feed
-        .setRoundData(
-            I256::try_from(300_000_000_000i64).unwrap(),
-            U256::from(now - 2 * 86_400),
-        )
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
+    set_feed(
+        &h,
+        h.devnet.addresses.eth_usd_feed,
+        300_000_000_000,
+        now - 2 * 86_400,
+    )
+    .await;
     let balance = h.eth_balance().await;
     let r = h
         .client

@@ -347,14 +347,14 @@ max_priority_fee_per_gas_wei = "2000000000"
         }
     }
 
-    /// Sends one swap through the engine against `mock` and follows it.
-    async fn run(
-        w: &World,
-        mock: &Mock,
+    /// A sender on `w` over `mock`, at nonce 0, waiting for ever.
+    fn sender<'a>(
+        w: &'a World,
+        mock: &'a Mock,
         replace_after: Duration,
         deadline: u64,
-    ) -> (Result<RawReceipt, ExecError>, ConversionRecord) {
-        let mut sender = TxSender {
+    ) -> TxSender<'a, Mock> {
+        TxSender {
             chain: &w.chain,
             backend: mock,
             key: &w.key,
@@ -363,7 +363,17 @@ max_priority_fee_per_gas_wei = "2000000000"
             replace_after,
             deadline,
             wait_until_ms: u64::MAX,
-        };
+        }
+    }
+
+    /// Sends one swap through the engine against `mock` and follows it.
+    async fn run(
+        w: &World,
+        mock: &Mock,
+        replace_after: Duration,
+        deadline: u64,
+    ) -> (Result<RawReceipt, ExecError>, ConversionRecord) {
+        let mut sender = sender(w, mock, replace_after, deadline);
         let mut rec = record();
         let base_fee = U256::from(10_000_000_000u64);
         let nonce = sender
@@ -587,16 +597,7 @@ max_priority_fee_per_gas_wei = "2000000000"
         // The snapshot (an eth_call on a geth-family node) says 0; the
         // header says 30 gwei.
         mock.with(|s| s.base_fee = 30_000_000_000);
-        let sender = TxSender {
-            chain: &w.chain,
-            backend: &mock,
-            key: &w.key,
-            journal: &w.journal,
-            nonce: 0,
-            replace_after: LONG,
-            deadline: LATER,
-            wait_until_ms: u64::MAX,
-        };
+        let sender = sender(&w, &mock, LONG, LATER);
         let (max_fee, tip) = sender.fees(U256::ZERO).await.unwrap();
         assert_eq!(tip, 1_000_000_000);
         assert_eq!(max_fee, 61_000_000_000, "2 x the header's base fee + tip");
@@ -612,16 +613,7 @@ max_priority_fee_per_gas_wei = "2000000000"
         let mock = Mock::new(&[OnSend::Lose], |_, _| {});
         let mut rec = record();
         // Signed by a process whose swap deadline has passed since.
-        let mut first = TxSender {
-            chain: &w.chain,
-            backend: &mock,
-            key: &w.key,
-            journal: &w.journal,
-            nonce: 0,
-            replace_after: Duration::ZERO,
-            deadline: 1,
-            wait_until_ms: u64::MAX,
-        };
+        let mut first = sender(&w, &mock, Duration::ZERO, 1);
         let nonce = first
             .send(
                 &call(),
@@ -656,14 +648,8 @@ max_priority_fee_per_gas_wei = "2000000000"
         let w = world(|_| {});
         let mock = Mock::new(&[], |_, _| {});
         let mut sender = TxSender {
-            chain: &w.chain,
-            backend: &mock,
-            key: &w.key,
-            journal: &w.journal,
-            nonce: 0,
-            replace_after: LONG,
-            deadline: LATER,
             wait_until_ms: 0,
+            ..sender(&w, &mock, LONG, LATER)
         };
         let mut rec = record();
         let nonce = sender
