@@ -342,3 +342,33 @@ async fn a_base_fee_above_the_cap_is_refused_by_name_and_sends_nothing() {
     assert_eq!(h.proxy.count("eth_sendRawTransaction"), 0);
     h.stop().await;
 }
+
+/// An answer to `eth_sendRawTransaction` held past the RPC timeout (the
+/// node took the transaction): the transport does not send it again and
+/// again; the engine finds its own hash. One broadcast per transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_broadcast_is_sent_once_and_found_by_its_hash() {
+    let mut h = Harness::start_with(|c| {
+        c.chains.get_mut(support::CHAIN).unwrap().rpc_timeout = Duration::from_millis(1000);
+    })
+    .await;
+    let hold = FaultKind::LoseAnswer {
+        kind: LostAnswer::Hold {
+            duration: Duration::from_secs(3),
+        },
+    };
+    h.proxy
+        .inject(Fault::on("eth_sendRawTransaction", hold.clone()).times(Times::Always));
+    let nonce = h.nonce().await;
+    let sends_before = h.proxy.count("eth_sendRawTransaction");
+    let r = h.ensure(milli_eth(60), "held", false).await.unwrap();
+    assert_eq!(r.outcome, EnsureOutcome::Converted as i32);
+    let txs = h.nonce().await - nonce;
+    assert_eq!(txs, reported_txs(&r), "nothing but what was reported");
+    assert_eq!(
+        h.proxy.count("eth_sendRawTransaction") - sends_before,
+        txs,
+        "one broadcast per transaction"
+    );
+    h.stop().await;
+}

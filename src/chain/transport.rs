@@ -4,7 +4,9 @@
 //! with a per-call timeout; on a transport failure (connection refused,
 //! timeout, HTTP error, HTTP 429/503 or a rate-limit JSON-RPC error) the
 //! next endpoint is tried, then the whole list again after a backoff, up to
-//! the configured number of rounds. Nothing is ever
+//! the configured number of rounds. A broadcast that timed out is not sent
+//! again here: the node may have it, and the transaction engine looks for
+//! its own hash rather than wait for another answer. Nothing is ever
 //! sent to two endpoints in parallel: a signed transaction may be re-sent to
 //! another endpoint after a failure (the same bytes, so the same hash), never
 //! raced. JSON-RPC error responses (reverts, "nonce too low"...) are answers,
@@ -228,10 +230,17 @@ impl FailoverTransport {
                     }
                     Err(_) => {
                         span.record("rpc.error", "timeout");
-                        last_err = Some(TransportErrorKind::custom_str(&format!(
+                        let e = TransportErrorKind::custom_str(&format!(
                             "{} timed out after {:?}",
                             ep.label, self.timeout
-                        )));
+                        ));
+                        if method == "eth_sendRawTransaction" {
+                            // The node may well have it: waiting again for
+                            // the same answer only delays the engine, which
+                            // looks for its own hash (unknown, not failed).
+                            return Err(e);
+                        }
+                        last_err = Some(e);
                     }
                 }
             }
