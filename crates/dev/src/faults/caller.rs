@@ -63,6 +63,9 @@ pub struct Attempted {
     pub calls: u32,
     /// Calls answered later than the deadline plus one block (or never).
     pub stuck_calls: u32,
+    /// Calls the sidecar did not answer itself within the deadline: ended
+    /// by the deadline (CANCELLED or DEADLINE_EXCEEDED, no reason).
+    pub cut_calls: u32,
     /// The answers before the last one, as labels (for the notes).
     pub retried_on: Vec<String>,
     /// From the first call to the last answer.
@@ -78,6 +81,7 @@ pub async fn ensure(
     let started = Instant::now();
     let mut calls = 0;
     let mut stuck_calls = 0;
+    let mut cut_calls = 0;
     let mut retried_on = Vec::new();
     // A call that never answers is abandoned here (and counted stuck); the
     // sidecar should have answered at `deadline` already.
@@ -103,6 +107,12 @@ pub async fn ensure(
         if t.elapsed() > policy.deadline + policy.block {
             stuck_calls += 1;
         }
+        if let Err(e) = &answer
+            && e.reason.is_none()
+            && matches!(e.code, Code::Cancelled | Code::DeadlineExceeded)
+        {
+            cut_calls += 1;
+        }
         let again = matches!(&answer, Err(e) if e.retryable());
         let out_of_budget = started.elapsed() + policy.pause >= policy.budget;
         if !again || out_of_budget {
@@ -111,6 +121,7 @@ pub async fn ensure(
                 gave_up: again,
                 calls,
                 stuck_calls,
+                cut_calls,
                 retried_on,
                 elapsed: started.elapsed(),
             };

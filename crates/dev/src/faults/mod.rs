@@ -398,6 +398,9 @@ struct RowResult {
     ok: usize,
     errors: BTreeMap<String, usize>,
     calls: u32,
+    /// Of those, ended by the caller's deadline with no answer of the
+    /// sidecar's own.
+    cut: u32,
     /// The wallet's transactions mined: the sidecar's, the executor's.
     txs: (usize, usize),
     swaps_max: usize,
@@ -792,7 +795,7 @@ fn account(
     } = end;
     let (weth, gaps, hits) = (*weth, *gaps, *hits);
     let mut errors: BTreeMap<String, usize> = BTreeMap::new();
-    let (mut ok, mut calls, mut stuck, mut swaps_max) = (0, 0, 0, 0);
+    let (mut ok, mut calls, mut cut, mut stuck, mut swaps_max) = (0, 0, 0, 0, 0);
     let (mut double_swaps, mut false_failed, mut ok_not_on_chain) = (0, 0, 0);
     let mined_ok: BTreeSet<B256> = txs.iter().filter(|t| t.success).map(|t| t.hash).collect();
     let mut times = Vec::new();
@@ -837,6 +840,7 @@ fn account(
         }
         let a = &r.attempted;
         calls += a.calls;
+        cut += a.cut_calls;
         stuck += a.stuck_calls;
         times.push(a.elapsed);
         if a.stuck_calls > 0 {
@@ -947,6 +951,7 @@ fn account(
         ok,
         errors,
         calls,
+        cut,
         txs: (txs.len() - foreign, foreign),
         swaps_max,
         double_swaps,
@@ -1043,7 +1048,7 @@ fn render(args: &FaultsArgs, rows: &[RowResult], took: Duration, rpc_timeout: Du
     );
     let _ = writeln!(
         o,
-        "| fault | requests | OK | error answers (code/reason) | calls | wallet txs mined | swaps / request (max) | double swaps | false FAILED | nonce gaps left | stuck > deadline | OK, ETH not on chain | s / request p50 / max | faults hit |"
+        "| fault | requests | OK | error answers (code/reason) | calls (cut at the deadline) | wallet txs mined | swaps / request (max) | double swaps | false FAILED | nonce gaps left | stuck > deadline | OK, ETH not on chain | s / request p50 / max | faults hit |"
     );
     let _ = writeln!(
         o,
@@ -1074,7 +1079,10 @@ fn render(args: &FaultsArgs, rows: &[RowResult], took: Duration, rpc_timeout: Du
             r.requests,
             r.ok,
             errors,
-            r.calls,
+            match r.cut {
+                0 => r.calls.to_string(),
+                n => format!("{} ({n})", r.calls),
+            },
             match r.txs {
                 (ours, 0) => ours.to_string(),
                 (ours, theirs) => format!("{ours} (+{theirs} executor's)"),
@@ -1136,6 +1144,7 @@ mod tests {
                 gave_up: false,
                 calls: 1,
                 stuck_calls: 0,
+                cut_calls: 0,
                 retried_on: Vec::new(),
                 elapsed: Duration::from_millis(100),
             },
