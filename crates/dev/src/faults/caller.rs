@@ -66,8 +66,8 @@ pub struct Attempted {
     /// Calls the sidecar did not answer itself within the deadline: ended
     /// by the deadline (CANCELLED or DEADLINE_EXCEEDED, no reason).
     pub cut_calls: u32,
-    /// The answers before the last one, as labels (for the notes).
-    pub retried_on: Vec<String>,
+    /// The answers before the last one: label and message (for the notes).
+    pub retried_on: Vec<(String, String)>,
     /// From the first call to the last answer.
     pub elapsed: Duration,
 }
@@ -127,7 +127,7 @@ pub async fn ensure(
             };
         }
         if let Err(e) = &answer {
-            retried_on.push(e.label());
+            retried_on.push((e.label(), e.message.clone()));
         }
         tokio::time::sleep(policy.pause).await;
     }

@@ -931,7 +931,7 @@ fn account(
             notes.push(format!(
                 "{}: retried after {}",
                 r.id,
-                summarize(&a.retried_on)
+                summarize(&a.retried_on, verbose)
             ));
         }
         if !r.settled {
@@ -966,15 +966,22 @@ fn account(
     }
 }
 
-/// "3× UNAVAILABLE/STUCK, 1× CANCELLED/-"
-fn summarize(labels: &[String]) -> String {
-    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-    for l in labels {
-        *counts.entry(l.as_str()).or_default() += 1;
+/// "3× UNAVAILABLE/STUCK, 1× CANCELLED/-", with the first message of each
+/// when `verbose`.
+fn summarize(answers: &[(String, String)], verbose: bool) -> String {
+    let mut counts: BTreeMap<&str, (usize, &str)> = BTreeMap::new();
+    for (label, message) in answers {
+        counts.entry(label.as_str()).or_insert((0, message)).0 += 1;
     }
     counts
         .iter()
-        .map(|(l, n)| format!("{n}× {l}"))
+        .map(|(l, (n, m))| {
+            if verbose {
+                format!("{n}× {l} (\"{m}\")")
+            } else {
+                format!("{n}× {l}")
+            }
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
