@@ -77,7 +77,9 @@ pub async fn demo(args: DevnetArgs, keep_running: bool) -> anyhow::Result<()> {
     Ok(ensured?)
 }
 
-fn write_key(path: &std::path::Path, devnet: &Devnet) -> anyhow::Result<()> {
+/// Writes the devnet wallet's key to `path` (mode 0600), as a sidecar key
+/// file.
+pub(crate) fn write_key(path: &std::path::Path, devnet: &Devnet) -> anyhow::Result<()> {
     use std::io::Write;
     #[cfg(unix)]
     use std::os::unix::fs::OpenOptionsExt;

@@ -1,13 +1,15 @@
 //! `wb-dev`: the developer tools of wallet-balancer, kept out of the product
 //! binary. `devnet` runs the local devnet and writes a sidecar config for
 //! it, `demo` is the README's first command (`scripts/demo`), `bench` the
-//! benchmark harness (`scripts/bench`). The sidecar itself and the operator
+//! benchmark harness (`scripts/bench`), `faults` the failure matrix
+//! (`scripts/faults`). The sidecar itself and the operator
 //! commands (`serve`, `status`, `ensure`) are the `wallet-balancer` binary.
 
 #![forbid(unsafe_code)]
 
 mod bench;
 mod demo;
+mod faults;
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -19,7 +21,7 @@ use wb_devnet::DevnetOptions;
 #[command(
     name = "wb-dev",
     version,
-    about = "wallet-balancer developer tools: the local devnet, the demo, the benchmarks"
+    about = "wallet-balancer developer tools: the local devnet, the demo, the benchmarks, the failure matrix"
 )]
 struct Args {
     #[command(subcommand)]
@@ -48,6 +50,15 @@ enum Command {
     Bench {
         #[command(flatten)]
         opts: bench::BenchArgs,
+    },
+    /// The failure matrix: per fault (lost send answers, 429/503, held
+    /// reads, a lagging node, dropped txs, a base-fee spike, a taken nonce,
+    /// reorgs) a fresh devnet + fault-injecting proxy + sidecar, a series of
+    /// conversions retried with the same request_id; prints a markdown
+    /// table counted from the chain (run via scripts/faults).
+    Faults {
+        #[command(flatten)]
+        opts: faults::FaultsArgs,
     },
 }
 
@@ -89,11 +100,16 @@ impl DevnetArgs {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    telemetry::init_logs(false);
+    // The failure matrix serves the sidecar in this process and sends its
+    // logs to a file of its own.
+    if !matches!(args.command, Command::Faults { .. }) {
+        telemetry::init_logs(false);
+    }
     report(match args.command {
         Command::Devnet { opts } => devnet(opts).await,
         Command::Demo { opts, keep_running } => demo::demo(opts, keep_running).await,
         Command::Bench { opts } => bench::run(opts).await,
+        Command::Faults { opts } => faults::run(opts).await,
     })
 }
 

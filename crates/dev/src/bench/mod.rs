@@ -112,7 +112,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Some(b) => b.clone(),
         None => sidecar_next_to_this_exe()?,
     };
-    let work = WorkDir::create()?;
+    let work = WorkDir::create("bench")?;
 
     progress("starting the devnet (anvil, automine) ...");
     let devnet = Devnet::start(DevnetOptions::default()).await?;
@@ -134,7 +134,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         .get_receipt()
         .await?;
     let proxy = RpcProxy::start(&devnet.rpc_url, Duration::ZERO).await?;
-    let key = work.0.join("wallet.key");
+    let key = work.path.join("wallet.key");
     {
         use std::os::unix::fs::OpenOptionsExt;
         let mut f = std::fs::OpenOptions::new()
@@ -157,9 +157,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         python,
         scripts: root.join("bench"),
         bin,
-        stubs: work.0.join("pystubs"),
+        stubs: work.path.join("pystubs"),
         key,
-        work: work.0.clone(),
+        work: work.path.clone(),
         devnet,
         proxy,
         config,
@@ -730,24 +730,33 @@ impl RssSampler {
     }
 }
 
-/// A scratch directory, removed on drop.
-struct WorkDir(PathBuf);
+/// A scratch directory (`$TMPDIR/wallet-balancer-<what>-<pid>`), removed on
+/// drop unless [`WorkDir::keep`] was called or `WB_BENCH_KEEP` is set.
+pub(crate) struct WorkDir {
+    pub path: PathBuf,
+    keep: bool,
+}
 
 impl WorkDir {
-    fn create() -> anyhow::Result<WorkDir> {
-        let dir =
-            std::env::temp_dir().join(format!("wallet-balancer-bench-{}", std::process::id()));
-        std::fs::create_dir_all(&dir)?;
-        Ok(WorkDir(dir))
+    pub(crate) fn create(what: &str) -> anyhow::Result<WorkDir> {
+        let path =
+            std::env::temp_dir().join(format!("wallet-balancer-{what}-{}", std::process::id()));
+        std::fs::create_dir_all(&path)?;
+        Ok(WorkDir { path, keep: false })
+    }
+
+    /// Leave it in place (its logs) when dropped.
+    pub(crate) fn keep(&mut self) {
+        self.keep = true;
     }
 }
 
 impl Drop for WorkDir {
     fn drop(&mut self) {
-        if std::env::var_os("WB_BENCH_KEEP").is_none() {
-            let _ = std::fs::remove_dir_all(&self.0);
+        if !self.keep && std::env::var_os("WB_BENCH_KEEP").is_none() {
+            let _ = std::fs::remove_dir_all(&self.path);
         } else {
-            eprintln!("bench: kept {}", self.0.display());
+            eprintln!("kept {}", self.path.display());
         }
     }
 }
