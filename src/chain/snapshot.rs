@@ -349,8 +349,14 @@ mod tests {
         let up = I256::ZERO;
         let down = I256::ONE;
         assert!(sequencer_up(up, 1_000, 5_000, 3_600));
-        assert!(!sequencer_up(up, 1_000, 4_000, 3_600), "in the grace period");
+        assert!(
+            !sequencer_up(up, 1_000, 4_000, 3_600),
+            "in the grace period"
+        );
         assert!(!sequencer_up(down, 1_000, 9_000, 3_600), "down");
-        assert!(!sequencer_up(up, 0, 9_000, 3_600), "a round that never started");
+        assert!(
+            !sequencer_up(up, 0, 9_000, 3_600),
+            "a round that never started"
+        );
     }
 }
