@@ -400,6 +400,18 @@ impl Devnet {
         interval_mining(&self.provider, self.kind(), secs).await
     }
 
+    /// Automine on (a block per transaction) or off (transactions wait in the pool):
+    /// `evm_setAutomine`, the same on both nodes (alloy's `anvil_set_auto_mine` sends
+    /// `anvil_setAutomine`, which Hardhat lacks).
+    pub async fn set_automine(&self, on: bool) -> Result<(), DevnetError> {
+        let _: serde_json::Value = self
+            .provider
+            .raw_request("evm_setAutomine".into(), (on,))
+            .await
+            .map_err(|e| DevnetError::chain("evm_setAutomine", e))?;
+        Ok(())
+    }
+
     /// Mines one block now (`evm_mine`, with an empty parameter list: Hardhat refuses a request
     /// without one, which is what alloy sends for `()`).
     pub async fn mine(&self) -> Result<(), DevnetError> {
@@ -451,7 +463,7 @@ impl Devnet {
                                 "pending transaction without a hash: {tx}"
                             )));
                         };
-                        let _: bool = self
+                        let _: serde_json::Value = self
                             .provider
                             .raw_request("hardhat_dropTransaction".into(), (hash,))
                             .await
@@ -746,7 +758,8 @@ async fn interval_mining(
     kind: NodeKind,
     secs: u64,
 ) -> Result<(), DevnetError> {
-    let _: bool = provider
+    // anvil answers null, Hardhat true.
+    let _: serde_json::Value = provider
         .raw_request(
             "evm_setIntervalMining".into(),
             (kind.interval_mining_arg(secs),),
