@@ -484,7 +484,7 @@ async fn sigterm_drains_in_flight_conversions() {
     assert!(fresh, "a new conversion was taken while draining");
 
     // The in-flight conversion completes within the grace period.
-    let _: serde_json::Value = chain.raw_request("evm_mine".into(), ()).await.unwrap();
+    devnet.mine().await.unwrap();
     let r = tokio::time::timeout(Duration::from_secs(20), in_flight)
         .await
         .expect("in-flight call not answered")

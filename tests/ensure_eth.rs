@@ -172,6 +172,44 @@ async fn write_up_scenario_converts_dai_and_reports_the_chain() {
     h.stop().await;
 }
 
+/// At a base fee where the conversion's own gas (approval + swap) costs
+/// more than the $5 buffer, the conversion still brings enough to pay it:
+/// the wallet ends with what was asked. On geth-family nodes (the Hardhat
+/// node here) a contract reads BASEFEE 0 inside `eth_call`, so the plan
+/// must price its gas from the block header, not from the snapshot's
+/// `getBasefee()`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversion_pays_its_own_gas_at_a_high_base_fee() {
+    let mut h = Harness::start().await;
+    // 60 gwei (the cap is 100): approval + swap cost about 0.01 ETH, $30.
+    let base_fee = 60_000_000_000u64;
+    let _: serde_json::Value = h
+        .anvil(
+            h.devnet.control("setNextBlockBaseFeePerGas"),
+            (U256::from(base_fee),),
+        )
+        .await;
+    h.mine().await;
+    let r = h
+        .ensure(milli_eth(100), "high-base-fee", false)
+        .await
+        .unwrap();
+    assert_eq!(r.outcome, EnsureOutcome::Converted as i32, "{r:?}");
+    let gas: U256 = r.conversions.iter().map(|c| parse(&c.gas_cost_wei)).sum();
+    assert!(
+        gas > milli_eth(5),
+        "the gas really was expensive: {gas} wei"
+    );
+    let eth_after = h.eth_balance().await;
+    assert_eq!(parse(&r.eth_after_wei), eth_after);
+    assert!(
+        eth_after >= parse(&r.need_wei),
+        "the wallet holds {eth_after} wei after paying {gas} wei of gas, below the {} wei asked",
+        r.need_wei
+    );
+    h.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn split_across_tokens_with_the_usdt_reset_path() {
     let mut h = Harness::start().await;
@@ -617,7 +655,7 @@ async fn a_failed_request_replays_its_first_answer_across_a_restart() {
         .send()
         .await
         .unwrap();
-    let _: serde_json::Value = h.anvil("evm_mine", ()).await;
+    h.mine().await;
     let _: serde_json::Value = h.anvil("evm_setAutomine", (true,)).await;
     let front = front.get_receipt().await.unwrap();
     assert!(front.status(), "the front-running trade failed: {front:?}");

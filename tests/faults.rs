@@ -125,7 +125,7 @@ async fn reads_refused_with_429_and_503_never_fail_a_conversion() {
 async fn a_node_lagging_two_blocks_never_makes_a_false_failure() {
     let mut h = Harness::start().await;
     // Blocks every second, so that the lagging node catches up.
-    let _: serde_json::Value = h.anvil("evm_setIntervalMining", (1,)).await;
+    h.interval_mining(1).await;
     // Load-balanced reads: receipts come from a node two blocks behind,
     // the nonce from one at the head (our nonce is used, our receipt not
     // visible yet). Not a foreign transaction: ours is known.
@@ -184,8 +184,8 @@ async fn a_nonce_taken_by_the_executors_own_trade_is_planned_anew() {
     let theirs = executor.send_transaction(tx).await.unwrap();
     let theirs = *theirs.tx_hash();
     // Blocks from here on, one every second.
-    let _: serde_json::Value = h.anvil("evm_mine", ()).await;
-    let _: serde_json::Value = h.anvil("evm_setIntervalMining", (1,)).await;
+    h.mine().await;
+    h.interval_mining(1).await;
     let r = request
         .await
         .unwrap()
@@ -223,6 +223,9 @@ async fn a_reorg_after_a_restart_is_noticed_too() {
 }
 
 async fn reorged_after_confirmation(restart: bool) {
+    if support::skip_unless_anvil("anvil_reorg") {
+        return;
+    }
     let mut h = Harness::start_with(|c| {
         c.chains.get_mut(support::CHAIN).unwrap().reorg_watch_blocks = 16;
     })
@@ -326,9 +329,12 @@ async fn a_base_fee_above_the_cap_is_refused_by_name_and_sends_nothing() {
     let mut h = Harness::start().await;
     let cap = h.config.chain(support::CHAIN).unwrap().max_fee_per_gas_wei;
     let _: serde_json::Value = h
-        .anvil("anvil_setNextBlockBaseFeePerGas", (U256::from(cap * 2),))
+        .anvil(
+            h.devnet.control("setNextBlockBaseFeePerGas"),
+            (U256::from(cap * 2),),
+        )
         .await;
-    let _: serde_json::Value = h.anvil("evm_mine", ()).await;
+    h.mine().await;
     let nonce = h.nonce().await;
     let e = h
         .ensure(milli_eth(60), "over-the-cap", false)
@@ -370,5 +376,94 @@ async fn a_held_broadcast_is_sent_once_and_found_by_its_hash() {
         txs,
         "one broadcast per transaction"
     );
+    h.stop().await;
+}
+
+/// The node's own words for the broadcasts it refuses, as the engine
+/// classifies them (`classify_send_error`): the same transaction again,
+/// a replacement paying no more, a used nonce, a max fee below the base
+/// fee. anvil and the Hardhat node (EDR) word each differently.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_nodes_refusals_are_classified() {
+    use alloy::{
+        eips::eip2718::Encodable2718,
+        network::{Ethereum, EthereumWallet, NetworkWallet, TransactionBuilder},
+        rpc::types::TransactionRequest,
+        signers::local::PrivateKeySigner,
+    };
+    use wallet_balancer::exec::{classify_send_error, machine::SendResult};
+
+    let h = Harness::start().await;
+    let signer = PrivateKeySigner::from_bytes(&h.devnet.trader_key).unwrap();
+    let wallet = EthereumWallet::from(signer);
+    let chain = h.chain();
+    let gwei = 1_000_000_000u128;
+    let sign = |nonce: u64, value: u64, max_fee: u128, tip: u128| {
+        let wallet = wallet.clone();
+        let to = h.devnet.deployer_address;
+        async move {
+            let tx = TransactionRequest::default()
+                .with_from(wallet.default_signer().address())
+                .with_to(to)
+                .with_value(U256::from(value))
+                .with_nonce(nonce)
+                .with_chain_id(wb_devnet::CHAIN_ID)
+                .with_gas_limit(21_000)
+                .with_max_fee_per_gas(max_fee)
+                .with_max_priority_fee_per_gas(tip);
+            NetworkWallet::<Ethereum>::sign_request(&wallet, tx)
+                .await
+                .unwrap()
+                .encoded_2718()
+        }
+    };
+    // The node's answer to a broadcast: Ok, or its message classified.
+    let send = |raw: Vec<u8>| {
+        let chain = chain.clone();
+        async move {
+            match chain.send_raw_transaction(&raw).await {
+                Ok(_) => Ok(()),
+                Err(alloy::transports::RpcError::ErrorResp(e)) => {
+                    let msg = e.message.to_string();
+                    println!("{}: {msg}", support::node_kind());
+                    Err((classify_send_error(&msg), msg))
+                }
+                Err(other) => panic!("not an error answer: {other}"),
+            }
+        }
+    };
+    let _: serde_json::Value = h.anvil("evm_setAutomine", (false,)).await;
+    let nonce = chain
+        .get_transaction_count(h.devnet.trader_address)
+        .await
+        .unwrap();
+    let first = sign(nonce, 1, 50 * gwei, gwei).await;
+    send(first.clone()).await.unwrap();
+
+    let again = send(first.clone()).await.unwrap_err();
+    assert_eq!(again.0, Some(SendResult::AlreadyKnown), "{}", again.1);
+
+    // The same fees: no node takes it in place of the first.
+    let cheap = sign(nonce, 2, 50 * gwei, gwei).await;
+    let under = send(cheap).await.unwrap_err();
+    assert_eq!(
+        under.0,
+        Some(SendResult::ReplacementUnderpriced),
+        "{}",
+        under.1
+    );
+
+    // Mined; from here on as the sidecar meets the node: automining (the
+    // Hardhat node keeps a transaction below the base fee in its pool
+    // while not automining, refusing it only when it would mine it now).
+    h.mine().await;
+    let _: serde_json::Value = h.anvil("evm_setAutomine", (true,)).await;
+    let used = sign(nonce, 3, 50 * gwei, gwei).await;
+    let low = send(used).await.unwrap_err();
+    assert_eq!(low.0, Some(SendResult::NonceTooLow), "{}", low.1);
+
+    let below = sign(nonce + 1, 4, 1, 1).await;
+    let fee = send(below).await.unwrap_err();
+    assert_eq!(fee.0, Some(SendResult::FeeTooLow), "{}", fee.1);
     h.stop().await;
 }

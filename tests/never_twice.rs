@@ -99,7 +99,7 @@ async fn the_same_request_id_converts_once_even_after_a_client_deadline() {
     // seconds, so the first caller's deadline passes while its job is
     // queued or its transactions are in the pool, not before it arrives.
     let _: serde_json::Value = h.anvil("evm_setAutomine", (false,)).await;
-    let _: serde_json::Value = h.anvil("evm_setIntervalMining", (1,)).await;
+    h.interval_mining(1).await;
     h.proxy.reset();
     let mut req = tonic::Request::new(pb::EnsureEthRequest {
         chain: CHAIN.into(),
@@ -261,8 +261,8 @@ async fn a_dropped_transaction_is_rebroadcast_with_the_same_bytes() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(in_pool(&h).await, "the unwrap never reached the pool");
-    let _: serde_json::Value = h.anvil("anvil_dropAllTransactions", ()).await;
-    assert!(!in_pool(&h).await, "anvil kept the transaction");
+    h.devnet.drop_all_transactions().await.unwrap();
+    assert!(!in_pool(&h).await, "the node kept the transaction");
     // The sidecar notices and sends the same bytes again.
     for _ in 0..100 {
         if in_pool(&h).await {
@@ -274,7 +274,7 @@ async fn a_dropped_transaction_is_rebroadcast_with_the_same_bytes() {
         in_pool(&h).await,
         "the dropped transaction was not rebroadcast"
     );
-    let _: serde_json::Value = h.anvil("evm_mine", ()).await;
+    h.mine().await;
     let r = call.await.unwrap().unwrap().into_inner();
     assert_eq!(r.outcome, EnsureOutcome::Converted as i32);
     assert_eq!(
@@ -328,16 +328,14 @@ async fn a_stuck_transaction_is_replaced_within_its_fee_cap() {
     // The first transaction, as the node holds it.
     let mut first: Option<serde_json::Value> = None;
     for _ in 0..100 {
-        let pool: serde_json::Value = h.anvil("txpool_content", ()).await;
-        if let Some(txs) = pool["pending"].as_object().and_then(|m| {
-            m.iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(&wallet.to_string()))
-                .map(|(_, v)| v.clone())
-        }) {
-            first = txs.as_object().and_then(|m| m.values().next().cloned());
-            if first.is_some() {
-                break;
-            }
+        let pool = h.devnet.pending_transactions().await.unwrap();
+        first = pool.into_iter().find(|tx| {
+            tx["from"]
+                .as_str()
+                .is_some_and(|f| f.eq_ignore_ascii_case(&wallet.to_string()))
+        });
+        if first.is_some() {
+            break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -357,9 +355,12 @@ async fn a_stuck_transaction_is_replaced_within_its_fee_cap() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
     while !call.is_finished() && tokio::time::Instant::now() < deadline {
         let _: serde_json::Value = h
-            .anvil("anvil_setNextBlockBaseFeePerGas", (U256::from(high),))
+            .anvil(
+                h.devnet.control("setNextBlockBaseFeePerGas"),
+                (U256::from(high),),
+            )
             .await;
-        let _: serde_json::Value = h.anvil("evm_mine", ()).await;
+        h.mine().await;
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     let r = call.await.unwrap().unwrap().into_inner();

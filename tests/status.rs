@@ -331,6 +331,9 @@ async fn enough_eth_is_sufficient_even_with_a_stale_feed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_follows_the_chain() {
+    if support::skip_unless_anvil("anvil_dumpState/anvil_loadState to stop and restart the chain") {
+        return;
+    }
     let mut h = Harness::start().await;
     assert_eq!(h.health_status().await, 1, "SERVING after start");
     h.devnet.stop_node().await.unwrap();

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Prepares the local devnet fixture (deploy/devnet): installs the pinned npm packages (anvil
-# binary, Uniswap artifacts, solc-js) and compiles our own contracts into build/.
+# binary, the Hardhat node, Uniswap artifacts, solc-js) and compiles our own contracts into build/.
 #
 # Idempotent and safe to run from any directory:
 #   - `npm ci` is skipped when node_modules was installed from the current package-lock.json;
@@ -31,20 +31,29 @@ process.stdout.write(h.digest("hex"));
 ')"
 stamp="node_modules/.wb-devnet-lock-hash"
 anvil_bin="node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"
+hardhat_bin="node_modules/.bin/hardhat"
 
-if [ "$force" != "1" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$lock_hash" ] && [ -x "$anvil_bin" ]; then
+if [ "$force" != "1" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$lock_hash" ] && [ -x "$anvil_bin" ] \
+    && [ -x "$hardhat_bin" ]; then
   say "node_modules matches package-lock.json; skipping npm ci"
 else
-  say "running npm ci (pinned anvil, Uniswap artifacts, solc)"
+  say "running npm ci (pinned anvil, Hardhat, Uniswap artifacts, solc)"
   # --ignore-scripts: nothing here needs an install script (the anvil binary ships in its
-  # package), and skipping them keeps the install offline-friendly and reproducible.
+  # package, Hardhat's EDR in its per-platform package), and skipping them keeps the install
+  # offline-friendly and reproducible.
   npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
   [ -x "$anvil_bin" ] || chmod +x "$anvil_bin" 2>/dev/null || true
   [ -x "$anvil_bin" ] || die "anvil binary missing after npm ci: $DIR/$anvil_bin"
+  [ -x "$hardhat_bin" ] || die "hardhat missing after npm ci: $DIR/$hardhat_bin"
   printf '%s' "$lock_hash" > "$stamp"
   say "npm ci done"
 fi
 say "anvil: $("./$anvil_bin" --version | head -n1)"
+# The Hardhat node (WB_DEVNET_NODE=hardhat): its version, and that its native EDR loads here.
+hardhat_version="$(node -p 'require("hardhat/package.json").version')"
+node -e 'require("@nomicfoundation/edr")' 2>/dev/null \
+  || die "hardhat $hardhat_version is installed but its EDR does not load on this platform"
+say "hardhat: $hardhat_version (config $DIR/hardhat.config.js)"
 
 # ---- 2. compile our contracts ---------------------------------------------------------------
 build_stamp="build/.stamp"

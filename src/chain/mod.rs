@@ -191,6 +191,21 @@ impl ChainClient {
         Ok((balance, block))
     }
 
+    /// The base fee of the latest block, from its header (0 before London).
+    /// Never `block.basefee` inside an `eth_call`: geth-family nodes (geth,
+    /// reth, Nitro, Hardhat's EDR) run calls at a base fee of 0.
+    pub async fn latest_base_fee(&self) -> Result<u128, ChainError> {
+        let block = self
+            .provider()
+            .get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
+            .await
+            .map_err(|e| self.rpc_err(e))?;
+        Ok(block
+            .and_then(|b| b.header.base_fee_per_gas)
+            .map(u128::from)
+            .unwrap_or(0))
+    }
+
     /// The pooled provider (read-only: no wallet filler).
     pub fn provider(&self) -> &DynProvider {
         &self.inner.provider

@@ -77,6 +77,9 @@ pub fn classify_send_error(msg: &str) -> Option<SendResult> {
         || m.contains("fee too low")
         || m.contains("max fee per gas less than")
         || m.contains("maxfeepergas too low")
+        // Hardhat (EDR): "Transaction maxFeePerGas (1) is too low for the
+        // next block, which has a baseFeePerGas of 737782".
+        || m.contains("too low for the next block")
     {
         Some(SendResult::FeeTooLow)
     } else {
@@ -113,16 +116,7 @@ impl Backend for Rpc {
     }
 
     async fn base_fee(&self) -> Result<u128, ExecError> {
-        let block = self
-            .chain
-            .provider()
-            .get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
-            .await
-            .map_err(|e| ExecError::Chain(self.chain.rpc_err(e)))?;
-        Ok(block
-            .and_then(|b| b.header.base_fee_per_gas)
-            .map(u128::from)
-            .unwrap_or(0))
+        self.chain.latest_base_fee().await.map_err(ExecError::Chain)
     }
 
     async fn send_raw(&self, raw: &Bytes) -> SendResult {
@@ -194,6 +188,27 @@ mod tests {
             ("transaction underpriced", Some(FeeTooLow)),
             (
                 "max fee per gas less than block base fee: address 0x.., maxFeePerGas: 1, baseFee: 2",
+                Some(FeeTooLow),
+            ),
+            // The Hardhat node's (EDR's) words, as tests/faults.rs met them.
+            ("Known transaction: 0x5b14", Some(AlreadyKnown)),
+            (
+                "Replacement transaction underpriced. A gasPrice/maxFeePerGas of at least 55000000000 \
+                 is necessary to replace the existing transaction with nonce 9.",
+                Some(ReplacementUnderpriced),
+            ),
+            (
+                "Nonce too low. Expected nonce to be 10 but got 9. Note that transactions can't be \
+                 queued when automining.",
+                Some(NonceTooLow),
+            ),
+            (
+                "Transaction nonce too low. Expected nonce to be at least 10 but got 9.",
+                Some(NonceTooLow),
+            ),
+            (
+                "Transaction maxFeePerGas (1) is too low for the next block, which has a \
+                 baseFeePerGas of 737782",
                 Some(FeeTooLow),
             ),
             ("insufficient funds for gas * price + value", None),

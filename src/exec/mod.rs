@@ -21,6 +21,8 @@ mod recover;
 mod tx;
 mod venues;
 
+pub use backend::classify_send_error;
+
 use std::time::Duration;
 
 use alloy::{

@@ -18,7 +18,7 @@ use wallet_balancer::{
     pb::{self, wallet_balancer_client::WalletBalancerClient},
     server,
 };
-use wb_devnet::{Devnet, DevnetOptions, proxy::RpcProxy};
+use wb_devnet::{Devnet, DevnetOptions, NodeKind, proxy::RpcProxy};
 
 pub const CHAIN: &str = "devnet";
 
@@ -140,16 +140,34 @@ impl Harness {
         &self.key_path
     }
 
-    /// Sends an anvil/eth JSON-RPC request straight to the node.
-    pub async fn anvil<P, R>(&self, method: &'static str, params: P) -> R
+    /// Sends a JSON-RPC request (a node control or an `eth_` call) straight
+    /// to the node. A control only one node has is named by
+    /// `self.devnet.control(..)`; `evm_*` are the same on both.
+    pub async fn anvil<P, R>(
+        &self,
+        method: impl Into<std::borrow::Cow<'static, str>>,
+        params: P,
+    ) -> R
     where
         P: alloy::rpc::json_rpc::RpcSend + 'static,
         R: alloy::rpc::json_rpc::RpcRecv,
     {
+        let method = method.into();
         self.chain()
-            .raw_request(method.into(), params)
+            .raw_request(method.clone(), params)
             .await
             .unwrap_or_else(|e| panic!("{method}: {e}"))
+    }
+
+    /// Mines one block now (`evm_mine`, on either node).
+    pub async fn mine(&self) {
+        self.devnet.mine().await.unwrap();
+    }
+
+    /// A block every `secs` seconds (anvil counts in seconds, Hardhat in
+    /// milliseconds: `Devnet::set_interval_mining`).
+    pub async fn interval_mining(&self, secs: u64) {
+        self.devnet.set_interval_mining(secs).await.unwrap();
     }
 
     /// Every event in the journal after `after`, read through the API until
@@ -180,7 +198,7 @@ impl Harness {
         out
     }
 
-    /// A provider straight to anvil (not through the proxy).
+    /// A provider straight to the node (not through the proxy).
     pub fn chain(&self) -> DynProvider {
         self.devnet.provider()
     }
@@ -260,6 +278,25 @@ impl Harness {
     pub async fn stop(mut self) {
         self.shutdown().await;
     }
+}
+
+/// The node the devnets of this run use (`WB_DEVNET_NODE`, default anvil).
+pub fn node_kind() -> NodeKind {
+    DevnetOptions::default()
+        .node_kind()
+        .expect("WB_DEVNET_NODE is anvil or hardhat")
+}
+
+/// `true`, after printing why, when this run's node is not anvil and the
+/// test needs an anvil-only control (`needs`): the test returns at once,
+/// before starting anything.
+pub fn skip_unless_anvil(needs: &str) -> bool {
+    let kind = node_kind();
+    if kind == NodeKind::Anvil {
+        return false;
+    }
+    println!("skipped on {kind}: needs {needs}");
+    true
 }
 
 /// `n` milli-ETH in wei.

@@ -17,8 +17,12 @@ use crate::DevnetArgs;
 /// The demo: devnet up, sidecar serving in this process, status printed,
 /// then the write-up's scenario (a 0.1 ETH trade with 0.03 ETH held).
 pub async fn demo(args: DevnetArgs, keep_running: bool) -> anyhow::Result<()> {
-    println!("starting the devnet (anvil + WETH9, Uniswap V2/V3, feeds, tokens)...");
-    let devnet = Devnet::start(args.devnet_options()).await?;
+    let opts = args.devnet_options();
+    println!(
+        "starting the devnet ({} + WETH9, Uniswap V2/V3, feeds, tokens)...",
+        opts.node_kind()?
+    );
+    let devnet = Devnet::start(opts).await?;
     println!(
         "devnet at {} (chain id {})",
         devnet.rpc_url, devnet.chain_id

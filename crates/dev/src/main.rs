@@ -15,7 +15,7 @@ use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 use wallet_balancer::telemetry;
-use wb_devnet::DevnetOptions;
+use wb_devnet::{DevnetOptions, NodeKind};
 
 #[derive(Parser)]
 #[command(
@@ -30,7 +30,7 @@ struct Args {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Start a local devnet (anvil + Uniswap V2/V3 + feeds + a funded wallet)
+    /// Start a local devnet (anvil or Hardhat + Uniswap V2/V3 + feeds + a funded wallet)
     /// and write a sidecar config for it; runs until Ctrl-C.
     Devnet {
         #[command(flatten)]
@@ -68,7 +68,10 @@ pub struct DevnetArgs {
     /// Directory with package.json and the compiled contracts.
     #[arg(long, env = "WB_DEVNET_DIR")]
     pub dir: Option<PathBuf>,
-    /// anvil's port (default: a free one).
+    /// The node: anvil or hardhat (default: anvil).
+    #[arg(long, env = "WB_DEVNET_NODE")]
+    pub node: Option<NodeKind>,
+    /// The node's port (default: a free one).
     #[arg(long)]
     pub port: Option<u16>,
     /// Seconds per block (default: a block per transaction).
@@ -91,6 +94,7 @@ impl DevnetArgs {
         if let Some(d) = &self.dir {
             o.dir = d.clone();
         }
+        o.node = self.node.or(o.node);
         o.port = self.port;
         o.block_time_secs = self.block_time;
         o

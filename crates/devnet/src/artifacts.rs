@@ -54,7 +54,7 @@ impl Artifacts {
         if multicall3.deployed_bytecode.is_none() {
             return Err(DevnetError::Artifact {
                 path: dir.join(MULTICALL3),
-                reason: "no deployedBytecode (needed for anvil_setCode); re-run setup.sh".into(),
+                reason: "no deployedBytecode (needed for hardhat_setCode); re-run setup.sh".into(),
             });
         }
         Ok(Self {

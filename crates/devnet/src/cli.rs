@@ -10,8 +10,8 @@ use super::{Devnet, DevnetOptions};
 
 /// Starts a [`Devnet`], writes the test wallet's key to `key_out` (mode 0600, `0x`-hex) and a
 /// complete sidecar config (listening on `listen`, reading `key_out`) to `config_out`, prints the
-/// RPC URL, accounts and addresses, then runs until Ctrl-C or SIGTERM (or until anvil dies,
-/// which is an error). anvil is killed on the way out.
+/// RPC URL, accounts and addresses, then runs until Ctrl-C or SIGTERM (or until the node dies,
+/// which is an error). The node is killed on the way out.
 pub async fn run_devnet_cli(
     opts: DevnetOptions,
     config_out: &Path,
@@ -24,7 +24,7 @@ pub async fn run_devnet_cli(
 }
 
 /// [`run_devnet_cli`] with a caller-supplied shutdown future instead of Ctrl-C/SIGTERM (for
-/// tests and embedding). Returns when `shutdown` completes (Ok) or anvil dies (Err).
+/// tests and embedding). Returns when `shutdown` completes (Ok) or the node dies (Err).
 pub async fn run_devnet_until<F>(
     opts: DevnetOptions,
     config_out: &Path,
@@ -75,8 +75,9 @@ fn print_summary(devnet: &Devnet, config_out: &Path, key_out: &Path) {
     let a = &devnet.addresses;
     let mut out = String::new();
     out.push_str(&format!(
-        "devnet ready in {:.2?}\n  rpc_url      {}\n  chain_id     {}\n  config       {}\n  wallet key   {}\n",
+        "devnet ready in {:.2?}\n  node         {}\n  rpc_url      {}\n  chain_id     {}\n  config       {}\n  wallet key   {}\n",
         devnet.startup_time(),
+        devnet.kind(),
         devnet.rpc_url,
         devnet.chain_id,
         config_out.display(),

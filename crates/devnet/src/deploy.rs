@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use alloy::network::TransactionBuilder;
 use alloy::primitives::aliases::{I24, U24};
 use alloy::primitives::{Address, B256, Bytes, I256, U256, utils::parse_units};
-use alloy::providers::{DynProvider, Provider, ext::AnvilApi};
+use alloy::providers::{DynProvider, Provider};
 use alloy::rpc::types::{TransactionReceipt, TransactionRequest};
 use alloy::sol_types::{SolType, SolValue, sol_data};
 
@@ -140,6 +140,18 @@ pub(crate) async fn wait_receipt(
     }
 }
 
+/// `hardhat_setBalance`: a name both anvil and the Hardhat node accept.
+async fn set_balance(
+    provider: &DynProvider,
+    who: Address,
+    wei: U256,
+) -> Result<(), alloy::transports::TransportError> {
+    let _: serde_json::Value = provider
+        .raw_request("hardhat_setBalance".into(), (who, wei))
+        .await?;
+    Ok(())
+}
+
 /// `value` whole units of a token with `decimals`, in base units.
 pub(crate) fn units(value: u64, decimals: u8) -> U256 {
     U256::from(value) * U256::from(10u8).pow(U256::from(decimals))
@@ -172,12 +184,10 @@ pub(crate) async fn deploy_market(
 
     // Whales: plenty of native ETH for the deployer and the trader.
     let whale = ether("1000000")?;
-    provider
-        .anvil_set_balance(acct.deployer, whale)
+    set_balance(provider, acct.deployer, whale)
         .await
         .map_err(rpc("fund deployer"))?;
-    provider
-        .anvil_set_balance(acct.trader, whale)
+    set_balance(provider, acct.trader, whale)
         .await
         .map_err(rpc("fund trader"))?;
 
@@ -185,10 +195,10 @@ pub(crate) async fn deploy_market(
     let mc_code = art.multicall3.deployed_bytecode.clone().ok_or_else(|| {
         DevnetError::Invariant("Multicall3 artifact has no deployed bytecode".into())
     })?;
-    provider
-        .anvil_set_code(MULTICALL3_ADDRESS, mc_code)
+    let _: serde_json::Value = provider
+        .raw_request("hardhat_setCode".into(), (MULTICALL3_ADDRESS, mc_code))
         .await
-        .map_err(rpc("anvil_setCode Multicall3"))?;
+        .map_err(rpc("hardhat_setCode Multicall3"))?;
 
     // ---- contracts --------------------------------------------------------------------
     let weth = tx.deploy("WETH9", &art.weth9.bytecode, vec![]).await?;
@@ -447,8 +457,7 @@ pub(crate) async fn deploy_market(
         )
         .await?;
     }
-    provider
-        .anvil_set_balance(acct.wallet, ether("0.03")?)
+    set_balance(provider, acct.wallet, ether("0.03")?)
         .await
         .map_err(rpc("fund wallet"))?;
 

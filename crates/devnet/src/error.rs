@@ -42,9 +42,22 @@ pub enum DevnetError {
         source: std::io::Error,
     },
 
-    /// The anvil process could not be started or did not become ready.
-    #[error("anvil: {0}")]
+    /// The node process could not be started or did not become ready.
+    #[error("devnet node: {0}")]
     Node(String),
+
+    /// `WB_DEVNET_NODE` (or a `--node` option) names no node implementation this knows.
+    #[error("unknown devnet node {0:?}: expected `anvil` or `hardhat` (env WB_DEVNET_NODE)")]
+    UnknownNode(String),
+
+    /// A control the running node does not have (e.g. a state dump on Hardhat).
+    #[error("{what} is not available on the {node} node")]
+    Unsupported {
+        /// The node that runs.
+        node: super::NodeKind,
+        /// The missing control.
+        what: &'static str,
+    },
 
     /// An RPC call, contract call or signing step failed.
     #[error("{context}: {source}")]

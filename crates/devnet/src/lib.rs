@@ -1,12 +1,14 @@
-//! Local devnet fixture: a real anvil node with a realistic market, shared by the product's
-//! integration tests (a dev-dependency), the `wb-dev devnet` / `wb-dev demo` commands and the
-//! benchmarks (`wb-dev bench`): "one way to stand up the world". It depends on nothing of the
+//! Local devnet fixture: a real node (anvil or the Hardhat node) with a realistic market,
+//! shared by the product's integration tests (a dev-dependency), the `wb-dev devnet` /
+//! `wb-dev demo` commands and the benchmarks (`wb-dev bench`): "one way to stand up the world". It depends on nothing of the
 //! product crate, and it is the only crate of the workspace that enables alloy's
 //! `node-bindings` / `provider-anvil-api` features, so the sidecar's own dependency tree holds no
 //! way to start a node.
 //!
-//! [`Devnet::start`] spawns the anvil binary of the pinned npm package
-//! `@foundry-rs/anvil-linux-amd64` on `127.0.0.1` and deploys, from artifacts read **at run
+//! [`Devnet::start`] spawns the node on `127.0.0.1` — the anvil binary of the pinned npm package
+//! `@foundry-rs/anvil-linux-amd64`, or `hardhat node` of the pinned npm package `hardhat` 2.x
+//! ([`NodeKind`], chosen by [`DevnetOptions::node`], by default from the env var
+//! `WB_DEVNET_NODE=anvil|hardhat`, else anvil) — and deploys, from artifacts read **at run
 //! time** from `deploy/devnet` (run `bash deploy/devnet/setup.sh` once first):
 //!
 //! - WETH9, USDC (6 dec), USDT (6 dec, mainnet quirks: no return values, approve must go through
@@ -16,14 +18,22 @@
 //!   (factory, NonfungiblePositionManager, SwapRouter02, QuoterV2) with the same pairs at fee
 //!   tiers 500 and 3000, full-range liquidity; every pool holds 100 WETH + 300,000 of the stable,
 //!   priced at the feeds;
-//! - Multicall3 at its canonical address `0xcA11bde05977b3631167028862bE2a173976CA11`;
-//! - a test wallet (fresh key, not an anvil dev account) holding 0.03 ETH, 0.08 WETH, 200 USDC,
+//! - Multicall3 at its canonical address `0xcA11bde05977b3631167028862bE2a173976CA11` (placed
+//!   with `hardhat_setCode`, which both nodes accept);
+//! - a test wallet (fresh key, not a dev account) holding 0.03 ETH, 0.08 WETH, 200 USDC,
 //!   100 USDT and 310 DAI (the write-up's example wallet, about $850 in tokens);
-//! - a trader whale (anvil dev account #1): ~1,000,000 ETH, 10,000 WETH, 10,000,000 of each
+//! - a trader whale (dev account #1): ~1,000,000 ETH, 10,000 WETH, 10,000,000 of each
 //!   stable, with max approvals to Router02 and SwapRouter02, for tests that push prices.
 //!
-//! The deployer (anvil dev account #0) owns the tokens (can `mint`) and the feeds (can
+//! The deployer (dev account #0 of both nodes) owns the tokens (can `mint`) and the feeds (can
 //! `updateAnswer` / `setRoundData`). Everything is deterministic except the block timestamps.
+//!
+//! The two nodes differ where real chains differ from anvil: [`Devnet::kind`] tells tests which
+//! one runs, [`Devnet::control`] names a node control in its dialect, and the helpers
+//! ([`Devnet::set_interval_mining`], [`Devnet::drop_all_transactions`],
+//! [`Devnet::pending_transactions`]) hide what only differs in form. What the Hardhat node
+//! lacks (`anvil_reorg`, the state dump behind [`Devnet::stop_node`]) a test must skip on it,
+//! saying why.
 //!
 //! [`proxy::RpcProxy`] goes in front of it: a JSON-RPC proxy that counts calls by method, adds
 //! latency and injects, on demand from the test, the faults hosted RPC providers produce (503,
@@ -63,15 +73,16 @@ use alloy::transports::http::reqwest::Url;
 
 pub use cli::{run_devnet_cli, run_devnet_until};
 pub use error::DevnetError;
+pub use node::{ENV_DEVNET_NODE, NodeKind};
 
 use artifacts::Artifacts;
-use node::AnvilNode;
+use node::{NodeCommand, NodeProcess};
 
-/// Chain id of the devnet (anvil's default).
+/// Chain id of the devnet (anvil's and Hardhat's default).
 pub const CHAIN_ID: u64 = 31337;
 /// The chain's name in the sidecar config (`[chains.devnet]`).
 pub const CHAIN_NAME: &str = "devnet";
-/// Canonical Multicall3 address (our runtime bytecode is placed there with `anvil_setCode`).
+/// Canonical Multicall3 address (our runtime bytecode is placed there with `hardhat_setCode`).
 pub const MULTICALL3_ADDRESS: Address = address!("0xcA11bde05977b3631167028862bE2a173976CA11");
 /// Decimals of every devnet price feed.
 pub const FEED_DECIMALS: u8 = 8;
@@ -85,18 +96,26 @@ pub const DEPLOYER_KEY: B256 =
 /// Anvil dev account #1: the trader whale.
 pub const TRADER_KEY: B256 =
     b256!("0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d");
-/// Seed of the test wallet's key: `keccak256(WALLET_KEY_SEED)`. Not an anvil dev account.
+/// Seed of the test wallet's key: `keccak256(WALLET_KEY_SEED)`. Not a dev account.
 pub const WALLET_KEY_SEED: &[u8] = b"wallet-balancer devnet test wallet v1";
 
 /// Env var overriding [`DevnetOptions::dir`]'s default.
 pub const ENV_DEVNET_DIR: &str = "WB_DEVNET_DIR";
 /// Env var overriding the anvil binary (default: the npm package's).
 pub const ENV_ANVIL_BIN: &str = "WB_ANVIL_BIN";
+/// At most this many transactions dropped one by one on Hardhat
+/// ([`Devnet::drop_all_transactions`]): a bound, should something keep refilling the pool.
+const MAX_DROP: usize = 10_000;
+/// JSON-RPC `"params": []` (alloy sends `null` for `()`, which the Hardhat node refuses).
+const NO_PARAMS: [(); 0] = [];
 
 /// How to start a [`Devnet`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DevnetOptions {
-    /// TCP port on 127.0.0.1; `None` lets anvil pick a free one.
+    /// Which node runs the devnet. `None`: env `WB_DEVNET_NODE` (`anvil` or `hardhat`), else
+    /// anvil.
+    pub node: Option<NodeKind>,
+    /// TCP port on 127.0.0.1; `None` lets the node pick a free one.
     pub port: Option<u16>,
     /// `None`: automine (a block per transaction). `Some(n)`: after deployment (which always
     /// runs automined, so start-up stays fast) mine a block every `n` seconds.
@@ -119,6 +138,14 @@ impl DevnetOptions {
         }
     }
 
+    /// [`Self::node`], else env `WB_DEVNET_NODE`, else anvil.
+    pub fn node_kind(&self) -> Result<NodeKind, DevnetError> {
+        match self.node {
+            Some(k) => Ok(k),
+            None => NodeKind::from_env(),
+        }
+    }
+
     fn resolve_anvil(&self) -> PathBuf {
         if let Some(p) = &self.anvil_bin {
             return p.clone();
@@ -128,11 +155,37 @@ impl DevnetOptions {
             _ => node::anvil_in_package(&self.dir),
         }
     }
+
+    /// The node to spawn, its binary (and Hardhat's config) checked to exist.
+    fn node_command(&self) -> Result<NodeCommand, DevnetError> {
+        let kind = self.node_kind()?;
+        let (bin, also) = match kind {
+            NodeKind::Anvil => (self.resolve_anvil(), None),
+            NodeKind::Hardhat => (
+                node::hardhat_in_package(&self.dir),
+                Some(node::hardhat_config(&self.dir)),
+            ),
+        };
+        for path in std::iter::once(&bin).chain(also.as_ref()) {
+            if !path.is_file() {
+                return Err(DevnetError::SetupMissing {
+                    path: path.clone(),
+                    setup_script: artifacts::setup_script(&self.dir),
+                });
+            }
+        }
+        Ok(NodeCommand {
+            kind,
+            bin,
+            dir: self.dir.clone(),
+        })
+    }
 }
 
 impl Default for DevnetOptions {
     fn default() -> Self {
         Self {
+            node: None,
             port: None,
             block_time_secs: None,
             dir: Self::default_dir(),
@@ -197,7 +250,7 @@ pub struct DevnetToken {
     pub wallet_balance: alloy::primitives::U256,
 }
 
-/// A running devnet. Dropping it kills anvil and removes its work directory.
+/// A running devnet. Dropping it kills the node and removes its work directory.
 pub struct Devnet {
     /// `http://127.0.0.1:<port>`.
     pub rpc_url: String,
@@ -209,24 +262,24 @@ pub struct Devnet {
     pub wallet_key: B256,
     /// Address of [`Self::wallet_key`].
     pub wallet_address: Address,
-    /// The trader whale's private key (anvil dev account #1), for tests that move prices.
+    /// The trader whale's private key (dev account #1), for tests that move prices.
     pub trader_key: B256,
     /// Address of [`Self::trader_key`].
     pub trader_address: Address,
-    /// The deployer's key (anvil dev account #0): owner of the tokens (`mint`) and the feeds
+    /// The deployer's key (dev account #0): owner of the tokens (`mint`) and the feeds
     /// (`updateAnswer`, `setRoundData`).
     pub deployer_key: B256,
     /// Address of [`Self::deployer_key`].
     pub deployer_address: Address,
 
-    node: Option<AnvilNode>,
+    node: Option<NodeProcess>,
     /// Internal provider (deployment, dump/load); tests get fresh ones from `provider()`.
     provider: DynProvider,
     url: Url,
     signers: EthereumWallet,
     port: u16,
     block_time_secs: Option<u64>,
-    anvil_bin: PathBuf,
+    node_cmd: NodeCommand,
     work_dir: WorkDir,
     state: Option<Bytes>,
     startup: Duration,
@@ -240,6 +293,7 @@ impl fmt::Debug for Devnet {
             .field("addresses", &self.addresses)
             .field("wallet_address", &self.wallet_address)
             .field("trader_address", &self.trader_address)
+            .field("node", &self.node_cmd.kind)
             .field("running", &self.node.is_some())
             .field("work_dir", &self.work_dir.0)
             .finish_non_exhaustive()
@@ -247,28 +301,18 @@ impl fmt::Debug for Devnet {
 }
 
 impl Devnet {
-    /// Starts anvil and deploys the market (see the module docs). Fails with
-    /// [`DevnetError::SetupMissing`] if `deploy/devnet/setup.sh` has not been run.
+    /// Starts the node and deploys the market (see the module docs). Fails with
+    /// [`DevnetError::SetupMissing`] if `deploy/devnet/setup.sh` has not been run, and with
+    /// [`DevnetError::UnknownNode`] if `WB_DEVNET_NODE` names no node this knows.
     pub async fn start(opts: DevnetOptions) -> Result<Devnet, DevnetError> {
         let started = Instant::now();
-        let anvil_bin = opts.resolve_anvil();
-        if !anvil_bin.is_file() {
-            return Err(DevnetError::SetupMissing {
-                path: anvil_bin,
-                setup_script: artifacts::setup_script(&opts.dir),
-            });
-        }
+        let node_cmd = opts.node_command()?;
         // Read every artifact before spawning anything: a missing setup fails fast.
         let art = Artifacts::load(&opts.dir)?;
 
         let work_dir = WorkDir::create()?;
-        let node = AnvilNode::spawn(
-            &anvil_bin,
-            opts.port.unwrap_or(0),
-            CHAIN_ID,
-            &work_dir.log(),
-        )
-        .await?;
+        let node = NodeProcess::spawn(&node_cmd, opts.port.unwrap_or(0), CHAIN_ID, &work_dir.log())
+            .await?;
         let port = node.port();
         let rpc_url = format!("http://127.0.0.1:{port}");
 
@@ -292,7 +336,8 @@ impl Devnet {
             .map_err(|e| DevnetError::chain("eth_chainId", e))?;
         if chain_id != CHAIN_ID {
             return Err(DevnetError::Invariant(format!(
-                "anvil reports chain id {chain_id}"
+                "{} reports chain id {chain_id}",
+                node_cmd.kind
             )));
         }
 
@@ -308,14 +353,11 @@ impl Devnet {
         .await?;
 
         if let Some(secs) = opts.block_time_secs {
-            provider
-                .anvil_set_interval_mining(secs)
-                .await
-                .map_err(|e| DevnetError::chain("evm_setIntervalMining", e))?;
+            interval_mining(&provider, node_cmd.kind, secs).await?;
         }
 
         let startup = started.elapsed();
-        tracing::info!(%rpc_url, ?startup, "devnet ready");
+        tracing::info!(%rpc_url, node = %node_cmd.kind, ?startup, "devnet ready");
         Ok(Devnet {
             rpc_url,
             chain_id,
@@ -332,11 +374,105 @@ impl Devnet {
             signers,
             port,
             block_time_secs: opts.block_time_secs,
-            anvil_bin,
+            node_cmd,
             work_dir,
             state: None,
             startup,
         })
+    }
+
+    /// Which node runs this devnet.
+    pub fn kind(&self) -> NodeKind {
+        self.node_cmd.kind
+    }
+
+    /// This node's JSON-RPC method for a control named without its prefix, e.g.
+    /// `control("setNextBlockBaseFeePerGas")`: `anvil_setNextBlockBaseFeePerGas` or
+    /// `hardhat_setNextBlockBaseFeePerGas` ([`NodeKind::control`]).
+    pub fn control(&self, name: &str) -> String {
+        self.node_cmd.kind.control(name)
+    }
+
+    /// A block every `secs` seconds (`evm_setIntervalMining`: anvil counts in seconds, Hardhat
+    /// in milliseconds); 0 stops interval mining. Automine is a separate switch
+    /// (`evm_setAutomine`, the same on both nodes).
+    pub async fn set_interval_mining(&self, secs: u64) -> Result<(), DevnetError> {
+        interval_mining(&self.provider, self.kind(), secs).await
+    }
+
+    /// Automine on (a block per transaction) or off (transactions wait in the pool):
+    /// `evm_setAutomine`, the same on both nodes (alloy's `anvil_set_auto_mine` sends
+    /// `anvil_setAutomine`, which Hardhat lacks).
+    pub async fn set_automine(&self, on: bool) -> Result<(), DevnetError> {
+        let _: serde_json::Value = self
+            .provider
+            .raw_request("evm_setAutomine".into(), (on,))
+            .await
+            .map_err(|e| DevnetError::chain("evm_setAutomine", e))?;
+        Ok(())
+    }
+
+    /// Mines one block now (`evm_mine`, with an empty parameter list: Hardhat refuses a request
+    /// without one, which is what alloy sends for `()`).
+    pub async fn mine(&self) -> Result<(), DevnetError> {
+        let _: serde_json::Value = self
+            .provider
+            .raw_request("evm_mine".into(), NO_PARAMS)
+            .await
+            .map_err(|e| DevnetError::chain("evm_mine", e))?;
+        Ok(())
+    }
+
+    /// The transactions the node holds but has not mined, as JSON-RPC transaction objects (the
+    /// transactions of the `pending` block: anvil and Hardhat both build it from their pool).
+    pub async fn pending_transactions(&self) -> Result<Vec<serde_json::Value>, DevnetError> {
+        let block: serde_json::Value = self
+            .provider
+            .raw_request("eth_getBlockByNumber".into(), ("pending", true))
+            .await
+            .map_err(|e| DevnetError::chain("eth_getBlockByNumber pending", e))?;
+        Ok(block["transactions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    /// Drops every transaction the node holds but has not mined, as if its pool had lost them
+    /// (`anvil_dropAllTransactions`; Hardhat has only `hardhat_dropTransaction`, one hash at a
+    /// time). Returns how many Hardhat dropped (anvil does not say: 0).
+    pub async fn drop_all_transactions(&self) -> Result<usize, DevnetError> {
+        match self.kind() {
+            NodeKind::Anvil => {
+                let _: serde_json::Value = self
+                    .provider
+                    .raw_request("anvil_dropAllTransactions".into(), NO_PARAMS)
+                    .await
+                    .map_err(|e| DevnetError::chain("anvil_dropAllTransactions", e))?;
+                Ok(0)
+            }
+            NodeKind::Hardhat => {
+                let mut dropped = 0;
+                loop {
+                    let pending = self.pending_transactions().await?;
+                    if pending.is_empty() || dropped >= MAX_DROP {
+                        return Ok(dropped);
+                    }
+                    for tx in pending {
+                        let Some(hash) = tx["hash"].as_str() else {
+                            return Err(DevnetError::Invariant(format!(
+                                "pending transaction without a hash: {tx}"
+                            )));
+                        };
+                        let _: serde_json::Value = self
+                            .provider
+                            .raw_request("hardhat_dropTransaction".into(), (hash,))
+                            .await
+                            .map_err(|e| DevnetError::chain("hardhat_dropTransaction", e))?;
+                        dropped += 1;
+                    }
+                }
+            }
+        }
     }
 
     /// How long [`Devnet::start`] took (spawn + deployment).
@@ -363,27 +499,27 @@ impl Devnet {
         format!("{:#x}", self.wallet_key)
     }
 
-    /// Scratch directory of this devnet (anvil.log, state dumps); removed on drop.
+    /// Scratch directory of this devnet (node.log, state dumps); removed on drop.
     pub fn work_dir(&self) -> &Path {
         &self.work_dir.0
     }
 
-    /// anvil's output.
+    /// The node's output.
     pub fn log_path(&self) -> PathBuf {
         self.work_dir.log()
     }
 
-    /// Whether the anvil process is running.
+    /// Whether the node process is running.
     pub fn is_running(&mut self) -> bool {
-        match self.node.as_mut().map(AnvilNode::try_exited) {
+        match self.node.as_mut().map(NodeProcess::try_exited) {
             Some(Ok(None)) => true,
             Some(Ok(Some(_)) | Err(_)) | None => false,
         }
     }
 
-    /// OS process id of anvil, while running.
+    /// OS process id of the node, while running.
     pub fn node_pid(&self) -> Option<u32> {
-        self.node.as_ref().and_then(AnvilNode::pid)
+        self.node.as_ref().and_then(NodeProcess::pid)
     }
 
     /// The tokens with the settings [`Self::config_toml`] gives them, WETH first.
@@ -456,8 +592,9 @@ impl Devnet {
                 .into(),
         );
         line(format!(
-            "# Wallet {} ; anvil work dir {}",
+            "# Wallet {} ; {} work dir {}",
             self.wallet_address,
+            self.kind(),
             self.work_dir.0.display()
         ));
         line(String::new());
@@ -531,7 +668,9 @@ impl Devnet {
 
     /// Dumps the chain state (`anvil_dumpState`) to `<work_dir>/state.json.gz`, then kills
     /// anvil. Returns the dump's path. [`Self::restart_node`] brings the same chain back.
+    /// anvil only: the Hardhat node cannot dump its state ([`DevnetError::Unsupported`]).
     pub async fn stop_node(&mut self) -> Result<PathBuf, DevnetError> {
+        self.require(NodeKind::Anvil, "anvil_dumpState")?;
         let Some(node) = self.node.take() else {
             return Err(DevnetError::State("not running"));
         };
@@ -554,6 +693,7 @@ impl Devnet {
     /// Starts anvil again on the same port and loads the state saved by [`Self::stop_node`]
     /// (stopping first if it is running): same addresses, balances, pools and block height.
     pub async fn restart_node(&mut self) -> Result<(), DevnetError> {
+        self.require(NodeKind::Anvil, "anvil_loadState")?;
         if self.node.is_some() {
             self.stop_node().await?;
         }
@@ -562,7 +702,7 @@ impl Devnet {
             .clone()
             .ok_or(DevnetError::State("stopped without a state dump"))?;
         let node =
-            AnvilNode::spawn(&self.anvil_bin, self.port, CHAIN_ID, &self.work_dir.log()).await?;
+            NodeProcess::spawn(&self.node_cmd, self.port, CHAIN_ID, &self.work_dir.log()).await?;
         self.node = Some(node);
         let loaded = self
             .provider
@@ -575,10 +715,7 @@ impl Devnet {
             ));
         }
         if let Some(secs) = self.block_time_secs {
-            self.provider
-                .anvil_set_interval_mining(secs)
-                .await
-                .map_err(|e| DevnetError::chain("evm_setIntervalMining", e))?;
+            self.set_interval_mining(secs).await?;
         }
         let code = self
             .provider
@@ -594,13 +731,42 @@ impl Devnet {
         Ok(())
     }
 
-    /// Kills anvil without dumping state (also done on drop).
+    /// `Err(Unsupported)` unless this devnet runs on `kind`.
+    fn require(&self, kind: NodeKind, what: &'static str) -> Result<(), DevnetError> {
+        if self.kind() == kind {
+            Ok(())
+        } else {
+            Err(DevnetError::Unsupported {
+                node: self.kind(),
+                what,
+            })
+        }
+    }
+
+    /// Kills the node without dumping state (also done on drop).
     pub async fn shutdown(mut self) -> Result<(), DevnetError> {
         match self.node.take() {
             Some(node) => node.kill().await,
             None => Ok(()),
         }
     }
+}
+
+/// `evm_setIntervalMining` for a block every `secs` seconds on `kind`.
+async fn interval_mining(
+    provider: &DynProvider,
+    kind: NodeKind,
+    secs: u64,
+) -> Result<(), DevnetError> {
+    // anvil answers null, Hardhat true.
+    let _: serde_json::Value = provider
+        .raw_request(
+            "evm_setIntervalMining".into(),
+            (kind.interval_mining_arg(secs),),
+        )
+        .await
+        .map_err(|e| DevnetError::chain("evm_setIntervalMining", e))?;
+    Ok(())
 }
 
 fn signer(key: &B256) -> Result<PrivateKeySigner, DevnetError> {
@@ -636,7 +802,7 @@ impl WorkDir {
     }
 
     fn log(&self) -> PathBuf {
-        self.0.join("anvil.log")
+        self.0.join("node.log")
     }
 }
 

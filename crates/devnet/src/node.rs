@@ -1,33 +1,124 @@
-//! The anvil child process: spawn on loopback, wait until it listens, kill.
+//! The node child process (anvil or the Hardhat node): spawn on loopback, wait until it
+//! listens, kill.
 
+use std::fmt;
 use std::io::{Read, Seek, SeekFrom};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
+use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use tokio::process::{Child, Command};
 
 use super::error::DevnetError;
 
-/// How long anvil may take to print `Listening on ...`.
+/// How long the node may take to say it listens.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Anvil's default dev mnemonic; passed explicitly so the dev keys below are guaranteed.
+/// Anvil's default dev mnemonic; passed explicitly so the dev keys below are guaranteed (the
+/// Hardhat node gets the same one from `deploy/devnet/hardhat.config.js`).
 pub(crate) const MNEMONIC: &str = "test test test test test test test test test test test junk";
 
-/// A running anvil process. Killed (SIGKILL) when dropped.
+/// Env var choosing the node implementation: `anvil` (default) or `hardhat`.
+pub const ENV_DEVNET_NODE: &str = "WB_DEVNET_NODE";
+
+/// Which node implementation runs the devnet.
+///
+/// anvil is kind to its callers: `eth_call` sees the real base fee, future nonces queue. The
+/// Hardhat node (npm `hardhat` 2.x, EDR inside) follows geth where they differ: `eth_call` runs
+/// with BASEFEE 0, errors are worded its own way, a nonce gap is refused while automining, and
+/// it has no `anvil_reorg` nor state dump/load (tests needing those skip on it, saying why).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum NodeKind {
+    /// `anvil` from the pinned npm package `@foundry-rs/anvil-linux-amd64`.
+    #[default]
+    Anvil,
+    /// `hardhat node` from the pinned npm package `hardhat` (2.x), configured by
+    /// `deploy/devnet/hardhat.config.js`.
+    Hardhat,
+}
+
+impl NodeKind {
+    /// [`ENV_DEVNET_NODE`] if set and not empty, else anvil. An unknown name is an error (a
+    /// typo must not silently test anvil again).
+    pub fn from_env() -> Result<Self, DevnetError> {
+        match std::env::var(ENV_DEVNET_NODE) {
+            Ok(v) if !v.trim().is_empty() => v.parse(),
+            Ok(_) | Err(std::env::VarError::NotPresent) => Ok(Self::Anvil),
+            Err(std::env::VarError::NotUnicode(v)) => {
+                Err(DevnetError::UnknownNode(v.to_string_lossy().into_owned()))
+            }
+        }
+    }
+
+    /// `"anvil"` or `"hardhat"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Anvil => "anvil",
+            Self::Hardhat => "hardhat",
+        }
+    }
+
+    /// The JSON-RPC method of this node for a node control named without its prefix:
+    /// `control("setNextBlockBaseFeePerGas")` is `anvil_setNextBlockBaseFeePerGas` on anvil and
+    /// `hardhat_setNextBlockBaseFeePerGas` on Hardhat. Only for controls both nodes have under
+    /// their own prefix; anvil also accepts most `hardhat_*` names.
+    pub fn control(self, name: &str) -> String {
+        format!("{}_{name}", self.name())
+    }
+
+    /// The argument of `evm_setIntervalMining` for a block every `secs` seconds: anvil takes
+    /// seconds, Hardhat milliseconds.
+    pub fn interval_mining_arg(self, secs: u64) -> u64 {
+        match self {
+            Self::Anvil => secs,
+            Self::Hardhat => secs.saturating_mul(1000),
+        }
+    }
+}
+
+impl fmt::Display for NodeKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for NodeKind {
+    type Err = DevnetError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "anvil" => Ok(Self::Anvil),
+            "hardhat" => Ok(Self::Hardhat),
+            _ => Err(DevnetError::UnknownNode(s.to_string())),
+        }
+    }
+}
+
+/// How to start one node process.
+#[derive(Debug, Clone)]
+pub(crate) struct NodeCommand {
+    pub(crate) kind: NodeKind,
+    /// anvil's binary, or `node_modules/.bin/hardhat`.
+    pub(crate) bin: PathBuf,
+    /// The fixture dir (`deploy/devnet`): Hardhat's working directory and config.
+    pub(crate) dir: PathBuf,
+}
+
+/// A running node process. Killed (SIGKILL) when dropped.
 #[derive(Debug)]
-pub(crate) struct AnvilNode {
+pub(crate) struct NodeProcess {
     child: Child,
     port: u16,
 }
 
-impl AnvilNode {
-    /// Starts anvil on `127.0.0.1:port` (0 = let anvil pick a free port) with automine, chain id
-    /// `chain_id`, appending its output to `log_path`, and waits until it accepts connections.
+impl NodeProcess {
+    /// Starts the node on `127.0.0.1:port` (0 = let it pick a free port) with automine, chain
+    /// id `chain_id` (anvil; Hardhat's is in its config), the dev accounts of [`MNEMONIC`],
+    /// appending its output to `log_path`, and waits until it accepts connections.
     pub(crate) async fn spawn(
-        bin: &Path,
+        how: &NodeCommand,
         port: u16,
         chain_id: u64,
         log_path: &Path,
@@ -45,35 +136,48 @@ impl AnvilNode {
             .try_clone()
             .map_err(|e| DevnetError::io(format!("dup {}", log_path.display()), e))?;
 
-        let mut cmd = Command::new(bin);
-        cmd.arg("--host")
-            .arg("127.0.0.1")
-            .arg("--port")
-            .arg(port.to_string())
-            .arg("--chain-id")
-            .arg(chain_id.to_string())
-            .arg("--mnemonic")
-            .arg(MNEMONIC)
-            .arg("--accounts")
-            .arg("2")
-            .env("NO_COLOR", "1")
-            .env("FOUNDRY_DISABLE_NIGHTLY_WARNING", "1")
+        let mut cmd = Command::new(&how.bin);
+        match how.kind {
+            NodeKind::Anvil => {
+                cmd.arg("--host")
+                    .arg("127.0.0.1")
+                    .arg("--port")
+                    .arg(port.to_string())
+                    .arg("--chain-id")
+                    .arg(chain_id.to_string())
+                    .arg("--mnemonic")
+                    .arg(MNEMONIC)
+                    .arg("--accounts")
+                    .arg("2")
+                    .env("FOUNDRY_DISABLE_NIGHTLY_WARNING", "1");
+            }
+            NodeKind::Hardhat => {
+                cmd.arg("--config")
+                    .arg(hardhat_config(&how.dir))
+                    .arg("node")
+                    .arg("--hostname")
+                    .arg("127.0.0.1")
+                    .arg("--port")
+                    .arg(port.to_string())
+                    .current_dir(&how.dir)
+                    // Never ask about anonymous usage data.
+                    .env("HARDHAT_DISABLE_TELEMETRY_PROMPT", "true");
+            }
+        }
+        cmd.env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log_err))
             .kill_on_drop(true);
         let mut child = cmd
             .spawn()
-            .map_err(|e| DevnetError::Node(format!("cannot execute {}: {e}", bin.display())))?;
+            .map_err(|e| DevnetError::Node(format!("cannot execute {}: {e}", how.bin.display())))?;
 
         let started = Instant::now();
         loop {
             let out = read_from(log_path, start_offset)?;
-            if let Some(addr) = out
-                .lines()
-                .find_map(|l| l.trim().strip_prefix("Listening on"))
-            {
-                let addr: SocketAddr = addr.trim().parse().map_err(|e| {
+            if let Some(addr) = out.lines().find_map(|l| listen_address(how.kind, l)) {
+                let addr: SocketAddr = addr.parse().map_err(|e| {
                     DevnetError::Node(format!("cannot parse listen address {addr:?}: {e}"))
                 })?;
                 return Ok(Self {
@@ -83,10 +187,11 @@ impl AnvilNode {
             }
             if let Some(status) = child
                 .try_wait()
-                .map_err(|e| DevnetError::io("wait for anvil", e))?
+                .map_err(|e| DevnetError::io(format!("wait for {}", how.kind), e))?
             {
                 return Err(DevnetError::Node(format!(
-                    "exited during start-up ({status}); output ({}):\n{}",
+                    "{} exited during start-up ({status}); output ({}):\n{}",
+                    how.kind,
                     log_path.display(),
                     tail(&out, 2000)
                 )));
@@ -94,7 +199,8 @@ impl AnvilNode {
             if started.elapsed() > STARTUP_TIMEOUT {
                 let _ = child.start_kill();
                 return Err(DevnetError::Node(format!(
-                    "not listening after {STARTUP_TIMEOUT:?}; output ({}):\n{}",
+                    "{} not listening after {STARTUP_TIMEOUT:?}; output ({}):\n{}",
+                    how.kind,
                     log_path.display(),
                     tail(&out, 2000)
                 )));
@@ -103,7 +209,7 @@ impl AnvilNode {
         }
     }
 
-    /// The TCP port anvil listens on.
+    /// The TCP port the node listens on.
     pub(crate) fn port(&self) -> u16 {
         self.port
     }
@@ -113,19 +219,32 @@ impl AnvilNode {
         self.child
             .kill()
             .await
-            .map_err(|e| DevnetError::io("kill anvil", e))
+            .map_err(|e| DevnetError::io("kill the node", e))
     }
 
     /// `Some(status)` if the process has exited.
     pub(crate) fn try_exited(&mut self) -> Result<Option<ExitStatus>, DevnetError> {
         self.child
             .try_wait()
-            .map_err(|e| DevnetError::io("wait for anvil", e))
+            .map_err(|e| DevnetError::io("wait for the node", e))
     }
 
     /// The OS process id, if still known.
     pub(crate) fn pid(&self) -> Option<u32> {
         self.child.id()
+    }
+}
+
+/// The `host:port` in the line a node prints once it listens: anvil's `Listening on
+/// 127.0.0.1:8545`, Hardhat's `Started HTTP and WebSocket JSON-RPC server at
+/// http://127.0.0.1:8545/`.
+fn listen_address(kind: NodeKind, line: &str) -> Option<&str> {
+    let line = line.trim();
+    match kind {
+        NodeKind::Anvil => line.strip_prefix("Listening on").map(str::trim),
+        NodeKind::Hardhat => line
+            .strip_prefix("Started HTTP and WebSocket JSON-RPC server at http://")
+            .map(|rest| rest.trim_end_matches('/')),
     }
 }
 
@@ -163,4 +282,52 @@ fn tail(s: &str, max: usize) -> &str {
 /// Where the anvil binary of the pinned npm package lives under the fixture dir.
 pub(crate) fn anvil_in_package(dir: &Path) -> PathBuf {
     dir.join("node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil")
+}
+
+/// The Hardhat CLI of the pinned npm package under the fixture dir.
+pub(crate) fn hardhat_in_package(dir: &Path) -> PathBuf {
+    dir.join("node_modules/.bin/hardhat")
+}
+
+/// The Hardhat node's config under the fixture dir.
+pub(crate) fn hardhat_config(dir: &Path) -> PathBuf {
+    dir.join("hardhat.config.js")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_kind_names_and_controls() {
+        assert_eq!("anvil".parse::<NodeKind>().unwrap(), NodeKind::Anvil);
+        assert_eq!(" Hardhat ".parse::<NodeKind>().unwrap(), NodeKind::Hardhat);
+        assert!("geth".parse::<NodeKind>().is_err());
+        assert_eq!(
+            NodeKind::Anvil.control("setNextBlockBaseFeePerGas"),
+            "anvil_setNextBlockBaseFeePerGas"
+        );
+        assert_eq!(NodeKind::Hardhat.control("setCode"), "hardhat_setCode");
+        assert_eq!(NodeKind::Anvil.interval_mining_arg(2), 2);
+        assert_eq!(NodeKind::Hardhat.interval_mining_arg(2), 2000);
+    }
+
+    #[test]
+    fn listen_lines_of_both_nodes() {
+        assert_eq!(
+            listen_address(NodeKind::Anvil, "Listening on 127.0.0.1:8545"),
+            Some("127.0.0.1:8545")
+        );
+        assert_eq!(
+            listen_address(
+                NodeKind::Hardhat,
+                "Started HTTP and WebSocket JSON-RPC server at http://127.0.0.1:46309/"
+            ),
+            Some("127.0.0.1:46309")
+        );
+        assert_eq!(
+            listen_address(NodeKind::Hardhat, "Listening on 1.2.3.4:5"),
+            None
+        );
+    }
 }

@@ -1,4 +1,4 @@
-//! The fault-injecting proxy ([`wb_devnet::proxy`]) in front of a real anvil: what a client
+//! The fault-injecting proxy ([`wb_devnet::proxy`]) in front of a real node: what a client
 //! sees through it against what the node really did. Needs `bash deploy/devnet/setup.sh`.
 
 use std::time::{Duration, Instant};
@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use alloy::eips::Encodable2718;
 use alloy::network::{EthereumWallet, NetworkTransactionBuilder, TransactionBuilder};
 use alloy::primitives::{B256, Bytes, U256};
-use alloy::providers::{DynProvider, Provider, ProviderBuilder, ext::AnvilApi};
+use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::rpc::types::{TransactionReceipt, TransactionRequest};
 use alloy::signers::local::PrivateKeySigner;
 use wb_devnet::proxy::{Fault, FaultKind, LostAnswer, RpcProxy, Times};
@@ -74,7 +74,7 @@ async fn a_lost_answer_to_a_send_leaves_the_transaction_accepted_by_the_node() {
     let nonce = direct.get_transaction_count(wallet).latest().await.unwrap();
 
     // Automine off: the transaction waits in the pool where we can see it.
-    direct.anvil_set_auto_mine(false).await.unwrap();
+    devnet.set_automine(false).await.unwrap();
     let reset = FaultKind::LoseAnswer {
         kind: LostAnswer::Reset,
     };
@@ -99,11 +99,11 @@ async fn a_lost_answer_to_a_send_leaves_the_transaction_accepted_by_the_node() {
     let e = via_proxy.send_raw_transaction(&raw).await.unwrap_err();
     eprintln!("the same bytes again: {e}");
     assert!(e.as_error_resp().is_some(), "{e}");
-    direct.anvil_mine(Some(1), None).await.unwrap();
+    devnet.mine().await.unwrap();
     assert!(mined(&direct, hash).await.status());
 
     // Automine on, a 503 instead of the answer: mined at once, nonce advanced.
-    direct.anvil_set_auto_mine(true).await.unwrap();
+    devnet.set_automine(true).await.unwrap();
     let lost_503 = FaultKind::LoseAnswer {
         kind: LostAnswer::Http503,
     };
@@ -182,7 +182,7 @@ async fn a_lagging_node_hides_the_new_receipt_and_answers_the_old_nonce_and_bala
     assert_eq!(proxy.injected(&lag), 4);
 
     // One more block: the lagging node now sees the transaction's.
-    direct.anvil_mine(Some(1), None).await.unwrap();
+    devnet.mine().await.unwrap();
     assert!(
         via_proxy
             .get_transaction_receipt(hash)
