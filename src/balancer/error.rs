@@ -21,6 +21,7 @@
 //! | still short after converting            | Aborted             | STILL_SHORT           |
 //! | nonce taken by another sender           | Aborted             | NONCE_CONFLICT        |
 //! | a conversion of the chain still pending | Unavailable         | STUCK                 |
+//! | this request's conversion not final yet | Unavailable         | IN_PROGRESS           |
 //! | request_id reused with other parameters | AlreadyExists       | IDEMPOTENCY_CONFLICT  |
 //! | planner invariants, bad quotes, journal | Internal            | INTERNAL              |
 //!
@@ -65,6 +66,12 @@ pub enum BalancerError {
         "request_id {request_id:?} was already used with different parameters ({first}); use a new request_id"
     )]
     IdempotencyConflict { request_id: String, first: String },
+    /// The request's conversion is not final yet (a transaction of it is
+    /// pending and watched, or a restart's reconciliation is under way).
+    #[error(
+        "request_id {request_id:?}: its conversion is still in progress (a transaction is pending or being reconciled); retry shortly with the same request_id"
+    )]
+    InProgress { request_id: String },
     /// A transaction of a conversion on this chain is still pending: no new
     /// conversion is sent until it settles.
     #[error(
@@ -104,6 +111,10 @@ impl BalancerError {
             }
             BalancerError::IdempotencyConflict { request_id, .. } => {
                 Failure::new(Kind::AlreadyExists, "IDEMPOTENCY_CONFLICT", message)
+                    .with([("request_id", request_id.clone())])
+            }
+            BalancerError::InProgress { request_id } => {
+                Failure::new(Kind::Unavailable, "IN_PROGRESS", message)
                     .with([("request_id", request_id.clone())])
             }
             BalancerError::Stuck { chain, open } => {

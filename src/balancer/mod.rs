@@ -280,15 +280,17 @@ impl Balancer {
                 RequestState::Done(report) => return Ok(report),
                 RequestState::Failed(e) => return Err(BalancerError::Stored(e)),
                 RequestState::InFlight => {
-                    // Left by a crash: the owner settles it at start-up.
+                    // Left by a crash (the owner settles it at start-up), or
+                    // answered while a transaction of it was pending (the
+                    // owner settles it once that is final).
                     owner.wait_ready().await;
                     match self.journal.get_request(&req.request_id)?.map(|r| r.state) {
                         Some(RequestState::Done(report)) => return Ok(report),
                         Some(RequestState::Failed(e)) => return Err(BalancerError::Stored(e)),
                         Some(RequestState::InFlight) => {
-                            return Err(BalancerError::Unavailable(
-                                "this request is still being reconciled after a restart; retry shortly".into(),
-                            ));
+                            return Err(BalancerError::InProgress {
+                                request_id: req.request_id.clone(),
+                            });
                         }
                         None => {} // released: run it anew below
                     }

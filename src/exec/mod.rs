@@ -81,7 +81,7 @@ pub enum ExecError {
         why: GiveUp,
     },
     #[error(
-        "conversion {index} ({symbol}) failed after {done} confirmed conversion(s) [{confirmed_txs}]: {source}"
+        "conversion {index} ({symbol}), after {done} confirmed conversion(s) [{confirmed_txs}]: {source}"
     )]
     Leg {
         index: usize,

@@ -67,7 +67,7 @@ pub(super) async fn reconcile(
         None => {
             rec.report.state = ConversionState::Failed;
             rec.report.error = Some(
-                "interrupted by a restart before the swap was signed: nothing was swapped".into(),
+                "ended before its swap was signed (a restart, or its approval not mined in time): nothing was swapped; a retry plans anew".into(),
             );
             sender
                 .journal
