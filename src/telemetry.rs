@@ -312,9 +312,18 @@ fn log_layer<S>(json: bool) -> impl Layer<S>
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
+    log_layer_at(json, "info")
+}
+
+/// [`log_layer`] with another level when `RUST_LOG` is not set.
+fn log_layer_at<S>(json: bool, default_filter: &str) -> impl Layer<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
     use tracing_subscriber::filter::{FilterExt, filter_fn};
 
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     // The gRPC server span is for traces: in every log line's context its
     // OpenTelemetry fields would only repeat what the handler's span says.
     let not_server_span = filter_fn(|m| !(m.is_span() && m.name() == grpc::SERVER_SPAN));
@@ -333,11 +342,18 @@ where
     layer.with_filter(filter.and(not_server_span))
 }
 
-/// Logs only, no trace export (the CLI's devnet and demo commands).
+/// Logs only, no trace export (fatal errors before serving; the developer
+/// tools).
 pub fn init_logs(json: bool) {
+    init_logs_at(json, "info");
+}
+
+/// [`init_logs`] at `default_filter` unless `RUST_LOG` says otherwise (the
+/// demo: `warn`, so the story is not lost in the sidecar's logs).
+pub fn init_logs_at(json: bool, default_filter: &str) {
     // A second initialisation (tests) keeps the first subscriber.
     let _ = tracing_subscriber::registry()
-        .with(log_layer(json))
+        .with(log_layer_at(json, default_filter))
         .try_init();
 }
 
