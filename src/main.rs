@@ -116,36 +116,36 @@ async fn main() -> ExitCode {
     }
 }
 
+/// A fatal error before serving, as a log line (JSON in JSON mode, like
+/// every other line; the logs are set up first if they were not yet).
+fn fatal(json: bool, what: &str, error: &dyn std::fmt::Display, code: u8) -> ExitCode {
+    telemetry::init_logs(json);
+    tracing::error!(error = %error, "{what}");
+    ExitCode::from(code)
+}
+
 async fn serve(config_path: PathBuf, log_json: bool) -> ExitCode {
     // The whole config is validated before anything binds.
     let config = match Config::load(&config_path) {
         Ok(c) => Arc::new(c),
-        Err(e) => {
-            eprintln!("invalid configuration: {e}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
+        Err(e) => return fatal(log_json, "invalid configuration", &e, EXIT_CONFIG),
     };
+    let json = log_json || config.telemetry.log_json;
     let telemetry = match telemetry::init(&telemetry::TelemetryOptions {
-        log_json: log_json || config.telemetry.log_json,
+        log_json: json,
         otlp_endpoint: config.telemetry.otlp_endpoint.clone(),
         trace_filter: config.telemetry.trace_filter.clone(),
     }) {
         Ok(t) => t,
-        Err(e) => {
-            // From the OTEL_* variables: the config itself was checked.
-            eprintln!("invalid configuration: {e}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
+        // From the OTEL_* variables: the config itself was checked.
+        Err(e) => return fatal(json, "invalid configuration", &e, EXIT_CONFIG),
     };
     let key = match WalletKey::load(
         config.wallet.private_key_file.as_deref(),
         std::env::var(wallet_balancer::keys::KEY_ENV).ok(),
     ) {
         Ok(k) => k,
-        Err(e) => {
-            eprintln!("invalid configuration: {e}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
+        Err(e) => return fatal(json, "invalid configuration", &e, EXIT_CONFIG),
     };
     if let Some(Err(e)) = config
         .server
@@ -153,14 +153,13 @@ async fn serve(config_path: PathBuf, log_json: bool) -> ExitCode {
         .as_deref()
         .map(wallet_balancer::keys::BearerToken::load)
     {
-        eprintln!("invalid configuration: {e}");
-        return ExitCode::from(EXIT_CONFIG);
+        return fatal(json, "invalid configuration", &e, EXIT_CONFIG);
     }
     let listener = match TcpListener::bind(config.server.listen).await {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("cannot listen on {}: {e}", config.server.listen);
-            return ExitCode::FAILURE;
+            let what = format!("cannot listen on {} (server.listen)", config.server.listen);
+            return fatal(json, &what, &e, 1);
         }
     };
     let metrics = match config.telemetry.metrics_listen {
@@ -171,8 +170,8 @@ async fn serve(config_path: PathBuf, log_json: bool) -> ExitCode {
                 std::future::pending::<()>(),
             ))),
             Err(e) => {
-                eprintln!("cannot listen on {addr} (telemetry.metrics_listen): {e}");
-                return ExitCode::FAILURE;
+                let what = format!("cannot listen on {addr} (telemetry.metrics_listen)");
+                return fatal(json, &what, &e, 1);
             }
         },
     };

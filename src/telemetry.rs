@@ -244,30 +244,116 @@ pub fn init(opts: &TelemetryOptions) -> Result<Telemetry, TelemetryError> {
     Ok(Telemetry { provider })
 }
 
+/// The severity name log tooling reads (Kubernetes' and GKE's
+/// `severity`: DEBUG, INFO, WARNING, ERROR).
+pub fn severity(level: &tracing::Level) -> &'static str {
+    match *level {
+        tracing::Level::TRACE | tracing::Level::DEBUG => "DEBUG",
+        tracing::Level::INFO => "INFO",
+        tracing::Level::WARN => "WARNING",
+        tracing::Level::ERROR => "ERROR",
+    }
+}
+
+/// JSON log lines: tracing-subscriber's (timestamp, level, fields, target,
+/// span, spans) with `severity`, and the `trace_id` and `span_id` of the
+/// event's span when it has an OpenTelemetry context (traces exported), so
+/// a log line leads to its trace.
+struct JsonLine(fmt::format::Format<fmt::format::Json>);
+
+impl<S, N> fmt::FormatEvent<S, N> for JsonLine
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &fmt::FmtContext<'_, S, N>,
+        mut writer: fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        use opentelemetry::trace::{SpanId, TraceId};
+
+        let mut line = String::new();
+        self.0
+            .format_event(ctx, fmt::format::Writer::new(&mut line), event)?;
+        let mut extra = format!("\"severity\":\"{}\",", severity(event.metadata().level()));
+        let span = event
+            .parent()
+            .and_then(|id| ctx.span(id))
+            .or_else(|| ctx.lookup_current());
+        if let Some(span) = span {
+            let ext = span.extensions();
+            if let Some(otel) = ext.get::<tracing_opentelemetry::OtelData>()
+                && let (Some(trace), Some(id)) = (otel.trace_id(), otel.span_id())
+                && trace != TraceId::INVALID
+                && id != SpanId::INVALID
+            {
+                extra.push_str(&format!("\"trace_id\":\"{trace}\",\"span_id\":\"{id}\","));
+            }
+        }
+        match line.strip_prefix('{') {
+            Some(rest) => write!(writer, "{{{extra}{rest}"),
+            None => write!(writer, "{line}"),
+        }
+    }
+}
+
+/// Colours only for a person at a terminal: never into a file or a pipe
+/// (where log collectors would store the escape codes), never with
+/// `NO_COLOR`.
+fn colours() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`).
 fn log_layer<S>(json: bool) -> impl Layer<S>
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
+    log_layer_at(json, "info")
+}
+
+/// [`log_layer`] with another level when `RUST_LOG` is not set.
+fn log_layer_at<S>(json: bool, default_filter: &str) -> impl Layer<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
     use tracing_subscriber::filter::{FilterExt, filter_fn};
 
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     // The gRPC server span is for traces: in every log line's context its
     // OpenTelemetry fields would only repeat what the handler's span says.
     let not_server_span = filter_fn(|m| !(m.is_span() && m.name() == grpc::SERVER_SPAN));
     let layer = if json {
-        fmt::layer().json().with_writer(std::io::stderr).boxed()
+        fmt::layer()
+            .json()
+            .event_format(JsonLine(fmt::format().json()))
+            .with_writer(std::io::stderr)
+            .boxed()
     } else {
-        fmt::layer().with_writer(std::io::stderr).boxed()
+        fmt::layer()
+            .with_ansi(colours())
+            .with_writer(std::io::stderr)
+            .boxed()
     };
     layer.with_filter(filter.and(not_server_span))
 }
 
-/// Logs only, no trace export (the CLI's devnet and demo commands).
+/// Logs only, no trace export (fatal errors before serving; the developer
+/// tools).
 pub fn init_logs(json: bool) {
+    init_logs_at(json, "info");
+}
+
+/// [`init_logs`] at `default_filter` unless `RUST_LOG` says otherwise (the
+/// demo: `warn`, so the story is not lost in the sidecar's logs).
+pub fn init_logs_at(json: bool, default_filter: &str) {
     // A second initialisation (tests) keeps the first subscriber.
     let _ = tracing_subscriber::registry()
-        .with(log_layer(json))
+        .with(log_layer_at(json, default_filter))
         .try_init();
 }
 

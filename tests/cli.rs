@@ -12,7 +12,7 @@ use std::{
 };
 
 use serde_json::Value;
-use support::{CHAIN, make_pki, write_private};
+use support::{CHAIN, Harness, make_pki, milli_eth, write_private};
 use wallet_balancer::{config::TlsConfig, keys::WalletKey, server};
 use wb_devnet::{Devnet, DevnetOptions};
 
@@ -463,4 +463,69 @@ fn help_lists_every_command_and_the_connection_flags() {
     ] {
         assert!(help.contains(flag), "{flag} missing:\n{help}");
     }
+}
+
+/// `watch` across a sidecar restart: it resumes after the last event it
+/// printed; the events printed are the journal's, each once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_follows_across_a_restart_without_gap_or_duplicate() {
+    let mut h = Harness::start().await;
+    let addr = h.addr.trim_start_matches("http://").to_string();
+    let mut watcher = wb()
+        .args(["watch", "--addr", &addr, "--output", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = watcher.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<Value>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx
+                .send(serde_json::from_str(&line).expect("a JSON line"))
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let wait_for = |seen: &mut Vec<Value>, rid: &str, n: usize| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while confirmed_of(seen, rid) < n {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(v) => seen.push(v),
+                Err(_) => panic!("watch printed {seen:?}"),
+            }
+        }
+    };
+    let r = h.ensure(milli_eth(100), "watch-1", false).await.unwrap();
+    wait_for(&mut seen, "watch-1", r.conversions.len());
+
+    h.restart_same_address().await;
+    let r = h.ensure(milli_eth(180), "watch-2", false).await.unwrap();
+    assert!(!r.conversions.is_empty());
+    wait_for(&mut seen, "watch-2", r.conversions.len());
+    let _ = watcher.kill();
+    let out = watcher.wait_with_output().unwrap();
+    assert!(
+        text(&out.stderr).contains("watch: the sidecar ended the stream; resuming after #"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let seqs: Vec<u64> = seen
+        .iter()
+        .map(|e| e["sequence"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as u64).collect::<Vec<_>>(),
+        "gap or duplicate"
+    );
+    let journal = h.events(0, |ev| ev.len() >= seqs.len()).await;
+    assert_eq!(journal.iter().map(|e| e.sequence).collect::<Vec<_>>(), seqs);
+    h.stop().await;
 }

@@ -108,7 +108,12 @@ async fn status_matches_the_chain_in_one_request() {
         let reserve = (reserve_usd * scale).div_ceil(answer);
         assert_eq!(parse(&t.min_reserve), reserve, "{} reserve", t.symbol);
         let above = balance.saturating_sub(reserve);
-        let above_usd = above * answer / scale;
+        // In USD: the balance's value less the reserve's (one rounding).
+        let above_usd = if above.is_zero() {
+            U256::ZERO
+        } else {
+            value.saturating_sub(reserve_usd)
+        };
         if above_usd >= U256::from(10u64) * U256::from(100_000_000u64) {
             assert_eq!(parse(&t.convertible), above, "{} convertible", t.symbol);
             assert_eq!(t.convertible_usd, usd8(above_usd), "{}", t.symbol);

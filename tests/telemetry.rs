@@ -415,6 +415,8 @@ async fn traces_continue_the_callers_trace_down_to_each_json_rpc_call() {
             ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
             ("OTEL_BSP_SCHEDULE_DELAY", "100".into()),
             ("OTEL_SERVICE_NAME", "wallet-balancer-under-test".into()),
+            // JSON logs, as the README says to ask for them.
+            ("WB_LOG_JSON", "1".into()),
         ],
         &[],
     )
@@ -579,6 +581,31 @@ async fn traces_continue_the_callers_trace_down_to_each_json_rpc_call() {
         assert!(!dump.contains(k.as_str()), "the wallet key was exported");
     }
     assert!(!logs.contains(URL_SECRET));
+
+    // The JSON log lines of the call carry its trace and span ids: a log
+    // line leads to its span, in the caller's trace. Lines outside any
+    // request carry none. Every line has a severity log tooling knows.
+    let span_ids: Vec<String> = ours.iter().map(|s| hex(&s.span_id)).collect();
+    let mut in_trace = 0;
+    for line in logs.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(
+            ["DEBUG", "INFO", "WARNING", "ERROR"].contains(&v["severity"].as_str().unwrap_or("")),
+            "{line}"
+        );
+        let message = v["fields"]["message"].as_str().unwrap_or("");
+        if message == "conversion state change" {
+            assert_eq!(v["trace_id"], trace_id, "{line}");
+            let span_id = v["span_id"].as_str().expect("span_id");
+            assert!(span_ids.iter().any(|id| id == span_id), "{line}");
+            in_trace += 1;
+        }
+        if message == "serving" {
+            assert!(v.get("trace_id").is_none(), "{line}");
+        }
+    }
+    assert!(in_trace >= 3, "conversion state changes logged: {in_trace}");
 
     println!(
         "span tree of one EnsureEth (trace {trace_id}, caller span {ensure_parent}):\n{}",
@@ -883,4 +910,114 @@ async fn trace_level_logs_show_every_state_change_and_no_secret() {
     for (state, tx) in &changes {
         assert_eq!(want.get(state.as_str()), Some(&tx.as_str()), "{changes:?}");
     }
+}
+
+/// A fatal error is a log line like the others: JSON in JSON mode (by flag,
+/// variable or config key), even before the config is read; text logs
+/// written to a file or a pipe carry no colour codes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fatal_errors_follow_the_log_format_and_files_get_no_colours() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = |config: &std::path::Path, env: &[(&str, &str)]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_wallet-balancer"));
+        cmd.arg("serve").arg("--config").arg(config);
+        for (k, _) in std::env::vars() {
+            if k.starts_with("OTEL_") || k.starts_with("WB_") || k == "RUST_LOG" || k == "NO_COLOR"
+            {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.envs(env.iter().copied());
+        cmd
+    };
+    let json_error = |out: &std::process::Output| -> serde_json::Value {
+        let text = String::from_utf8_lossy(&out.stderr).to_string();
+        let line = text.lines().last().unwrap_or_default().to_string();
+        let v: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
+        assert_eq!(v["severity"], "ERROR", "{line}");
+        assert_eq!(v["level"], "ERROR", "{line}");
+        v
+    };
+
+    // Not TOML at all, JSON asked for by the variable: a JSON line, exit 64.
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[policy]\nbuffer_usd = \"5\n").unwrap();
+    for on in ["1", "true", "yes"] {
+        let out = serve(&bad, &[("WB_LOG_JSON", on)]).output().unwrap();
+        assert_eq!(out.status.code(), Some(64));
+        let v = json_error(&out);
+        assert_eq!(v["fields"]["message"], "invalid configuration");
+        let error = v["fields"]["error"].as_str().unwrap();
+        assert!(error.contains("bad.toml, line 2, column"), "{error}");
+    }
+    // Text by default, and without colours into a pipe.
+    let out = serve(&bad, &[]).output().unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("invalid configuration") && !text.contains('\u{1b}'),
+        "{text:?}"
+    );
+
+    // A valid config asking for JSON, failing later (the port is taken).
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let key = dir.path().join("wallet.key");
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&key)
+            .unwrap();
+        std::io::Write::write_all(
+            &mut f,
+            b"0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
+        )
+        .unwrap();
+    }
+    let config = |json: bool| {
+        format!(
+            "[server]\nlisten = \"{}\"\n[wallet]\nprivate_key_file = \"{}\"\n[journal]\npath = \"{}\"\n[telemetry]\nlog_json = {json}\n\
+             [chains.devnet]\nchain_id = 31337\nrpc_urls = [\"http://127.0.0.1:9\"]\n\
+             multicall3 = \"0xcA11bde05977b3631167028862bE2a173976CA11\"\nweth = \"0x5FbDB2315678afecb367f032d93F642f64180aa3\"\n\
+             eth_usd_feed = \"0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512\"\n",
+            taken.local_addr().unwrap(),
+            key.display(),
+            dir.path().join("journal.redb").display(),
+        )
+    };
+    let file = dir.path().join("taken.toml");
+    std::fs::write(&file, config(true)).unwrap();
+    let out = serve(&file, &[]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let v = json_error(&out);
+    assert!(
+        v["fields"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot listen on"),
+        "{v}"
+    );
+
+    // Text logs of a running sidecar, into a file: no colour codes.
+    std::fs::write(
+        &file,
+        config(false).replace(&taken.local_addr().unwrap().to_string(), "127.0.0.1:0"),
+    )
+    .unwrap();
+    let log = dir.path().join("stderr.log");
+    let mut child = serve(&file, &[])
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("serving"), "{text}");
+    assert!(!text.contains('\u{1b}'), "colour codes in a file: {text:?}");
 }

@@ -12,7 +12,11 @@ use tonic::{
 };
 
 use super::{CliError, Output};
-use crate::{keys::BearerToken, pb::wallet_balancer_client::WalletBalancerClient, server};
+use crate::{
+    keys::BearerToken,
+    pb::{self, wallet_balancer_client::WalletBalancerClient},
+    server,
+};
 
 /// The sidecar to talk to, and how.
 #[derive(Args, Debug, Clone)]
@@ -166,7 +170,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 /// A connected API client that adds the bearer token and the deadline to
 /// every call.
 pub struct Client {
-    pub(super) api: WalletBalancerClient<Channel>,
+    api: WalletBalancerClient<Channel>,
     token: Option<MetadataValue<Ascii>>,
     timeout: Duration,
 }
@@ -193,7 +197,7 @@ impl Client {
     }
 
     /// `msg` with the token, and the deadline unless it is a stream.
-    pub(super) fn request<T>(&self, msg: T, deadline: bool) -> Request<T> {
+    fn request<T>(&self, msg: T, deadline: bool) -> Request<T> {
         let mut r = Request::new(msg);
         if let Some(t) = &self.token {
             r.metadata_mut().insert("authorization", t.clone());
@@ -205,7 +209,7 @@ impl Client {
     }
 
     /// Runs a unary call within the deadline (the server is told it too).
-    pub(super) async fn unary<F, T>(&self, fut: F) -> Result<T, CliError>
+    async fn unary<F, T>(&self, fut: F) -> Result<T, CliError>
     where
         F: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
@@ -217,6 +221,52 @@ impl Client {
                 self.timeout
             )))),
         }
+    }
+}
+
+impl Client {
+    /// GetStatus of `chain`.
+    pub async fn status(&self, chain: &str) -> Result<pb::WalletStatus, CliError> {
+        let request = self.request(
+            pb::GetStatusRequest {
+                chain: chain.to_string(),
+            },
+            true,
+        );
+        self.unary(self.api.clone().get_status(request)).await
+    }
+
+    /// EnsureEth.
+    pub async fn ensure(
+        &self,
+        request: pb::EnsureEthRequest,
+    ) -> Result<pb::EnsureEthResponse, CliError> {
+        let request = self.request(request, true);
+        self.unary(self.api.clone().ensure_eth(request)).await
+    }
+
+    /// StreamConversions after `after` (every chain when `chain` is None);
+    /// `replay_only`: the journal's events so far, then the end.
+    pub async fn events(
+        &self,
+        after: u64,
+        chain: Option<&str>,
+        replay_only: bool,
+    ) -> Result<tonic::Streaming<pb::ConversionEvent>, CliError> {
+        let request = self.request(
+            pb::StreamConversionsRequest {
+                after_sequence: after,
+                chain: chain.unwrap_or_default().to_string(),
+                replay_only,
+            },
+            false,
+        );
+        self.api
+            .clone()
+            .stream_conversions(request)
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(CliError::Rpc)
     }
 }
 

@@ -132,29 +132,21 @@ pub fn new_request_id() -> Result<String, CliError> {
 
 /// Token decimals for human amounts; none (base units shown) when the
 /// status cannot be read.
-async fn decimals(client: &mut Client, chain: &str) -> Decimals {
-    let request = client.request(
-        pb::GetStatusRequest {
-            chain: chain.to_string(),
-        },
-        true,
-    );
-    match client.unary(client.api.clone().get_status(request)).await {
-        Ok(s) => Decimals::of(&s),
-        Err(_) => Decimals::default(),
+async fn decimals(client: &Client, chain: Option<&str>) -> Decimals {
+    match chain {
+        Some(c) => client
+            .status(c)
+            .await
+            .map(|s| Decimals::of(&s))
+            .unwrap_or_default(),
+        None => Decimals::default(),
     }
 }
 
 /// `status`: the wallet on one chain.
 pub async fn status(target: &Target, chain: &str) -> Result<(), CliError> {
     let client = Client::connect(target).await?;
-    let request = client.request(
-        pb::GetStatusRequest {
-            chain: chain.to_string(),
-        },
-        true,
-    );
-    let s = client.unary(client.api.clone().get_status(request)).await?;
+    let s = client.status(chain).await?;
     print(
         target.output,
         || render::status_text(&s),
@@ -164,9 +156,9 @@ pub async fn status(target: &Target, chain: &str) -> Result<(), CliError> {
 
 /// `ensure`: EnsureEth, with a fresh request id unless one is given.
 pub async fn ensure(target: &Target, chain: &str, args: &EnsureArgs) -> Result<(), CliError> {
-    let mut client = Client::connect(target).await?;
-    let request = client.request(
-        pb::EnsureEthRequest {
+    let client = Client::connect(target).await?;
+    let r = client
+        .ensure(pb::EnsureEthRequest {
             chain: chain.to_string(),
             required_wei: args.wei.clone(),
             request_id: match &args.request_id {
@@ -174,12 +166,10 @@ pub async fn ensure(target: &Target, chain: &str, args: &EnsureArgs) -> Result<(
                 None => new_request_id()?,
             },
             dry_run: args.dry_run,
-        },
-        true,
-    );
-    let r = client.unary(client.api.clone().ensure_eth(request)).await?;
+        })
+        .await?;
     let decimals = match target.output {
-        Output::Text if !r.conversions.is_empty() => decimals(&mut client, chain).await,
+        Output::Text if !r.conversions.is_empty() => decimals(&client, Some(chain)).await,
         _ => Decimals::default(),
     };
     print(
@@ -202,32 +192,13 @@ fn print_event(
     )
 }
 
-async fn decimals_for(client: &mut Client, chain: Option<&str>) -> Decimals {
-    match chain {
-        Some(c) => decimals(client, c).await,
-        None => Decimals::default(),
-    }
-}
-
 /// `conversions`: the journal's events after a sequence, then the end.
 pub async fn conversions(target: &Target, args: &EventsArgs) -> Result<(), CliError> {
-    let mut client = Client::connect(target).await?;
-    let decimals = decimals_for(&mut client, args.chain.as_deref()).await;
-    let request = client.request(
-        pb::StreamConversionsRequest {
-            after_sequence: args.after,
-            chain: args.chain.clone().unwrap_or_default(),
-            replay_only: true,
-        },
-        false,
-    );
+    let client = Client::connect(target).await?;
+    let decimals = decimals(&client, args.chain.as_deref()).await;
     let mut stream = client
-        .api
-        .clone()
-        .stream_conversions(request)
-        .await
-        .map_err(CliError::Rpc)?
-        .into_inner();
+        .events(args.after, args.chain.as_deref(), true)
+        .await?;
     while let Some(e) = stream.next().await {
         print_event(target.output, &e.map_err(CliError::Rpc)?, &decimals)?;
     }
@@ -277,25 +248,11 @@ async fn follow(
     decimals: &mut Decimals,
     backoff: &mut Duration,
 ) -> Result<(), CliError> {
-    let mut client = Client::connect(target).await?;
+    let client = Client::connect(target).await?;
     if target.output == Output::Text {
-        *decimals = decimals_for(&mut client, args.chain.as_deref()).await;
+        *decimals = self::decimals(&client, args.chain.as_deref()).await;
     }
-    let request = client.request(
-        pb::StreamConversionsRequest {
-            after_sequence: *cursor,
-            chain: args.chain.clone().unwrap_or_default(),
-            replay_only: false,
-        },
-        false,
-    );
-    let mut stream = client
-        .api
-        .clone()
-        .stream_conversions(request)
-        .await
-        .map_err(CliError::Rpc)?
-        .into_inner();
+    let mut stream = client.events(*cursor, args.chain.as_deref(), false).await?;
     *backoff = Duration::from_millis(100);
     while let Some(e) = stream.next().await {
         let e = e.map_err(CliError::Rpc)?;

@@ -226,11 +226,50 @@ pub fn error_text(s: &tonic::Status) -> String {
         let figures: Vec<String> = info
             .metadata
             .iter()
-            .map(|(k, v)| format!("{k}={v}"))
+            .map(|(k, v)| format!("{k} {}", figure(k, v)))
             .collect();
         let _ = write!(out, " ({})", figures.join(", "));
     }
     out
+}
+
+/// A refusal for people: its ErrorInfo reason and figures, ETH amounts
+/// paired with their USD value (`INSUFFICIENT_FUNDS: shortage 0.898527 ETH
+/// ($2695.57984412), convertible 0.129905 ETH ($394.70838556)`); the
+/// status message when it has no ErrorInfo.
+pub fn refusal_text(s: &tonic::Status) -> String {
+    let details = s.get_error_details();
+    let Some(info) = details.error_info() else {
+        return format!("{}: {}", code_name(s.code()), s.message());
+    };
+    let m = &info.metadata;
+    let mut figures = Vec::new();
+    for (k, v) in m {
+        if let Some(name) = k.strip_suffix("_wei") {
+            match m.get(&format!("{name}_usd")) {
+                Some(usd) => figures.push(format!("{name} {} (${usd})", eth(v))),
+                None => figures.push(format!("{name} {}", eth(v))),
+            }
+        } else if let Some(name) = k.strip_suffix("_usd") {
+            if !m.contains_key(&format!("{name}_wei")) {
+                figures.push(format!("{name} ${v}"));
+            }
+        } else {
+            figures.push(format!("{k} {}", figure(k, v)));
+        }
+    }
+    format!("{}: {}", info.reason, figures.join(", "))
+}
+
+/// An ErrorInfo figure for people: `*_wei` as ETH, `*_usd` as dollars.
+fn figure(key: &str, value: &str) -> String {
+    if key.ends_with("_wei") {
+        eth(value)
+    } else if key.ends_with("_usd") || key.ends_with("_usd_per_token") {
+        format!("${value}")
+    } else {
+        value.to_string()
+    }
 }
 
 // -- JSON ----------------------------------------------------------------

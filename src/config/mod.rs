@@ -35,12 +35,51 @@ pub const PRESETS: &[(&str, &str)] = &[
 /// `WB__SERVER__LISTEN=0.0.0.0:50051`, `WB__CHAINS__ARBITRUM__RPC_URLS='["https://..."]'`.
 pub const ENV_PREFIX: &str = "WB__";
 
-/// A config error: the key it concerns and what is wrong with it.
+/// A config error: the key it concerns, where that key was set, and what
+/// is wrong with it.
 #[derive(Debug, thiserror::Error)]
-#[error("config key `{key}`: {message}")]
 pub struct ConfigError {
+    /// The key's path (`policy.slippage_bps`); empty for a fault of the
+    /// file as a whole (unreadable, not TOML) or of a variable's name.
     pub key: String,
     pub message: String,
+    /// Where the key was set (or, when it is missing, the nearest
+    /// enclosing key); filled in before the error leaves this module.
+    pub location: Option<Location>,
+}
+
+/// Where a config key comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// The config file, at a line and column when the key (or its
+    /// enclosing table) is written there.
+    File {
+        file: String,
+        line: Option<(usize, usize)>,
+    },
+    /// A `WB__*` override variable.
+    Env(String),
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.location {
+            Some(Location::Env(var)) => write!(f, "environment variable {var}")?,
+            Some(Location::File {
+                file,
+                line: Some((line, column)),
+            }) => write!(f, "{file}, line {line}, column {column}")?,
+            Some(Location::File { file, line: None }) => write!(f, "{file}")?,
+            None => {}
+        }
+        match (&self.location, self.key.is_empty()) {
+            (None, false) => write!(f, "config key `{}`: ", self.key)?,
+            (Some(_), false) => write!(f, ": config key `{}`: ", self.key)?,
+            (Some(_), true) => write!(f, ": ")?,
+            (None, true) => {}
+        }
+        write!(f, "{}", self.message)
+    }
 }
 
 impl ConfigError {
@@ -48,6 +87,7 @@ impl ConfigError {
         ConfigError {
             key: key.into(),
             message: message.to_string(),
+            location: None,
         }
     }
 }
@@ -206,21 +246,29 @@ impl VenueKind {
 }
 
 mod effective;
+mod origin;
 mod raw;
 #[cfg(test)]
 mod tests;
 mod validate;
 
+use origin::Origins;
 use raw::RawConfig;
 
 impl Config {
     /// Reads `path`, applies `WB__*` overrides from the process environment
     /// and validates.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigError::new("<file>", format!("cannot read {}: {e}", path.display()))
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            key: String::new(),
+            message: format!("cannot read it: {e}"),
+            location: Some(Location::File {
+                file: file.clone(),
+                line: None,
+            }),
         })?;
-        Config::from_toml_with_env(&text, std::env::vars())
+        Config::parse(&file, &text, std::env::vars())
     }
 
     /// Parses and validates config text without environment overrides.
@@ -233,14 +281,28 @@ impl Config {
         text: &str,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
-        let mut table: toml::Table = text
-            .parse()
-            .map_err(|e: toml::de::Error| ConfigError::new(error_key(&e), e.message()))?;
-        apply_env(&mut table, env)?;
-        let raw: RawConfig = toml::Value::Table(table)
-            .try_into()
-            .map_err(|e: toml::de::Error| ConfigError::new(error_key(&e), e.message()))?;
-        validate::validate(raw)
+        Config::parse("<config>", text, env)
+    }
+
+    /// [`Config::from_toml_with_env`] of the text of `file`: errors are
+    /// placed in it (line and column) or at their variable.
+    fn parse(
+        file: &str,
+        text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError {
+            key: String::new(),
+            message: format!("not valid TOML: {}", e.message()),
+            location: Some(Location::File {
+                file: file.to_string(),
+                line: e.span().map(|s| origin::line_col(text, s.start)),
+            }),
+        })?;
+        let mut origins = Origins::of_file(file, text);
+        apply_env(&mut table, env, &mut origins)?;
+        let raw: RawConfig = origin::typed(&table, "").map_err(|e| origins.place(e))?;
+        validate::validate(raw).map_err(|e| origins.place(e))
     }
 
     /// The chain named `name`.
@@ -249,36 +311,28 @@ impl Config {
     }
 }
 
-fn error_key(e: &toml::de::Error) -> String {
-    // toml reports unknown fields and type errors in its message; the span
-    // is not a key path, so the message carries the detail.
-    let msg = e.message();
-    if let Some(rest) = msg.strip_prefix("unknown field `")
-        && let Some(end) = rest.find('`')
-    {
-        return rest[..end].to_string();
-    }
-    if let Some(rest) = msg.strip_prefix("missing field `")
-        && let Some(end) = rest.find('`')
-    {
-        return rest[..end].to_string();
-    }
-    "<file>".to_string()
-}
-
 /// `WB__A__B__C=value` sets `a.b.c`. Values are parsed as TOML when they
 /// parse (numbers, booleans, arrays), else taken as strings.
 fn apply_env(
     table: &mut toml::Table,
     env: impl IntoIterator<Item = (String, String)>,
+    origins: &mut Origins,
 ) -> Result<(), ConfigError> {
     for (name, value) in env {
         let Some(path) = name.strip_prefix(ENV_PREFIX) else {
             continue;
         };
         let parts: Vec<String> = path.split("__").map(|p| p.to_ascii_lowercase()).collect();
+        let at = |key: String, message: &str| ConfigError {
+            key,
+            message: message.to_string(),
+            location: Some(Location::Env(name.clone())),
+        };
         if parts.iter().any(|p| p.is_empty()) {
-            return Err(ConfigError::new(name, "malformed override variable name"));
+            return Err(at(
+                String::new(),
+                "malformed override variable name (WB__SECTION__KEY)",
+            ));
         }
         let parsed = format!("v = {value}")
             .parse::<toml::Table>()
@@ -291,11 +345,12 @@ fn apply_env(
             let entry = cur
                 .entry(p.clone())
                 .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-            cur = entry.as_table_mut().ok_or_else(|| {
-                ConfigError::new(parts.join("."), "override path crosses a non-table")
-            })?;
+            cur = entry
+                .as_table_mut()
+                .ok_or_else(|| at(parts.join("."), "override path crosses a non-table"))?;
         }
         cur.insert(last.clone(), parsed);
+        origins.overridden(parts.join("."), name.clone());
     }
     Ok(())
 }

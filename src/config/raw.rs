@@ -1,9 +1,60 @@
 //! The config file as written: loose structs serde fills from TOML (after
 //! presets are merged and `WB__*` overrides applied), before validation.
+//!
+//! Two leniencies for what environment variables can say: a boolean may be
+//! `1`/`0`, `true`/`false`, `yes`/`no`, `on`/`off` (`WB__TELEMETRY__LOG_JSON=1`),
+//! and `rpc_urls` may be one URL instead of a list (a Secret holding a plain
+//! URL: `WB__CHAINS__ARBITRUM__RPC_URLS=https://...`).
 
 use std::{collections::BTreeMap, path::PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer, de};
+
+/// A boolean from `true`/`false`, `1`/`0`, or their usual spellings as strings.
+fn boolish<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Any {
+        Bool(bool),
+        Int(i64),
+        Str(String),
+    }
+    let parse = |s: &str| match s.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" => Some(false),
+        _ => None,
+    };
+    match Any::deserialize(d)? {
+        Any::Bool(b) => Ok(b),
+        Any::Int(0) => Ok(false),
+        Any::Int(1) => Ok(true),
+        Any::Int(i) => Err(de::Error::custom(format!(
+            "{i} is not a boolean (1/0, true/false)"
+        ))),
+        Any::Str(s) => parse(&s)
+            .ok_or_else(|| de::Error::custom(format!("{s:?} is not a boolean (1/0, true/false)"))),
+    }
+}
+
+fn optional_boolish<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+    boolish(d).map(Some)
+}
+
+/// A list of strings, or one string as a list of one.
+fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    OneOrMany::deserialize(d)
+        .map(|v| match v {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        })
+        .map_err(|_: D::Error| de::Error::custom("expected a URL or a list of URLs"))
+}
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -25,6 +76,7 @@ pub(super) struct RawConfig {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawTelemetry {
+    #[serde(default, deserialize_with = "optional_boolish")]
     pub(super) log_json: Option<bool>,
     pub(super) otlp_endpoint: Option<String>,
     pub(super) trace_filter: Option<String>,
@@ -75,7 +127,7 @@ pub(super) struct RawPolicy {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawChain {
     pub(super) chain_id: Option<u64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "one_or_many")]
     pub(super) rpc_urls: Vec<String>,
     pub(super) rpc_timeout_ms: Option<u64>,
     pub(super) rpc_retries: Option<u32>,
@@ -107,7 +159,7 @@ pub(super) struct RawToken {
     pub(super) usd_feed: String,
     pub(super) min_reserve_usd: String,
     pub(super) priority: u32,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "boolish")]
     pub(super) approval_reset: bool,
 }
 

@@ -99,7 +99,7 @@ fn telemetry_section() {
         ),
         ("metrics_listen = \"nowhere\"", "telemetry.metrics_listen"),
         ("trace_filter = \"=[\"", "telemetry.trace_filter"),
-        ("nope = 1", "nope"),
+        ("nope = 1", "telemetry.nope"),
     ] {
         let e = Config::from_toml(&format!("[telemetry]\n{line}\n{MINIMAL}")).unwrap_err();
         assert_eq!(e.key, key, "{e}");
@@ -213,4 +213,229 @@ fn the_effective_config_is_a_config_that_means_the_same() {
     assert_eq!(effective["telemetry"]["log_json"].as_bool(), Some(true));
     let again = Config::from_toml(&printed).unwrap();
     assert_eq!(again.effective(), effective);
+}
+
+// -- Every error names its line and column, or its variable --------------
+
+fn env(vars: &[(&str, &str)]) -> Vec<(String, String)> {
+    vars.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// `text` (as the file `c.toml`) with `vars`: the error, its message.
+fn fails(text: &str, vars: &[(&str, &str)]) -> (ConfigError, String) {
+    let e = Config::parse("c.toml", text, env(vars)).unwrap_err();
+    let msg = e.to_string();
+    (e, msg)
+}
+
+fn at_line(e: &ConfigError) -> (usize, usize) {
+    match &e.location {
+        Some(Location::File {
+            file,
+            line: Some(lc),
+        }) if file == "c.toml" => *lc,
+        other => panic!("not placed in the file: {other:?} ({e})"),
+    }
+}
+
+#[test]
+fn a_toml_syntax_error_names_its_line_and_column() {
+    let text = format!("{MINIMAL}\n[policy]\nbuffer_usd = \"5\nslippage_bps = 100\n");
+    let (e, msg) = fails(&text, &[]);
+    let line = MINIMAL.lines().count() + 3;
+    assert_eq!(at_line(&e).0, line, "{msg}");
+    assert!(
+        msg.starts_with(&format!("c.toml, line {line}, column ")),
+        "{msg}"
+    );
+    assert!(msg.contains("not valid TOML"), "{msg}");
+}
+
+#[test]
+fn a_type_error_in_the_file_names_the_key_and_its_line() {
+    let text = format!("[policy]\nbuffer_usd = \"5\"\nslippage_bps = \"abc\"\n{MINIMAL}");
+    let (e, msg) = fails(&text, &[]);
+    assert_eq!(e.key, "policy.slippage_bps", "{msg}");
+    assert_eq!(at_line(&e), (3, 1), "{msg}");
+    assert!(
+        msg.contains("c.toml, line 3, column 1: config key `policy.slippage_bps`"),
+        "{msg}"
+    );
+
+    // Inside a chain, and inside the second token of a list.
+    let text = MINIMAL.replace("chain_id = 31337", "chain_id = \"x\"");
+    let (e, msg) = fails(&text, &[]);
+    assert_eq!(
+        (e.key.as_str(), at_line(&e)),
+        ("chains.devnet.chain_id", (3, 1)),
+        "{msg}"
+    );
+    let token = |symbol: &str, decimals: &str| {
+        format!(
+            "\n[[chains.devnet.tokens]]\nsymbol = \"{symbol}\"\naddress = \"0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512\"\ndecimals = {decimals}\nusd_feed = \"0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512\"\nmin_reserve_usd = \"1\"\npriority = 1\n"
+        )
+    };
+    let text = format!("{MINIMAL}{}{}", token("A", "6"), token("B", "\"six\""));
+    let (e, msg) = fails(&text, &[]);
+    assert_eq!(e.key, "chains.devnet.tokens[1].decimals", "{msg}");
+    let line = text
+        .lines()
+        .position(|l| l == "decimals = \"six\"")
+        .unwrap()
+        + 1;
+    assert_eq!(at_line(&e), (line, 1), "{msg}");
+}
+
+#[test]
+fn unknown_and_missing_keys_name_their_line() {
+    let text = format!("[policy]\nbuffer_usd = \"5\"\nslipage_bps = 100\n{MINIMAL}");
+    let (e, msg) = fails(&text, &[]);
+    assert_eq!(
+        (e.key.as_str(), at_line(&e)),
+        ("policy.slipage_bps", (3, 1)),
+        "{msg}"
+    );
+
+    // Missing: placed at the table that lacks it.
+    let text = MINIMAL.replace("chain_id = 31337\n", "");
+    let (e, msg) = fails(&text, &[]);
+    assert_eq!(e.key, "chains.devnet.chain_id", "{msg}");
+    assert_eq!(at_line(&e).0, 2, "{msg}");
+}
+
+#[test]
+fn a_validation_error_names_the_line_of_its_key() {
+    let text = format!("[policy]\nslippage_bps = 0\n{MINIMAL}");
+    let (e, msg) = fails(&text, &[]);
+    assert_eq!(
+        (e.key.as_str(), at_line(&e)),
+        ("policy.slippage_bps", (2, 1)),
+        "{msg}"
+    );
+    let text = MINIMAL.replace(
+        "0xcA11bde05977b3631167028862bE2a173976CA11",
+        "0xCA11bde05977b3631167028862bE2a173976CA11",
+    );
+    let (e, msg) = fails(&text, &[]);
+    assert_eq!(
+        (e.key.as_str(), at_line(&e)),
+        ("chains.devnet.multicall3", (5, 1)),
+        "{msg}"
+    );
+    // No chain at all: the file is named.
+    let (e, msg) = fails("[policy]\nslippage_bps = 100\n", &[]);
+    assert_eq!(e.key, "chains");
+    assert!(msg.starts_with("c.toml: config key `chains`"), "{msg}");
+}
+
+#[test]
+fn an_override_error_names_its_variable() {
+    let (e, msg) = fails(MINIMAL, &[("WB__POLICY__SLIPPAGE_BPS", "abc")]);
+    assert_eq!(e.key, "policy.slippage_bps", "{msg}");
+    assert_eq!(
+        e.location,
+        Some(Location::Env("WB__POLICY__SLIPPAGE_BPS".into()))
+    );
+    assert!(
+        msg.starts_with(
+            "environment variable WB__POLICY__SLIPPAGE_BPS: config key `policy.slippage_bps`"
+        ),
+        "{msg}"
+    );
+
+    // A value that types but does not validate, and one that overrides the file.
+    let text = format!("[policy]\nslippage_bps = 100\n{MINIMAL}");
+    let (e, msg) = fails(&text, &[("WB__POLICY__SLIPPAGE_BPS", "0")]);
+    assert_eq!(
+        e.location,
+        Some(Location::Env("WB__POLICY__SLIPPAGE_BPS".into())),
+        "{msg}"
+    );
+    let (e, msg) = fails(MINIMAL, &[("WB__CHAINS__DEVNET__CONFIRMATIONS", "many")]);
+    assert_eq!(
+        e.location,
+        Some(Location::Env("WB__CHAINS__DEVNET__CONFIRMATIONS".into())),
+        "{msg}"
+    );
+    let (e, msg) = fails(MINIMAL, &[("WB__POLICY", "1")]);
+    assert_eq!(
+        e.location,
+        Some(Location::Env("WB__POLICY".into())),
+        "{msg}"
+    );
+    let (e, msg) = fails(MINIMAL, &[("WB__POLICY____X", "1")]);
+    assert_eq!(
+        e.location,
+        Some(Location::Env("WB__POLICY____X".into())),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_plain_rpc_url_from_a_secret_is_a_list_of_one_and_never_echoed() {
+    let url = "https://arb-mainnet.example.com/v2/SECRETKEY";
+    let c = Config::parse(
+        "c.toml",
+        MINIMAL,
+        env(&[("WB__CHAINS__DEVNET__RPC_URLS", url)]),
+    )
+    .unwrap();
+    assert_eq!(c.chain("devnet").unwrap().rpc_urls[0].as_str(), url);
+    let c = Config::from_toml(
+        &MINIMAL.replace("[\"http://127.0.0.1:8545\"]", "\"http://127.0.0.1:8545\""),
+    )
+    .unwrap();
+    assert_eq!(c.chain("devnet").unwrap().rpc_urls.len(), 1);
+
+    let (e, msg) = fails(
+        MINIMAL,
+        &[("WB__CHAINS__DEVNET__RPC_URLS", "SECRETKEY-not-a-url")],
+    );
+    assert_eq!(e.key, "chains.devnet.rpc_urls[0]", "{msg}");
+    assert_eq!(
+        e.location,
+        Some(Location::Env("WB__CHAINS__DEVNET__RPC_URLS".into())),
+        "{msg}"
+    );
+    assert!(!msg.contains("SECRETKEY"), "{msg}");
+    let (e, msg) = fails(MINIMAL, &[("WB__CHAINS__DEVNET__RPC_URLS", "5")]);
+    assert_eq!(
+        e.location,
+        Some(Location::Env("WB__CHAINS__DEVNET__RPC_URLS".into())),
+        "{msg}"
+    );
+    assert!(msg.contains("expected a URL or a list of URLs"), "{msg}");
+}
+
+#[test]
+fn booleans_are_1_0_true_false_from_variables_and_files() {
+    for (v, want) in [
+        ("1", true),
+        ("0", false),
+        ("true", true),
+        ("false", false),
+        ("yes", true),
+        ("off", false),
+        ("\"TRUE\"", true),
+    ] {
+        let c = Config::parse("c.toml", MINIMAL, env(&[("WB__TELEMETRY__LOG_JSON", v)])).unwrap();
+        assert_eq!(c.telemetry.log_json, want, "{v}");
+    }
+    let c = Config::from_toml(&format!("[telemetry]\nlog_json = 1\n{MINIMAL}")).unwrap();
+    assert!(c.telemetry.log_json);
+    let (e, msg) = fails(MINIMAL, &[("WB__TELEMETRY__LOG_JSON", "maybe")]);
+    assert_eq!(
+        e.location,
+        Some(Location::Env("WB__TELEMETRY__LOG_JSON".into())),
+        "{msg}"
+    );
+    assert!(msg.contains("\"maybe\" is not a boolean"), "{msg}");
+    let (e, msg) = fails(&format!("[telemetry]\nlog_json = 2\n{MINIMAL}"), &[]);
+    assert_eq!(
+        (e.key.as_str(), at_line(&e)),
+        ("telemetry.log_json", (2, 1)),
+        "{msg}"
+    );
 }

@@ -259,11 +259,7 @@ fn validate_chain(name: &str, mut table: toml::Table) -> Result<ChainConfig, Con
         }
         table = merged;
     }
-    let raw: RawChain = toml::Value::Table(table)
-        .try_into()
-        .map_err(|e: toml::de::Error| {
-            ConfigError::new(format!("chains.{name}.{}", error_key(&e)), e.message())
-        })?;
+    let raw: RawChain = super::origin::typed(&table, &format!("chains.{name}"))?;
 
     let required = |field: &str, v: Option<String>| -> Result<Address, ConfigError> {
         let s = v.ok_or_else(|| ConfigError::new(k(field), "is required"))?;

@@ -243,7 +243,17 @@ fn analyze(token: &TokenInput, eth_price: Price, policy: &Policy) -> TokenCalc {
     let available = token.balance.saturating_sub(token.reserved);
     let convertible = available.saturating_sub(reserve_units);
     let value_usd = value_usd_sat(token.balance, token.decimals, token.price, Rounding::Down);
-    let convertible_usd = value_usd_sat(convertible, token.decimals, token.price, Rounding::Down);
+    // The USD above the reserve, from the exact USD figures: the value of
+    // what is available less the configured reserve, rounded once. (The
+    // value of `convertible` would round twice in the same direction, the
+    // reserve up to a whole base unit and the value down, and show $240
+    // above a $100 reserve as $139.99999999.)
+    let convertible_usd = if convertible.is_zero() {
+        Usd::ZERO
+    } else {
+        value_usd_sat(available, token.decimals, token.price, Rounding::Down)
+            .saturating_sub(token.min_reserve_usd)
+    };
     let capacity = capacity_wei(token, eth_price, policy.slippage_bps, convertible);
     TokenCalc {
         reserve_units,

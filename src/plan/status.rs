@@ -28,7 +28,8 @@ pub struct TokenStatus {
     pub convertible: U256,
     /// USD value of `balance`.
     pub value_usd: Usd,
-    /// USD value of `convertible`.
+    /// USD above the reserve: the value of `balance - reserved` less
+    /// `min_reserve_usd` (zero when `convertible` is).
     pub convertible_usd: Usd,
     /// Whether the planner would convert this token: `convertible_usd >=
     /// min_conversion_usd` and a non-zero capacity.

@@ -209,8 +209,11 @@ fn capacities_match_independent_arithmetic() {
         st.total_value_usd,
         Usd::from_dollars(90 + 240 + 200 + 100 + 310)
     );
-    // WETH convertible value rounds down: 0.046666666666666666 * 3000.
-    assert_eq!(st.convertible_usd, Usd::parse("624.99999999").unwrap());
+    // What is above each reserve, in USD: $240 of WETH above a $100
+    // reserve is $140 (not the rounded-down value of the rounded-up
+    // reserve's remainder, 0.046666666666666666 WETH = $139.99999999).
+    assert_eq!(st.tokens[WETH].convertible_usd, Usd::from_dollars(140));
+    assert_eq!(st.convertible_usd, Usd::from_dollars(625));
     assert_eq!(st.gas_reserve_wei, wei("0.005"));
 }
 
@@ -253,7 +256,7 @@ fn insufficient_funds_reports_shortage_and_capacity() {
             shortage_wei: wei("0.975"),
             shortage_usd: Usd::from_dollars(2925),
             convertible_wei: u(CAP_WETH + CAP_USDC + CAP_USDT + CAP_DAI),
-            convertible_usd: Usd::parse("624.99999999").unwrap(),
+            convertible_usd: Usd::from_dollars(625),
         }
     );
     // Funds are reported before limits ($2925 > $1000 limit).

@@ -84,7 +84,11 @@ def expected_token(sidecar, token, block: int, eth_answer: int) -> Expected:
     # undercut (src/plan/allocate.rs analyze(): units_for_usd(.., Rounding::Up)).
     min_reserve = units_for_usd(reserve_usd, decimals, answer, feed_decimals, round_up=True)
     raw_convertible = max(0, balance - min_reserve)
-    raw_convertible_usd = value_usd(raw_convertible, decimals, answer, feed_decimals)
+    # In USD: the balance's value less the reserve (one rounding, down): $240
+    # above a $100 reserve is $140.00000000.
+    raw_convertible_usd = (
+        max(0, value_usd(balance, decimals, answer, feed_decimals) - reserve_usd) if raw_convertible else 0
+    )
     # The most ETH the convertible amount is sure to bring: WETH 1:1; other
     # tokens at oracle prices after the slippage bound
     # (capacity_wei: floor(floor(c * 10000 / (10000 + bps)) in ETH, rounded down)).

@@ -95,8 +95,13 @@ impl Harness {
 
     /// (Re)starts the in-process sidecar with the same config and journal.
     pub async fn serve(&mut self) {
+        self.serve_on("127.0.0.1:0").await;
+    }
+
+    /// [`Harness::serve`] on `listen`.
+    async fn serve_on(&mut self, listen: &str) {
         let key = WalletKey::load(Some(&self.key_path), None).unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind(listen).await.unwrap();
         let addr = format!("http://{}", listener.local_addr().unwrap());
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(server::serve(self.config.clone(), key, listener, async {
@@ -121,6 +126,14 @@ impl Harness {
     pub async fn restart(&mut self) {
         self.shutdown().await;
         self.serve().await;
+    }
+
+    /// [`Harness::restart`] on the same address (for clients that
+    /// reconnect to it).
+    pub async fn restart_same_address(&mut self) {
+        let listen = self.addr.trim_start_matches("http://").to_string();
+        self.shutdown().await;
+        self.serve_on(&listen).await;
     }
 
     async fn shutdown(&mut self) {

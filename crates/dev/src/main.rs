@@ -36,13 +36,17 @@ enum Command {
         #[command(flatten)]
         opts: DevnetArgs,
     },
-    /// The demo: devnet up, sidecar serving, status printed, one conversion.
+    /// The demo: devnet up, sidecar serving, the wallet's status, a trade
+    /// that needs a conversion (followed on the stream), a refused one.
     Demo {
         #[command(flatten)]
         opts: DevnetArgs,
         /// Keep everything running after the demo until Ctrl-C.
         #[arg(long)]
         keep_running: bool,
+        /// Show the sidecar's and the devnet's logs (info; RUST_LOG wins).
+        #[arg(long)]
+        verbose: bool,
     },
     /// The benchmarks: devnet + latency proxy + the `wallet-balancer`
     /// binary as the sidecar, Rust and Python clients, the prototype's
@@ -105,13 +109,17 @@ impl DevnetArgs {
 async fn main() -> ExitCode {
     let args = Args::parse();
     // The failure matrix serves the sidecar in this process and sends its
-    // logs to a file of its own.
+    // logs to a file of its own; the demo tells a story: the sidecar's logs
+    // only when asked for.
     if !matches!(args.command, Command::Faults { .. }) {
-        telemetry::init_logs(false);
+        let quiet = matches!(args.command, Command::Demo { verbose: false, .. });
+        telemetry::init_logs_at(false, if quiet { "warn" } else { "info" });
     }
     report(match args.command {
         Command::Devnet { opts } => devnet(opts).await,
-        Command::Demo { opts, keep_running } => demo::demo(opts, keep_running).await,
+        Command::Demo {
+            opts, keep_running, ..
+        } => demo::demo(opts, keep_running).await,
         Command::Bench { opts } => bench::run(opts).await,
         Command::Faults { opts } => faults::run(opts).await,
     })
