@@ -243,8 +243,12 @@ pub fn refusal_text(s: &tonic::Status) -> String {
         return format!("{}: {}", code_name(s.code()), s.message());
     };
     let m = &info.metadata;
+    // In a stable order (the map's is not): what is short first, then by
+    // name.
+    let mut keys: Vec<&String> = m.keys().collect();
+    keys.sort_by_key(|k| (!k.starts_with("shortage"), k.as_str()));
     let mut figures = Vec::new();
-    for (k, v) in m {
+    for (k, v) in keys.into_iter().map(|k| (k, &m[k])) {
         if let Some(name) = k.strip_suffix("_wei") {
             match m.get(&format!("{name}_usd")) {
                 Some(usd) => figures.push(format!("{name} {} (${usd})", eth(v))),
