@@ -38,7 +38,7 @@ impl Decimals {
     }
 }
 
-/// Base units as a decimal number rounded (half up) to [`PLACES`]
+/// Base units as a decimal number rounded (half up) to `PLACES` (6)
 /// fractional digits, trailing zeros dropped; the text itself when it is
 /// not an amount.
 pub fn human(base_units: &str, decimals: u8) -> String {
