@@ -140,6 +140,8 @@ class Fake(pb_grpc.WalletBalancerServicer):
         self.ensures: list[Any] = []
         self.ensure_ids: list[str] = []
         self.cancelled = threading.Event()
+        #: Set when a hanging stream's call is over (closed by the client).
+        self.stream_closed = threading.Event()
         self._lock = threading.Lock()
 
     @staticmethod
@@ -156,6 +158,7 @@ class Fake(pb_grpc.WalletBalancerServicer):
             yield _event(seq)
         if end == HANG:
             self._hang(context)
+            self.stream_closed.set()
         elif end is not None:
             context.abort(end, "scripted")
 
@@ -335,6 +338,22 @@ def test_cancelling_the_task_cancels_the_rpc(fake):
 
     run(scenario())
     assert servicer.ensure_ids == ["pytest-cancel"]
+
+
+def test_closing_the_stream_cancels_its_call(fake):
+    servicer, target = fake
+    servicer.streams = [([1], HANG)]
+
+    async def scenario() -> None:
+        async with _aio(target) as wb:
+            events = wb.conversions()
+            assert (await events.__anext__()).sequence == 1
+            await events.aclose()
+            # Seen while the channel is still open.
+            closed = await asyncio.to_thread(servicer.stream_closed.wait, 2)
+            assert closed, "the server's stream call was not cancelled"
+
+    run(scenario())
 
 
 def test_async_retries_reuse_the_request_id(fake):
