@@ -154,11 +154,14 @@ class Fake(pb_grpc.WalletBalancerServicer):
             i = len(self.stream_cursors)
             self.stream_cursors.append(request.after_sequence)
             sequences, end = self.streams[min(i, len(self.streams) - 1)]
+        if end == HANG:
+            # Called when the call is over, even if the server never pulls
+            # the next message from this generator again.
+            context.add_callback(self.stream_closed.set)
         for seq in sequences:
             yield _event(seq)
         if end == HANG:
             self._hang(context)
-            self.stream_closed.set()
         elif end is not None:
             context.abort(end, "scripted")
 
