@@ -44,6 +44,7 @@ enum Command {
     CheckConfig {
         /// Config file (TOML).
         file: PathBuf,
+        /// Output format: the configuration as TOML (`text`) or JSON.
         #[arg(long, value_enum, default_value_t = cli::Output::Text)]
         output: cli::Output,
     },

@@ -36,6 +36,7 @@ from setuptools.command.egg_info import egg_info
 HERE = Path(__file__).resolve().parent
 PROTO_FILE = "walletbalancer/v1/wallet_balancer.proto"
 OUT = HERE / "src" / "wallet_balancer_client" / "_proto"
+LICENSES = ("LICENSE-MIT", "LICENSE-APACHE")
 GENERATED = (
     "wallet_balancer_pb2.py",
     "wallet_balancer_pb2.pyi",
@@ -130,4 +131,17 @@ class EggInfoWithStubs(egg_info):
         super().run()
 
 
+def copy_licenses() -> None:
+    """The repository's license files, next to pyproject.toml (its
+    ``license-files`` cannot reach outside this directory); an sdist
+    carries the copies."""
+    for name in LICENSES:
+        src = HERE.parent.parent / name
+        if src.is_file():
+            shutil.copyfile(src, HERE / name)
+        elif not (HERE / name).is_file():
+            raise RuntimeError(f"{name} not found at the repository's root nor here")
+
+
+copy_licenses()
 setup(cmdclass={"build_py": BuildPyWithStubs, "egg_info": EggInfoWithStubs})

@@ -38,7 +38,7 @@ impl Decimals {
     }
 }
 
-/// Base units as a decimal number rounded (half up) to [`PLACES`]
+/// Base units as a decimal number rounded (half up) to `PLACES` (6)
 /// fractional digits, trailing zeros dropped; the text itself when it is
 /// not an amount.
 pub fn human(base_units: &str, decimals: u8) -> String {
@@ -223,11 +223,12 @@ pub fn error_text(s: &tonic::Status) -> String {
     if let Some(info) = details.error_info()
         && !info.metadata.is_empty()
     {
-        let figures: Vec<String> = info
+        let mut figures: Vec<String> = info
             .metadata
             .iter()
             .map(|(k, v)| format!("{k} {}", figure(k, v)))
             .collect();
+        figures.sort();
         let _ = write!(out, " ({})", figures.join(", "));
     }
     out
@@ -243,12 +244,12 @@ pub fn refusal_text(s: &tonic::Status) -> String {
         return format!("{}: {}", code_name(s.code()), s.message());
     };
     let m = &info.metadata;
-    // In a stable order (the map's is not): what is short first, then by
-    // name.
+    // What is missing first, then the rest by name (the map has no order).
     let mut keys: Vec<&String> = m.keys().collect();
     keys.sort_by_key(|k| (!k.starts_with("shortage"), k.as_str()));
     let mut figures = Vec::new();
-    for (k, v) in keys.into_iter().map(|k| (k, &m[k])) {
+    for k in keys {
+        let v = &m[k];
         if let Some(name) = k.strip_suffix("_wei") {
             match m.get(&format!("{name}_usd")) {
                 Some(usd) => figures.push(format!("{name} {} (${usd})", eth(v))),
@@ -387,6 +388,32 @@ pub fn error_json(s: &tonic::Status) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refusals_show_the_shortage_first_with_eth_and_usd() {
+        use tonic_types::{ErrorDetails, StatusExt};
+        let metadata: std::collections::HashMap<String, String> = [
+            ("convertible_wei", "129904700708116620"),
+            ("convertible_usd", "394.70838556"),
+            ("shortage_wei", "898526614704200967"),
+            ("shortage_usd", "2695.57984412"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let status = tonic::Status::with_error_details(
+            tonic::Code::FailedPrecondition,
+            "insufficient funds",
+            ErrorDetails::with_error_info("INSUFFICIENT_FUNDS", "walletbalancer", metadata),
+        );
+        assert_eq!(
+            refusal_text(&status),
+            "INSUFFICIENT_FUNDS: shortage 0.898527 ETH ($2695.57984412), convertible 0.129905 ETH ($394.70838556)"
+        );
+        assert!(error_text(&status).starts_with(
+            "FAILED_PRECONDITION [INSUFFICIENT_FUNDS]: insufficient funds (convertible_usd $394.70838556, convertible_wei 0.129905 ETH, "
+        ));
+    }
 
     #[test]
     fn human_amounts_round_half_up_and_drop_trailing_zeros() {

@@ -3,7 +3,9 @@
 //! The file is parsed into loose "raw" structs, presets are merged in,
 //! `WB__SECTION__KEY` environment variables override single keys, and the
 //! whole thing is validated into [`Config`] before anything binds. Every
-//! error names the key it is about.
+//! error names the key it is about and where it was set: the file's line
+//! and column, or the variable (`origin.rs`). [`Config::effective`] is the
+//! configuration in force, secrets redacted (`check-config`).
 
 use std::{
     collections::{BTreeMap, BTreeSet},

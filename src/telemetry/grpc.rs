@@ -139,8 +139,14 @@ fn grpc_timeout(headers: &http::HeaderMap) -> Option<Duration> {
 
 /// How close to its deadline a dropped call counts as timed out rather
 /// than cancelled: the client's timer started before ours (one network
-/// hop), so its reset can arrive a moment before our own timer fires.
+/// hop) and clients round `grpc-timeout` (up to a coarser unit), so its
+/// reset can arrive a moment before our own timer fires. 50 ms, or 2% of
+/// a longer deadline.
 const DEADLINE_SLACK: Duration = Duration::from_millis(50);
+
+fn slack(deadline: Duration) -> Duration {
+    DEADLINE_SLACK.max(deadline / 50)
+}
 
 /// Records a call dropped before it answered (see the module doc); a call
 /// that completes disarms it.
@@ -156,7 +162,7 @@ impl Unanswered {
     /// The code of a call dropped after `elapsed`.
     fn code(deadline: Option<Duration>, elapsed: Duration) -> tonic::Code {
         match deadline {
-            Some(d) if elapsed + DEADLINE_SLACK >= d => tonic::Code::DeadlineExceeded,
+            Some(d) if elapsed + slack(d) >= d => tonic::Code::DeadlineExceeded,
             _ => tonic::Code::Cancelled,
         }
     }
@@ -467,6 +473,12 @@ mod tests {
             Unanswered::code(Some(s(1)), s(1)),
             tonic::Code::DeadlineExceeded
         );
+        // A long deadline rounded up by the client: 2% slack.
+        assert_eq!(
+            Unanswered::code(Some(s(60)), ms(59_000)),
+            tonic::Code::DeadlineExceeded
+        );
+        assert_eq!(Unanswered::code(Some(s(60)), s(50)), tonic::Code::Cancelled);
     }
 
     /// Calls dropped before an answer (the client reset the stream, or

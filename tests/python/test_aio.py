@@ -140,6 +140,8 @@ class Fake(pb_grpc.WalletBalancerServicer):
         self.ensures: list[Any] = []
         self.ensure_ids: list[str] = []
         self.cancelled = threading.Event()
+        #: Set when a hanging stream's call is over (closed by the client).
+        self.stream_closed = threading.Event()
         self._lock = threading.Lock()
 
     @staticmethod
@@ -152,6 +154,10 @@ class Fake(pb_grpc.WalletBalancerServicer):
             i = len(self.stream_cursors)
             self.stream_cursors.append(request.after_sequence)
             sequences, end = self.streams[min(i, len(self.streams) - 1)]
+        if end == HANG:
+            # Called when the call is over, even if the server never pulls
+            # the next message from this generator again.
+            context.add_callback(self.stream_closed.set)
         for seq in sequences:
             yield _event(seq)
         if end == HANG:
@@ -335,6 +341,22 @@ def test_cancelling_the_task_cancels_the_rpc(fake):
 
     run(scenario())
     assert servicer.ensure_ids == ["pytest-cancel"]
+
+
+def test_closing_the_stream_cancels_its_call(fake):
+    servicer, target = fake
+    servicer.streams = [([1], HANG)]
+
+    async def scenario() -> None:
+        async with _aio(target) as wb:
+            events = wb.conversions()
+            assert (await events.__anext__()).sequence == 1
+            await events.aclose()
+            # Seen while the channel is still open.
+            closed = await asyncio.to_thread(servicer.stream_closed.wait, 2)
+            assert closed, "the server's stream call was not cancelled"
+
+    run(scenario())
 
 
 def test_async_retries_reuse_the_request_id(fake):

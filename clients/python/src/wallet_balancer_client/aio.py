@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar, cast
 
 import grpc
@@ -181,7 +181,7 @@ class AsyncWalletBalancer:
         chain: str | None = None,
         *,
         timeout: float | None = None,
-    ) -> AsyncIterator[ConversionEvent]:
+    ) -> AsyncGenerator[ConversionEvent, None]:
         """Every state change of every conversion with a sequence greater
         than ``after``, replayed from the journal and then followed live
         (StreamConversions), as an async iterator. ``chain=None`` means
@@ -192,12 +192,16 @@ class AsyncWalletBalancer:
         from the last sequence delivered, with a backoff capped at
         ``stream_max_backoff``; no event is delivered twice. Errors that
         retrying cannot fix (unknown chain, bad token, ...) are raised.
-        Leaving the ``async for`` or cancelling the task cancels the call.
+        Cancelling the task cancels the call, and so does closing the
+        iterator (``await events.aclose()``; leaving the ``async for`` closes
+        it when the iterator is collected).
         """
         check_after(after)
         return self._conversions(after, chain, timeout)
 
-    async def _conversions(self, after: int, chain: str | None, timeout: float | None) -> AsyncIterator[ConversionEvent]:
+    async def _conversions(
+        self, after: int, chain: str | None, timeout: float | None
+    ) -> AsyncGenerator[ConversionEvent, None]:
         budget = None if timeout is None else Budget(timeout)
         cursor = after
         failures = 0
