@@ -17,7 +17,7 @@ use crate::{
 
 /// The planner's view of the configured tokens at a snapshot. A token
 /// whose price cannot be used is left out: nothing of it is convertible
-/// (its balance counts as 0, at a placeholder price the planner accepts).
+/// (its balance counts as 0, at a nominal price the planner accepts).
 pub fn token_inputs(client: &ChainClient, snapshot: &Snapshot) -> Vec<TokenInput> {
     client
         .config()
