@@ -24,17 +24,19 @@ fn usd8(v: U256) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn status_matches_the_chain_in_one_request() {
+async fn status_matches_the_chain_in_one_header_and_one_call() {
     let mut h = Harness::start().await;
-    // Warm: decimals were read at start-up; from now on a status is one call.
+    // Warm: decimals were read at start-up; from now on a status is the
+    // latest header, then one call at its block.
     h.proxy.reset();
     let s = h.status().await;
     assert_eq!(
         h.proxy.requests(),
-        1,
+        2,
         "GetStatus used {:?}",
         h.proxy.methods()
     );
+    assert_eq!(h.proxy.count("eth_getBlockByNumber"), 1);
     assert_eq!(h.proxy.count("eth_call"), 1);
 
     let chain = h.chain();

@@ -6,8 +6,9 @@
 //! anonymously; a failure is always an error, never a zero.
 
 use alloy::{
-    eips::BlockId,
+    eips::{BlockId, BlockNumberOrTag},
     primitives::{Address, I256, U256},
+    providers::Provider,
     sol_types::SolCall,
 };
 
@@ -191,24 +192,48 @@ fn sequencer_up(answer: I256, started_at: u64, block_timestamp: u64, grace_secs:
         && block_timestamp.saturating_sub(started_at) >= grace_secs
 }
 
-/// Reads the snapshot at `block` in one `eth_call`.
+/// A block's number and base fee, from its header: the block number as
+/// JSON-RPC numbers it, and the base fee the chain really charges. Never
+/// `block.number` / `block.basefee` inside an `eth_call`: on Arbitrum
+/// `block.number` is an L1 block number, and geth-family nodes (geth, reth,
+/// Nitro, Hardhat's EDR) run calls at a base fee of 0.
+async fn head(client: &ChainClient, at: BlockNumberOrTag) -> Result<(u64, U256), ChainError> {
+    let header = client
+        .provider()
+        .get_block_by_number(at)
+        .await
+        .map_err(|e| client.rpc_err(e))?
+        .ok_or_else(|| ChainError::CallFailed {
+            chain: client.name().into(),
+            what: format!("eth_getBlockByNumber({at})"),
+            reason: "no such block".into(),
+        })?
+        .header;
+    Ok((
+        header.number,
+        U256::from(header.base_fee_per_gas.unwrap_or(0)),
+    ))
+}
+
+/// Reads the snapshot at `block` (`latest`, `pending` or a number): a block
+/// header (number, base fee) and one `eth_call` of Multicall3.
+/// - `latest` (or another tag): the header first, then the call at the
+///   header's number, so the snapshot describes exactly the block it names
+///   (two round trips);
+/// - a number: the header and the call at that number, sent together;
+/// - `pending`: the latest header and the call at `pending`, sent together;
+///   the pending block is the one after the header's.
 pub async fn read(client: &ChainClient, block: BlockId) -> Result<Snapshot, ChainError> {
     let cfg = client.config();
     let meta = client.meta()?;
     let wallet = client.wallet();
     let mc = cfg.multicall3;
     let mut b = Batch::new();
-    let i_block = b.push(
-        mc,
-        IMulticall3::getBlockNumberCall {},
-        "getBlockNumber()".into(),
-    );
     let i_time = b.push(
         mc,
         IMulticall3::getCurrentBlockTimestampCall {},
         "getCurrentBlockTimestamp()".into(),
     );
-    let i_fee = b.push(mc, IMulticall3::getBasefeeCall {}, "getBasefee()".into());
     let i_eth = b.push(
         mc,
         IMulticall3::getEthBalanceCall { addr: wallet },
@@ -258,11 +283,34 @@ pub async fn read(client: &ChainClient, block: BlockId) -> Result<Snapshot, Chai
         idx.push((bal, feed, allowances));
     }
 
-    let r = run(client, b, block).await?;
+    let (block_number, base_fee_wei, at_pending, r) = match block {
+        BlockId::Number(BlockNumberOrTag::Pending) => {
+            let ((number, base_fee), r) = tokio::try_join!(
+                head(client, BlockNumberOrTag::Latest),
+                run(client, b, block)
+            )?;
+            (number.saturating_add(1), base_fee, true, r)
+        }
+        BlockId::Number(at @ BlockNumberOrTag::Number(_)) => {
+            let ((number, base_fee), r) =
+                tokio::try_join!(head(client, at), run(client, b, block))?;
+            (number, base_fee, false, r)
+        }
+        BlockId::Number(tag) => {
+            let (number, base_fee) = head(client, tag).await?;
+            let r = run(client, b, BlockId::number(number)).await?;
+            (number, base_fee, false, r)
+        }
+        BlockId::Hash(_) => {
+            return Err(ChainError::CallFailed {
+                chain: client.name().into(),
+                what: "snapshot".into(),
+                reason: "read by block number or tag only".into(),
+            });
+        }
+    };
     let to_u64 = |v: U256| u64::try_from(v).unwrap_or(u64::MAX);
-    let block_number = to_u64(r.decode::<IMulticall3::getBlockNumberCall>(i_block)?);
     let block_timestamp = to_u64(r.decode::<IMulticall3::getCurrentBlockTimestampCall>(i_time)?);
-    let base_fee_wei = r.decode::<IMulticall3::getBasefeeCall>(i_fee)?;
     let eth_balance = r.decode::<IMulticall3::getEthBalanceCall>(i_eth)?;
 
     if let (Some(i), Some(addr)) = (i_seq, cfg.sequencer_uptime_feed) {
@@ -325,10 +373,7 @@ pub async fn read(client: &ChainClient, block: BlockId) -> Result<Snapshot, Chai
     }
     Ok(Snapshot {
         block_number,
-        at_pending: matches!(
-            block,
-            BlockId::Number(alloy::eips::BlockNumberOrTag::Pending)
-        ),
+        at_pending,
         block_timestamp,
         base_fee_wei,
         eth_balance,
