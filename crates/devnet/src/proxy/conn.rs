@@ -160,9 +160,12 @@ pub(super) async fn serve(shared: &Shared, stream: TcpStream) -> io::Result<()> 
                 }
             }
             // Call-level kinds never come from `transport`.
-            Some(FaultKind::JsonRpcError { .. } | FaultKind::Lagging { .. }) | None => {
-                shared.answer(&request).await
-            }
+            Some(
+                FaultKind::JsonRpcError { .. }
+                | FaultKind::Answer { .. }
+                | FaultKind::Lagging { .. },
+            )
+            | None => shared.answer(&request).await,
         };
         // One write: head and body in one segment.
         s.write_all(&answer.bytes()).await?;
@@ -340,6 +343,14 @@ fn route(
                 if let Some(id) = id {
                     slots.push(Slot::Local(json!({"jsonrpc": "2.0", "id": id,
                         "error": {"code": code, "message": message}})));
+                }
+            }
+            Some(FaultKind::Answer { result }) => {
+                if let Some(id) = id {
+                    let result: Value = serde_json::from_str(&result).unwrap_or(Value::Null);
+                    slots.push(Slot::Local(
+                        json!({"jsonrpc": "2.0", "id": id, "result": result}),
+                    ));
                 }
             }
             Some(FaultKind::Lagging { blocks }) => {
