@@ -59,7 +59,14 @@ pub struct ConversionReport {
     pub venue: VenueLabel,
     pub venue_name: String,
     pub fee_tier: u32,
+    /// ETH the conversion brings: planned, then what arrived (from the
+    /// receipt) once confirmed.
     pub eth_out: U256,
+    /// ETH the plan asked for: what the hourly spend limit counts (at
+    /// `eth_price`), whatever the receipt shows. Zero in records journaled
+    /// before it existed (then `eth_out` stands in).
+    #[serde(default)]
+    pub planned_eth_out: U256,
     pub max_amount_in: U256,
     pub quoted_amount_in: U256,
     /// Tokens actually sold (from the receipt); `None` until confirmed.

@@ -243,6 +243,7 @@ pub fn planned_report(
         venue_name,
         fee_tier,
         eth_out: leg.eth_out,
+        planned_eth_out: leg.eth_out,
         max_amount_in: leg.max_in,
         quoted_amount_in: leg.amount_in,
         amount_in: None,

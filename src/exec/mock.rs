@@ -315,6 +315,7 @@ max_priority_fee_per_gas_wei = "2000000000"
                 venue_name: "v2".into(),
                 fee_tier: 0,
                 eth_out: U256::from(1u64),
+                planned_eth_out: U256::from(1u64),
                 max_amount_in: U256::from(1u64),
                 quoted_amount_in: U256::from(1u64),
                 amount_in: None,
