@@ -100,6 +100,7 @@ pub async fn plan_conversion(
         eth_price: snapshot.eth_price,
         // The latest header's base fee (never a contract's BASEFEE).
         gas_price_wei: snapshot.base_fee_wei,
+        l1_fee_per_tx_wei: snapshot.l1_fee_per_tx_wei,
         tokens: token_inputs(client, snapshot),
         hour_budget_remaining,
     };

@@ -16,6 +16,13 @@ sol! {
         function getCurrentBlockTimestamp() external view returns (uint256 timestamp);
     }
 
+    /// The OP-stack GasPriceOracle predeploy (0x420000000000000000000000000000000000000F),
+    /// Fjord and later.
+    #[sol(rpc)]
+    interface IGasPriceOracle {
+        function getL1FeeUpperBound(uint256 _unsignedTxSize) external view returns (uint256);
+    }
+
     /// ERC20, as far as the sidecar uses it. `approve`/`transfer` are called
     /// without decoding a return value: USDT returns none.
     #[sol(rpc)]

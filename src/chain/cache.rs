@@ -306,6 +306,7 @@ mod tests {
             at_pending: false,
             block_timestamp: 0,
             base_fee_wei: U256::ZERO,
+            l1_fee_per_tx_wei: U256::ZERO,
             eth_balance: U256::from(block),
             eth_price: Price {
                 answer: U256::from(1u64),

@@ -14,10 +14,10 @@ use alloy::{
 
 use super::{
     ChainClient, ChainError,
-    abi::{AggregatorV3Interface, IERC20, IMulticall3},
+    abi::{AggregatorV3Interface, IERC20, IGasPriceOracle, IMulticall3},
 };
 use crate::{
-    domain::{Snapshot, TokenReading},
+    domain::{CONVERSION_TX_BYTES, Snapshot, TokenReading},
     money::Price,
 };
 
@@ -244,6 +244,15 @@ pub async fn read(client: &ChainClient, block: BlockId) -> Result<Snapshot, Chai
         AggregatorV3Interface::latestRoundDataCall {},
         "ETH/USD feed latestRoundData()".into(),
     );
+    let i_l1_fee = cfg.l1_fee_oracle.map(|oracle| {
+        b.push(
+            oracle,
+            IGasPriceOracle::getL1FeeUpperBoundCall {
+                _unsignedTxSize: U256::from(CONVERSION_TX_BYTES),
+            },
+            "GasPriceOracle getL1FeeUpperBound()".into(),
+        )
+    });
     let i_seq = cfg.sequencer_uptime_feed.map(|f| {
         b.push(
             f,
@@ -312,6 +321,10 @@ pub async fn read(client: &ChainClient, block: BlockId) -> Result<Snapshot, Chai
     let to_u64 = |v: U256| u64::try_from(v).unwrap_or(u64::MAX);
     let block_timestamp = to_u64(r.decode::<IMulticall3::getCurrentBlockTimestampCall>(i_time)?);
     let eth_balance = r.decode::<IMulticall3::getEthBalanceCall>(i_eth)?;
+    let l1_fee_per_tx_wei = match i_l1_fee {
+        Some(i) => r.decode::<IGasPriceOracle::getL1FeeUpperBoundCall>(i)?,
+        None => U256::ZERO,
+    };
 
     if let (Some(i), Some(addr)) = (i_seq, cfg.sequencer_uptime_feed) {
         let round = r.decode::<AggregatorV3Interface::latestRoundDataCall>(i)?;
@@ -376,6 +389,7 @@ pub async fn read(client: &ChainClient, block: BlockId) -> Result<Snapshot, Chai
         at_pending,
         block_timestamp,
         base_fee_wei,
+        l1_fee_per_tx_wei,
         eth_balance,
         eth_price,
         tokens,

@@ -182,6 +182,7 @@ fn chain(c: &ChainConfig) -> Value {
         ("eth_usd_feed", Some(s(c.eth_usd_feed))),
         ("feed_max_age_secs", Some(secs(c.feed_max_age))),
         ("sequencer_uptime_feed", c.sequencer_uptime_feed.map(s)),
+        ("l1_fee_oracle", c.l1_fee_oracle.map(s)),
         ("sequencer_grace_secs", Some(secs(c.sequencer_grace))),
         ("confirmations", Some(int(c.confirmations))),
         ("replace_after_secs", Some(secs(c.replace_after))),

@@ -183,6 +183,11 @@ pub struct ChainConfig {
     pub eth_usd_feed: Address,
     pub feed_max_age: Duration,
     pub sequencer_uptime_feed: Option<Address>,
+    /// OP-stack chains: the GasPriceOracle predeploy
+    /// (0x420000000000000000000000000000000000000F). Each transaction also
+    /// pays an L1 data fee, which a conversion must bring enough ETH for:
+    /// its upper bound is read with the snapshot.
+    pub l1_fee_oracle: Option<Address>,
     /// Time after the sequencer comes back up before its prices are trusted.
     pub sequencer_grace: Duration,
     pub confirmations: u64,

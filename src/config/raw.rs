@@ -136,6 +136,7 @@ pub(super) struct RawChain {
     pub(super) eth_usd_feed: Option<String>,
     pub(super) feed_max_age_secs: Option<u64>,
     pub(super) sequencer_uptime_feed: Option<String>,
+    pub(super) l1_fee_oracle: Option<String>,
     pub(super) sequencer_grace_secs: Option<u64>,
     pub(super) confirmations: Option<u64>,
     pub(super) replace_after_secs: Option<u64>,

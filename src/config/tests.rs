@@ -169,6 +169,7 @@ fn every_preset_parses_with_checksummed_distinct_addresses() {
             ch.sequencer_uptime_feed
                 .map(|a| ("sequencer_uptime_feed", a)),
         );
+        roles.extend(ch.l1_fee_oracle.map(|a| ("l1_fee_oracle", a)));
         for t in &ch.tokens {
             if t.is_weth {
                 assert_eq!(

@@ -385,6 +385,11 @@ fn validate_chain(name: &str, mut table: toml::Table) -> Result<ChainConfig, Con
             .as_deref()
             .map(|s| address(&k("sequencer_uptime_feed"), s))
             .transpose()?,
+        l1_fee_oracle: raw
+            .l1_fee_oracle
+            .as_deref()
+            .map(|s| address(&k("l1_fee_oracle"), s))
+            .transpose()?,
         sequencer_grace: Duration::from_secs(raw.sequencer_grace_secs.unwrap_or(3_600)),
         confirmations: positive(&k("confirmations"), raw.confirmations.unwrap_or(1))?,
         replace_after: Duration::from_secs(positive(

@@ -75,8 +75,8 @@ pub struct DevnetArgs {
     /// The node: anvil or hardhat (default: anvil).
     #[arg(long, env = "WB_DEVNET_NODE")]
     pub node: Option<NodeKind>,
-    /// The chain the devnet plays: plain, or arbitrum (aeWETH, tip 0,
-    /// L1-like block.number).
+    /// The chain the devnet plays: plain, arbitrum (aeWETH, tip 0, L1-like
+    /// block.number) or op (GasPriceOracle, receipts with l1Fee).
     #[arg(long, env = "WB_DEVNET_FLAVOUR", default_value = "plain")]
     pub flavour: wb_devnet::Flavour,
     /// The node's port (default: a free one).

@@ -29,6 +29,7 @@ pub(crate) struct Artifacts {
     pub(crate) quoter_v2: Artifact,
     pub(crate) multicall3: Artifact,
     pub(crate) arbitrum_multicall3: Artifact,
+    pub(crate) op_gas_price_oracle: Artifact,
     pub(crate) aggregator: Artifact,
     pub(crate) test_erc20: Artifact,
     pub(crate) tether: Artifact,
@@ -52,6 +53,7 @@ pub(crate) const QUOTER_V2: &str =
     "node_modules/@uniswap/v3-periphery/artifacts/contracts/lens/QuoterV2.sol/QuoterV2.json";
 pub(crate) const MULTICALL3: &str = "build/Multicall3.json";
 pub(crate) const ARBITRUM_MULTICALL3: &str = "build/ArbitrumMulticall3.json";
+pub(crate) const OP_GAS_PRICE_ORACLE: &str = "build/OpGasPriceOracle.json";
 pub(crate) const AGGREGATOR: &str = "build/MockAggregatorV3.json";
 pub(crate) const TEST_ERC20: &str = "build/TestERC20.json";
 pub(crate) const TETHER: &str = "build/TetherToken.json";
@@ -73,6 +75,7 @@ impl Artifacts {
         };
         let multicall3 = runtime(MULTICALL3)?;
         let arbitrum_multicall3 = runtime(ARBITRUM_MULTICALL3)?;
+        let op_gas_price_oracle = runtime(OP_GAS_PRICE_ORACLE)?;
         Ok(Self {
             weth9: get(WETH9)?,
             ae_weth: get(AE_WETH)?,
@@ -85,6 +88,7 @@ impl Artifacts {
             quoter_v2: get(QUOTER_V2)?,
             multicall3,
             arbitrum_multicall3,
+            op_gas_price_oracle,
             aggregator: get(AGGREGATOR)?,
             test_erc20: get(TEST_ERC20)?,
             tether: get(TETHER)?,

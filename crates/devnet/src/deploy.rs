@@ -16,7 +16,7 @@ use super::bindings::{
 };
 use super::error::DevnetError;
 use super::math;
-use super::{DevnetAddresses, FEED_DECIMALS, Flavour, MULTICALL3_ADDRESS};
+use super::{DevnetAddresses, FEED_DECIMALS, Flavour, GAS_PRICE_ORACLE, MULTICALL3_ADDRESS};
 
 /// The arbitrum flavour's aeWETH proxy admin: an address nobody signs for (the admin of a
 /// TransparentUpgradeableProxy cannot call through it, so it must not be a devnet account).
@@ -29,6 +29,57 @@ const AE_WETH_L1_ADDRESS: Address = address!("0xC02aaA39b223FE8D0A0e5C4F27eAD908
 alloy::sol! {
     /// aeWETH's initializer (`@arbitrum/token-bridge-contracts`, aeWETH.sol).
     function initialize(string name_, string symbol_, uint8 decimals_, address l2Gateway_, address l1Address_);
+
+    /// The OP-stack GasPriceOracle, as far as the op flavour's stand-in answers.
+    #[sol(rpc)]
+    interface IGasPriceOracle {
+        function getL1FeeUpperBound(uint256 _unsignedTxSize) external view returns (uint256);
+        function l1BaseFee() external view returns (uint256);
+        function blobBaseFee() external view returns (uint256);
+        function baseFeeScalar() external view returns (uint32);
+        function blobBaseFeeScalar() external view returns (uint32);
+    }
+}
+
+/// The L1 fee fields an OP-stack receipt carries (op-geth's receipt JSON: `l1Fee`,
+/// `l1GasUsed`, `l1GasPrice`, `l1BaseFeeScalar`, `l1BlobBaseFee`, `l1BlobBaseFeeScalar`), for
+/// a transaction of `tx_bytes` unsigned bytes, from the op flavour's GasPriceOracle.
+pub(crate) async fn op_receipt_fields(
+    provider: &DynProvider,
+    tx_bytes: u64,
+) -> Result<serde_json::Value, DevnetError> {
+    let oracle = IGasPriceOracle::new(GAS_PRICE_ORACLE, provider);
+    let rpc = |ctx: &'static str| move |e| DevnetError::chain(ctx, e);
+    let fee = oracle
+        .getL1FeeUpperBound(U256::from(tx_bytes))
+        .call()
+        .await
+        .map_err(rpc("GasPriceOracle.getL1FeeUpperBound"))?;
+    let l1_base_fee = oracle.l1BaseFee().call().await.map_err(rpc("l1BaseFee"))?;
+    let blob_base_fee = oracle
+        .blobBaseFee()
+        .call()
+        .await
+        .map_err(rpc("blobBaseFee"))?;
+    let base_scalar = oracle
+        .baseFeeScalar()
+        .call()
+        .await
+        .map_err(rpc("baseFeeScalar"))?;
+    let blob_scalar = oracle
+        .blobBaseFeeScalar()
+        .call()
+        .await
+        .map_err(rpc("blobBaseFeeScalar"))?;
+    let hex = |v: U256| format!("{v:#x}");
+    Ok(serde_json::json!({
+        "l1Fee": hex(fee),
+        "l1GasUsed": hex(U256::from(16 * (tx_bytes + 68))),
+        "l1GasPrice": hex(l1_base_fee),
+        "l1BaseFeeScalar": format!("{base_scalar:#x}"),
+        "l1BlobBaseFee": hex(blob_base_fee),
+        "l1BlobBaseFeeScalar": format!("{blob_scalar:#x}"),
+    }))
 }
 
 /// USD prices the feeds start at (whole dollars).
@@ -208,9 +259,22 @@ pub(crate) async fn deploy_market(
     // Multicall3 runtime code at the canonical address (Arbitrum's `block.number` on that
     // flavour).
     let multicall3 = match flavour {
-        Flavour::Plain => &art.multicall3,
+        Flavour::Plain | Flavour::Op => &art.multicall3,
         Flavour::Arbitrum => &art.arbitrum_multicall3,
     };
+    if flavour == Flavour::Op {
+        let code = art
+            .op_gas_price_oracle
+            .deployed_bytecode
+            .clone()
+            .ok_or_else(|| {
+                DevnetError::Invariant("OpGasPriceOracle artifact has no deployed bytecode".into())
+            })?;
+        let _: serde_json::Value = provider
+            .raw_request("hardhat_setCode".into(), (GAS_PRICE_ORACLE, code))
+            .await
+            .map_err(rpc("hardhat_setCode GasPriceOracle"))?;
+    }
     let mc_code = multicall3.deployed_bytecode.clone().ok_or_else(|| {
         DevnetError::Invariant("Multicall3 artifact has no deployed bytecode".into())
     })?;
@@ -221,7 +285,7 @@ pub(crate) async fn deploy_market(
 
     // ---- contracts --------------------------------------------------------------------
     let weth = match flavour {
-        Flavour::Plain => tx.deploy("WETH9", &art.weth9.bytecode, vec![]).await?,
+        Flavour::Plain | Flavour::Op => tx.deploy("WETH9", &art.weth9.bytecode, vec![]).await?,
         // As on Arbitrum One: aeWETH's logic behind a TransparentUpgradeableProxy, initialised
         // through it. aeWETH emits no Deposit/Withdrawal events: unwrapping is a burn
         // (`Transfer` to 0x0) and a plain ETH transfer.

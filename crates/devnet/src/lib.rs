@@ -124,14 +124,29 @@ pub enum Flavour {
     /// - `block.number` inside a contract is an L1-like number: Multicall3's `getBlockNumber()`
     ///   answers 21,000,000 + the block number / 4, far from JSON-RPC's block number.
     Arbitrum,
+    /// An OP-stack chain's (OP Mainnet, Base) as far as a local node allows:
+    /// - the GasPriceOracle predeploy ([`GAS_PRICE_ORACLE`]) answers `getL1Fee` /
+    ///   `getL1FeeUpperBound` with the Fjord formula at a high L1 base fee (50,000 gwei: a
+    ///   conversion's L1 data fee outweighs the $5 buffer), and the config names it
+    ///   (`l1_fee_oracle`);
+    /// - receipts carry `l1Fee` (the upper bound of a [`OP_RECEIPT_TX_BYTES`]-byte
+    ///   transaction) and the other L1 fee fields, added by the proxy at [`Devnet::rpc_url`].
+    ///   The node does not charge that fee: balances do not move by it.
+    Op,
 }
 
+/// The OP-stack GasPriceOracle predeploy (the op flavour installs a stand-in there).
+pub const GAS_PRICE_ORACLE: Address = address!("0x420000000000000000000000000000000000000F");
+/// The op flavour's receipts carry the L1 fee of a transaction of this many bytes (unsigned).
+pub const OP_RECEIPT_TX_BYTES: u64 = 500;
+
 impl Flavour {
-    /// The flavour's name (`plain`, `arbitrum`).
+    /// The flavour's name (`plain`, `arbitrum`, `op`).
     pub fn name(self) -> &'static str {
         match self {
             Flavour::Plain => "plain",
             Flavour::Arbitrum => "arbitrum",
+            Flavour::Op => "op",
         }
     }
 }
@@ -148,8 +163,9 @@ impl std::str::FromStr for Flavour {
         match s {
             "plain" => Ok(Flavour::Plain),
             "arbitrum" => Ok(Flavour::Arbitrum),
+            "op" => Ok(Flavour::Op),
             other => Err(format!(
-                "unknown devnet flavour {other:?} (plain, arbitrum)"
+                "unknown devnet flavour {other:?} (plain, arbitrum, op)"
             )),
         }
     }
@@ -415,6 +431,17 @@ impl Devnet {
                 p.inject(proxy::Fault::on(
                     "eth_maxPriorityFeePerGas",
                     proxy::FaultKind::answer(&serde_json::json!("0x0")),
+                ));
+                Some(p)
+            }
+            Flavour::Op => {
+                let fields = deploy::op_receipt_fields(&provider, OP_RECEIPT_TX_BYTES).await?;
+                let p = proxy::RpcProxy::start(&rpc_url, Duration::ZERO)
+                    .await
+                    .map_err(|e| DevnetError::io("start the op flavour's proxy", e))?;
+                p.inject(proxy::Fault::on(
+                    "eth_getTransactionReceipt",
+                    proxy::FaultKind::merge(&fields),
                 ));
                 Some(p)
             }
@@ -706,6 +733,9 @@ impl Devnet {
         line(format!("multicall3 = \"{}\"", a.multicall3));
         line(format!("weth = \"{}\"", a.weth));
         line(format!("eth_usd_feed = \"{}\"", a.eth_usd_feed));
+        if self.flavour == Flavour::Op {
+            line(format!("l1_fee_oracle = \"{GAS_PRICE_ORACLE}\""));
+        }
         line("feed_max_age_secs = 86400".into());
         line("confirmations = 1".into());
         // No watch after confirmation by default: blocks only come with

@@ -163,6 +163,7 @@ pub(super) async fn serve(shared: &Shared, stream: TcpStream) -> io::Result<()> 
             Some(
                 FaultKind::JsonRpcError { .. }
                 | FaultKind::Answer { .. }
+                | FaultKind::Merge { .. }
                 | FaultKind::Lagging { .. },
             )
             | None => shared.answer(&request).await,
@@ -322,6 +323,8 @@ enum Slot<'a> {
         method: &'a str,
         /// (blocks, lagging head) when served lagged.
         lag: Option<(u64, u64)>,
+        /// Fields added to its result object.
+        merge: Option<Value>,
     },
 }
 
@@ -359,7 +362,21 @@ fn route(
                 lag::pin(&mut pinned, lag_head);
                 forward.push(pinned);
                 let lag = Some((blocks, lag_head));
-                slots.push(Slot::Node { id, method, lag });
+                slots.push(Slot::Node {
+                    id,
+                    method,
+                    lag,
+                    merge: None,
+                });
+            }
+            Some(FaultKind::Merge { fields }) => {
+                forward.push(call.clone());
+                slots.push(Slot::Node {
+                    id,
+                    method,
+                    lag: None,
+                    merge: serde_json::from_str(&fields).ok(),
+                });
             }
             _ => {
                 forward.push(call.clone());
@@ -367,6 +384,7 @@ fn route(
                     id,
                     method,
                     lag: None,
+                    merge: None,
                 });
             }
         }
@@ -389,7 +407,12 @@ fn assemble(batch: bool, slots: Vec<Slot<'_>>, mut answers: Vec<Value>) -> Strin
     for slot in slots {
         match slot {
             Slot::Local(reply) => replies.push(reply),
-            Slot::Node { id, method, lag } => {
+            Slot::Node {
+                id,
+                method,
+                lag,
+                merge,
+            } => {
                 let Some(at) =
                     id.and_then(|id| answers.iter().position(|a| a.get("id") == Some(id)))
                 else {
@@ -398,6 +421,11 @@ fn assemble(batch: bool, slots: Vec<Slot<'_>>, mut answers: Vec<Value>) -> Strin
                 let mut reply = answers.remove(at);
                 if let Some((blocks, lag_head)) = lag {
                     lag::answer(method, blocks, lag_head, &mut reply);
+                }
+                if let (Some(Value::Object(fields)), Some(Value::Object(result))) =
+                    (merge, reply.get_mut("result"))
+                {
+                    result.extend(fields);
                 }
                 replies.push(reply);
             }

@@ -84,6 +84,12 @@ pub enum FaultKind {
         /// The JSON text of the `result`.
         result: String,
     },
+    /// The call is forwarded and answered as usual, with these fields added to its result
+    /// object (a `null` result stays `null`). A chain flavour's receipts (OP's `l1Fee`) use it.
+    Merge {
+        /// The JSON text of an object.
+        fields: String,
+    },
     /// The call is served as a node `blocks` behind the head would serve it (see the module
     /// doc for the methods covered). Calls of other methods pass through untouched and do not
     /// count as hit.
@@ -125,11 +131,21 @@ impl FaultKind {
         }
     }
 
+    /// [`FaultKind::Merge`] of these fields (a JSON object).
+    pub fn merge(fields: &serde_json::Value) -> FaultKind {
+        FaultKind::Merge {
+            fields: fields.to_string(),
+        }
+    }
+
     /// Acts on the whole HTTP request rather than on one call.
     pub fn is_transport(&self) -> bool {
         !matches!(
             self,
-            FaultKind::JsonRpcError { .. } | FaultKind::Answer { .. } | FaultKind::Lagging { .. }
+            FaultKind::JsonRpcError { .. }
+                | FaultKind::Answer { .. }
+                | FaultKind::Merge { .. }
+                | FaultKind::Lagging { .. }
         )
     }
 

@@ -1,6 +1,9 @@
-//! The sidecar on the devnet's arbitrum flavour (`wb_devnet::Flavour::Arbitrum`): WETH is
-//! Arbitrum's real aeWETH (no `Withdrawal` event: unwrapping burns), the priority fee is 0, and
-//! `block.number` inside a contract is an L1-like number. Runs on anvil and on the Hardhat node.
+//! The sidecar on the devnet's chain flavours (`wb_devnet::Flavour`), on anvil and on the
+//! Hardhat node:
+//! - arbitrum: WETH is Arbitrum's real aeWETH (no `Withdrawal` event: unwrapping burns), the
+//!   priority fee is 0, and `block.number` inside a contract is an L1-like number;
+//! - op: the GasPriceOracle predeploy prices an L1 data fee per transaction, and receipts
+//!   carry `l1Fee` (the node itself does not charge it).
 
 mod support;
 
@@ -16,9 +19,16 @@ use wallet_balancer::{
 use wb_devnet::{DevnetOptions, Flavour, MULTICALL3_ADDRESS, bindings::IMulticall3};
 
 async fn start(edit: impl FnOnce(&mut wallet_balancer::config::Config)) -> Harness {
+    start_flavour(Flavour::Arbitrum, edit).await
+}
+
+async fn start_flavour(
+    flavour: Flavour,
+    edit: impl FnOnce(&mut wallet_balancer::config::Config),
+) -> Harness {
     Harness::start_on(
         DevnetOptions {
-            flavour: Flavour::Arbitrum,
+            flavour,
             ..DevnetOptions::default()
         },
         edit,
@@ -128,5 +138,77 @@ async fn conversions_through_aeweth_report_the_eth_that_arrived() {
         h.eth_balance().await + parse(&c.gas_cost_wei),
         before + received
     );
+    h.stop().await;
+}
+
+alloy::sol! {
+    #[sol(rpc)]
+    interface IGasPriceOracle {
+        function getL1FeeUpperBound(uint256 _unsignedTxSize) external view returns (uint256);
+    }
+}
+
+/// On an OP-stack chain the conversion brings enough for its own
+/// transactions' L1 data fees (three of them at the GasPriceOracle's upper
+/// bound), and reports each receipt's `l1Fee` in its gas cost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_op_stack_the_l1_data_fee_is_reserved_and_reported() {
+    let mut h = start_flavour(Flavour::Op, |_| {}).await;
+    let chain = h.chain();
+    let oracle = IGasPriceOracle::new(wb_devnet::GAS_PRICE_ORACLE, &chain);
+    let l1_fee = oracle
+        .getL1FeeUpperBound(U256::from(wallet_balancer::domain::CONVERSION_TX_BYTES))
+        .call()
+        .await
+        .unwrap();
+    let base_fee = chain
+        .get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
+        .await
+        .unwrap()
+        .unwrap()
+        .header
+        .base_fee_per_gas
+        .unwrap();
+    let policy = &h.config.policy;
+    let own_l2 = U256::from(policy.swap_gas_estimate + 2 * 50_000) * U256::from(base_fee);
+    let own = own_l2 + l1_fee * U256::from(3u64);
+    // The flavour makes L1 dear: the L1 fees outweigh the $5 buffer.
+    let buffer = U256::from(5u64) * U256::from(10u64).pow(U256::from(18)) / U256::from(3000u64);
+    assert!(own > buffer, "own {own} buffer {buffer}");
+
+    let plan = h.ensure(milli_eth(100), "op-plan", true).await.unwrap();
+    assert_eq!(plan.outcome, EnsureOutcome::Planned as i32, "{plan:?}");
+    assert_eq!(
+        parse(&plan.target_eth_out_wei),
+        parse(&plan.shortage_wei) + own,
+        "target = shortage + own gas with its L1 data fees"
+    );
+
+    let before = h.eth_balance().await;
+    let r = h.ensure(milli_eth(100), "op-1", false).await.unwrap();
+    assert_eq!(r.outcome, EnsureOutcome::Converted as i32, "{r:?}");
+    let c = &r.conversions[0];
+    // Receipts as the sidecar sees them: through the flavour's endpoint.
+    let flavour_rpc =
+        alloy::providers::ProviderBuilder::new().connect_http(h.devnet.rpc_url.parse().unwrap());
+    let mut l2_cost = U256::ZERO;
+    let mut l1_cost = U256::ZERO;
+    for hash in c.approval_tx_hashes.iter().chain([&c.tx_hash]) {
+        let hash: B256 = hash.parse().unwrap();
+        let raw: serde_json::Value = flavour_rpc
+            .raw_request("eth_getTransactionReceipt".into(), (hash,))
+            .await
+            .unwrap();
+        let field = |k: &str| {
+            U256::from_str_radix(raw[k].as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
+        };
+        l2_cost += field("gasUsed") * field("effectiveGasPrice");
+        l1_cost += field("l1Fee");
+    }
+    assert!(l1_cost > U256::ZERO);
+    assert_eq!(parse(&c.gas_cost_wei), l2_cost + l1_cost, "L2 gas + l1Fee");
+    // The node does not charge the L1 fee: the balance moved by the L2 gas only.
+    let received = parse(&c.eth_out_wei);
+    assert_eq!(h.eth_balance().await + l2_cost, before + received);
     h.stop().await;
 }
