@@ -210,6 +210,15 @@ fn exec_failure(e: &ExecError, message: String) -> Failure {
         ]),
         ExecError::Reverted { tx_hash, what } => Failure::new(Kind::Aborted, "REVERTED", message)
             .with([("tx_hash", tx_hash.to_string()), ("what", what.clone())]),
+        ExecError::Cancelled {
+            what,
+            nonce,
+            tx_hash,
+        } => Failure::new(Kind::Aborted, "CANCELLED", message).with([
+            ("tx_hash", tx_hash.to_string()),
+            ("nonce", nonce.to_string()),
+            ("what", what.clone()),
+        ]),
     }
 }
 
