@@ -127,73 +127,8 @@ fn env_overrides_single_keys() {
     assert_eq!(c.chain("devnet").unwrap().rpc_urls.len(), 2);
 }
 
-#[test]
-fn every_preset_parses_with_checksummed_distinct_addresses() {
-    for (name, text) in PRESETS {
-        let cfg = format!(
-            "[chains.{name}]\npreset = \"{name}\"\nrpc_urls = [\"http://127.0.0.1:8545\"]\n"
-        );
-        let c = Config::from_toml(&cfg).unwrap_or_else(|e| panic!("preset {name}: {e}"));
-        let ch = c.chain(name).unwrap();
-        assert!(!ch.tokens.is_empty(), "{name}: no tokens");
-        assert!(!ch.venues.is_empty(), "{name}: no venues");
-        assert!(
-            ch.tokens.iter().any(|t| t.is_weth),
-            "{name}: WETH not listed"
-        );
-        // Receipts are looked for once per block: each preset states
-        // its chain's block time.
-        let want_ms = match *name {
-            "arbitrum" => 250,
-            "base" | "optimism" => 2_000,
-            "ethereum" => 12_000,
-            other => panic!("unknown preset {other}"),
-        };
-        assert_eq!(ch.block_time, Duration::from_millis(want_ms), "{name}");
-
-        // Every 0x-address literal in the file is EIP-55 checksummed.
-        for word in text.split(|c: char| !c.is_ascii_alphanumeric()) {
-            if word.len() == 42 && word.starts_with("0x") {
-                Address::parse_checksummed(word, None)
-                    .unwrap_or_else(|e| panic!("{name}: {word} not checksummed: {e}"));
-            }
-        }
-        // Distinct roles. The only sharing allowed: WETH is listed as a
-        // token at the `weth` address and priced by the ETH/USD feed.
-        let mut roles = vec![
-            ("multicall3", ch.multicall3),
-            ("weth", ch.weth),
-            ("eth_usd_feed", ch.eth_usd_feed),
-        ];
-        roles.extend(
-            ch.sequencer_uptime_feed
-                .map(|a| ("sequencer_uptime_feed", a)),
-        );
-        for t in &ch.tokens {
-            if t.is_weth {
-                assert_eq!(
-                    t.usd_feed, ch.eth_usd_feed,
-                    "{name}: WETH priced by another feed"
-                );
-                continue;
-            }
-            roles.push(("token", t.address));
-            roles.push(("usd_feed", t.usd_feed));
-        }
-        for v in &ch.venues {
-            roles.push(("router", v.kind.router()));
-            if let VenueKind::UniswapV3 { quoter, .. } = &v.kind {
-                roles.push(("quoter", *quoter));
-            }
-        }
-        let mut seen = BTreeMap::new();
-        for (role, a) in roles {
-            if let Some(prev) = seen.insert(a, role) {
-                panic!("{name}: {a} is both {prev} and {role}");
-            }
-        }
-    }
-}
+// The shipped presets: tests/presets.rs (every address pinned with its
+// source, every feed's heartbeat, the rules).
 
 #[test]
 fn the_effective_config_is_a_config_that_means_the_same() {
