@@ -256,6 +256,41 @@ async fn a_stale_or_broken_token_feed_marks_that_token_unusable() {
     h.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_feed_is_held_to_its_own_staleness_limit() {
+    // DAI's feed beats hourly here (feed_max_age_secs 600 s), USDC's daily
+    // (the chain's 86400 s): both updated 20 minutes ago, only DAI is stale.
+    let mut h = Harness::start_with(|c| {
+        let chain = c.chains.get_mut(CHAIN).unwrap();
+        let dai = chain.tokens.iter_mut().find(|t| t.symbol == "DAI").unwrap();
+        dai.feed_max_age = Duration::from_secs(600);
+    })
+    .await;
+    let now = chain_now(&h).await;
+    let a = &h.devnet.addresses;
+    set_feed(&h, a.usdc_usd_feed, 100_000_000, now - 1_200).await;
+    set_feed(&h, a.dai_usd_feed, 100_000_000, now - 1_200).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let st = h.status().await;
+        let token = |s: &str| st.tokens.iter().find(|t| t.symbol == s).unwrap().clone();
+        let dai = token("DAI");
+        if !dai.price_error.is_empty() {
+            assert!(
+                dai.price_error.contains("DAI/USD") && dai.price_error.contains("limit 600s"),
+                "{dai:?}"
+            );
+            let usdc = token("USDC");
+            assert!(usdc.price_error.is_empty(), "{usdc:?}");
+            assert_ne!(usdc.value_usd, "0.00000000", "{usdc:?}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{dai:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    h.stop().await;
+}
+
 /// No price is needed to say "sufficient", and a stale token feed only
 /// leaves that token out: with the DAI feed stale, EnsureEth for what the
 /// wallet holds answers SUFFICIENT, and one that needs a conversion plans
