@@ -98,16 +98,15 @@ pub enum ChainError {
 
 /// [`ChainError::FeedMismatch`]'s message: what is wrong and which key to fix.
 fn feed_mismatch(token: Option<&str>, address: &Address, expected: &str, actual: &str) -> String {
-    let (what, key, hint) = match token {
+    let (key, hint) = match token {
         Some(t) => (
             format!("token {t}'s usd_feed"),
-            format!("token {t}'s usd_feed"),
-            " (or set its feed_description when the feed names the asset otherwise)",
+            " (or set the token's feed_description when its feed names the asset otherwise)",
         ),
-        None => ("the ETH/USD feed".into(), "eth_usd_feed".into(), ""),
+        None => ("eth_usd_feed".into(), ""),
     };
     format!(
-        "{what} {address} describes itself as {actual:?}, not {expected:?}: it prices another pair; point {key} at a {expected} feed{hint}"
+        "{key} {address} describes itself as {actual:?}, not {expected:?}: it prices another pair; point {key} at a {expected} feed{hint}"
     )
 }
 
