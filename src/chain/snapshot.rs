@@ -17,6 +17,7 @@ use super::{
     abi::{AggregatorV3Interface, IERC20, IGasPriceOracle, IMulticall3},
 };
 use crate::{
+    config::{ETH_USD_DESCRIPTION, feed_describes},
     domain::{CONVERSION_TX_BYTES, Snapshot, TokenReading},
     money::Price,
 };
@@ -101,8 +102,11 @@ async fn run(
     })
 }
 
-/// Reads token and feed decimals (one multicall) and checks token decimals
-/// against the config: decimals are never guessed.
+/// Reads token and feed decimals and every feed's description (one
+/// multicall); checks token decimals against the config (decimals are never
+/// guessed) and that every feed prices the pair it is given for
+/// (`ETH / USD`, the token's `feed_description`): a token pointed at another
+/// token's feed is refused, named.
 pub(super) async fn read_meta(client: &ChainClient) -> Result<ChainMeta, ChainError> {
     let cfg = client.config();
     let mut b = Batch::new();
@@ -110,6 +114,11 @@ pub(super) async fn read_meta(client: &ChainClient) -> Result<ChainMeta, ChainEr
         cfg.eth_usd_feed,
         AggregatorV3Interface::decimalsCall {},
         "ETH/USD feed decimals()".into(),
+    );
+    let eth_feed_desc = b.push(
+        cfg.eth_usd_feed,
+        AggregatorV3Interface::descriptionCall {},
+        "ETH/USD feed description()".into(),
     );
     let mut idx = Vec::new();
     for t in &cfg.tokens {
@@ -123,12 +132,32 @@ pub(super) async fn read_meta(client: &ChainClient) -> Result<ChainMeta, ChainEr
             AggregatorV3Interface::decimalsCall {},
             format!("{}/USD feed decimals()", t.symbol),
         );
-        idx.push((td, fd));
+        let fdesc = b.push(
+            t.usd_feed,
+            AggregatorV3Interface::descriptionCall {},
+            format!("{}/USD feed description()", t.symbol),
+        );
+        idx.push((td, fd, fdesc));
     }
     let r = run(client, b, BlockId::latest()).await?;
+    let feed_is = |token: Option<&str>, address, expected: &str, i| {
+        let actual = r.decode::<AggregatorV3Interface::descriptionCall>(i)?;
+        if feed_describes(expected, &actual) {
+            Ok(())
+        } else {
+            Err(ChainError::FeedMismatch {
+                chain: client.name().into(),
+                token: token.map(str::to_string),
+                address,
+                expected: expected.into(),
+                actual,
+            })
+        }
+    };
+    feed_is(None, cfg.eth_usd_feed, ETH_USD_DESCRIPTION, eth_feed_desc)?;
     let eth_feed_decimals = r.decode::<AggregatorV3Interface::decimalsCall>(eth_feed)?;
     let mut token_feed_decimals = Vec::new();
-    for (t, (td, fd)) in cfg.tokens.iter().zip(idx) {
+    for (t, (td, fd, fdesc)) in cfg.tokens.iter().zip(idx) {
         let actual = r.decode::<IERC20::decimalsCall>(td)?;
         if actual != t.decimals {
             return Err(ChainError::DecimalsMismatch {
@@ -138,6 +167,7 @@ pub(super) async fn read_meta(client: &ChainClient) -> Result<ChainMeta, ChainEr
                 actual,
             });
         }
+        feed_is(Some(&t.symbol), t.usd_feed, &t.feed_description, fdesc)?;
         token_feed_decimals.push(r.decode::<AggregatorV3Interface::decimalsCall>(fd)?);
     }
     Ok(ChainMeta {
@@ -147,7 +177,8 @@ pub(super) async fn read_meta(client: &ChainClient) -> Result<ChainMeta, ChainEr
 }
 
 /// Validates one `latestRoundData` answer: positive, and not older than the
-/// chain's staleness limit at the snapshot's block time.
+/// feed's own staleness limit (its heartbeat plus a margin:
+/// `ChainConfig::feed_max_age_of`) at the snapshot's block time.
 fn feed_price(
     client: &ChainClient,
     feed: &str,
@@ -165,7 +196,7 @@ fn feed_price(
         });
     }
     let updated: u64 = round.updatedAt.try_into().unwrap_or(u64::MAX);
-    let max_age = client.config().feed_max_age.as_secs();
+    let max_age = client.config().feed_max_age_of(address).as_secs();
     let age = block_timestamp.saturating_sub(updated);
     if updated == 0 || age > max_age {
         return Err(ChainError::StaleFeed {

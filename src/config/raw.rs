@@ -134,6 +134,7 @@ pub(super) struct RawChain {
     pub(super) multicall3: Option<String>,
     pub(super) weth: Option<String>,
     pub(super) eth_usd_feed: Option<String>,
+    pub(super) eth_usd_feed_max_age_secs: Option<u64>,
     pub(super) feed_max_age_secs: Option<u64>,
     pub(super) sequencer_uptime_feed: Option<String>,
     pub(super) l1_fee_oracle: Option<String>,
@@ -158,6 +159,8 @@ pub(super) struct RawToken {
     pub(super) address: String,
     pub(super) decimals: u8,
     pub(super) usd_feed: String,
+    pub(super) feed_max_age_secs: Option<u64>,
+    pub(super) feed_description: Option<String>,
     pub(super) min_reserve_usd: String,
     pub(super) priority: u32,
     #[serde(default, deserialize_with = "boolish")]
