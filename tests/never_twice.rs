@@ -304,6 +304,28 @@ async fn a_dropped_transaction_is_rebroadcast_with_the_same_bytes() {
     h.stop().await;
 }
 
+/// The wallet's first transaction in the node's pool, as the node holds
+/// it (waits up to 5 s for it to arrive).
+async fn first_pending(h: &Harness, wallet: alloy::primitives::Address) -> serde_json::Value {
+    for _ in 0..100 {
+        let pool = h.devnet.pending_transactions().await.unwrap();
+        if let Some(tx) = pool.into_iter().find(|tx| {
+            tx["from"]
+                .as_str()
+                .is_some_and(|f| f.eq_ignore_ascii_case(&wallet.to_string()))
+        }) {
+            return tx;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the wallet's transaction never reached the pool");
+}
+
+/// A JSON-RPC quantity (`"0x..."`).
+fn quantity(v: &serde_json::Value) -> u128 {
+    u128::from_str_radix(v.as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stuck_transaction_is_replaced_within_its_fee_cap() {
     let mut h = Harness::start_with(|c| {
@@ -326,29 +348,9 @@ async fn a_stuck_transaction_is_replaced_within_its_fee_cap() {
             .await
     });
     // The first transaction, as the node holds it.
-    let mut first: Option<serde_json::Value> = None;
-    for _ in 0..100 {
-        let pool = h.devnet.pending_transactions().await.unwrap();
-        first = pool.into_iter().find(|tx| {
-            tx["from"]
-                .as_str()
-                .is_some_and(|f| f.eq_ignore_ascii_case(&wallet.to_string()))
-        });
-        if first.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let first = first.expect("the unwrap never reached the pool");
+    let first = first_pending(&h, wallet).await;
     let first_hash = first["hash"].as_str().unwrap().to_string();
-    let first_max_fee = u128::from_str_radix(
-        first["maxFeePerGas"]
-            .as_str()
-            .unwrap()
-            .trim_start_matches("0x"),
-        16,
-    )
-    .unwrap();
+    let first_max_fee = quantity(&first["maxFeePerGas"]);
     // Keep the base fee 5% above what the first transaction pays: it can
     // never be mined; a >= 10% replacement can.
     let high = first_max_fee * 105 / 100;
@@ -372,14 +374,7 @@ async fn a_stuck_transaction_is_replaced_within_its_fee_cap() {
     );
     let mined: B256 = c.tx_hash.parse().unwrap();
     let tx: serde_json::Value = h.anvil("eth_getTransactionByHash", (mined,)).await;
-    let fee = u128::from_str_radix(
-        tx["maxFeePerGas"]
-            .as_str()
-            .unwrap()
-            .trim_start_matches("0x"),
-        16,
-    )
-    .unwrap();
+    let fee = quantity(&tx["maxFeePerGas"]);
     assert!(
         fee * 100 >= first_max_fee * 110,
         "bumped by >= 10%: {fee} vs {first_max_fee}"
@@ -429,24 +424,8 @@ async fn a_transaction_stuck_past_its_deadline_is_cancelled_at_its_nonce() {
             })
             .await
     });
-    let mut first: Option<serde_json::Value> = None;
-    for _ in 0..100 {
-        let pool = h.devnet.pending_transactions().await.unwrap();
-        first = pool.into_iter().find(|tx| {
-            tx["from"]
-                .as_str()
-                .is_some_and(|f| f.eq_ignore_ascii_case(&wallet.to_string()))
-        });
-        if first.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let first = first.expect("the unwrap never reached the pool");
-    let hex = |v: &serde_json::Value| {
-        u128::from_str_radix(v.as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
-    };
-    let first_max_fee = hex(&first["maxFeePerGas"]);
+    let first = first_pending(&h, wallet).await;
+    let first_max_fee = quantity(&first["maxFeePerGas"]);
     // The base fee 5% above what the unwrap pays: it can never be mined;
     // a >= 10% cancellation can.
     let high = first_max_fee * 105 / 100;

@@ -495,11 +495,10 @@ impl<B: Backend> TxSender<'_, B> {
                 );
                 effect = self.broadcast(rec, nonce, foreign_polls).await?.effect;
             }
-            if effect == Effect::Replace {
-                effect = self.replace(rec, nonce, foreign_polls).await?;
-            }
-            if effect == Effect::Cancel {
-                effect = self.cancel(rec, nonce, foreign_polls).await?;
+            if matches!(effect, Effect::Replace | Effect::Cancel) {
+                effect = self
+                    .supersede(rec, nonce, foreign_polls, effect == Effect::Cancel)
+                    .await?;
             }
             match effect {
                 Effect::GiveUp(why) => return Err(self.pending(rec, nonce, why)),
@@ -592,48 +591,69 @@ impl<B: Backend> TxSender<'_, B> {
         }
     }
 
-    /// Signs the newest attempt's call again at the same nonce with fees
-    /// raised by [`REPLACEMENT_BUMP_PERCENT`] (within the caps), journals
-    /// it (REPLACED for a swap), broadcasts it. Returns what the machine
-    /// says of the broadcast.
-    async fn replace(
+    /// A new attempt at `nonce` in place of the newest one, fees raised by
+    /// [`REPLACEMENT_BUMP_PERCENT`] (within the caps): the same call again
+    /// ([`Effect::Replace`]), or with `cancel` a cancellation: a 0-value
+    /// transfer to the wallet itself, 21,000 gas ([`Effect::Cancel`]; once
+    /// it mines the nonce is used and nothing was swapped,
+    /// [`ExecError::Cancelled`]; if the call mines first, the receipts say
+    /// so). Journals it (REPLACED for a swap's replacement; a cancellation
+    /// leaves the conversion naming its swap), broadcasts it. Returns what
+    /// the machine says of the broadcast.
+    async fn supersede(
         &mut self,
         rec: &mut ConversionRecord,
         nonce: u64,
         foreign_polls: u32,
+        cancel: bool,
     ) -> Result<Effect, ExecError> {
         let Some(current) = rec.newest_attempt(nonce).cloned() else {
             return Ok(Effect::Wait);
         };
         let Some((max_fee, tip)) = self.bumped_fees(&current) else {
-            return Ok(Effect::GiveUp(GiveUp::FeeCap));
+            return Ok(Effect::GiveUp(if cancel {
+                GiveUp::Deadline
+            } else {
+                GiveUp::FeeCap
+            }));
         };
-        // The same call, re-derived from the journaled bytes.
-        let (to, data) = decode_call(&current.raw)
-            .ok_or_else(|| ExecError::Signing("cannot decode a journaled transaction".into()))?;
-        let call = Call {
-            what: current.what.clone(),
-            to,
-            data,
+        let (purpose, call, gas_limit) = if cancel {
+            let call = Call {
+                what: format!("cancellation of {}", current.what),
+                to: self.key.address(),
+                data: Bytes::new(),
+            };
+            (TxPurpose::Cancel, call, CANCEL_GAS)
+        } else {
+            // The same call, re-derived from the journaled bytes.
+            let (to, data) = decode_call(&current.raw).ok_or_else(|| {
+                ExecError::Signing("cannot decode a journaled transaction".into())
+            })?;
+            let call = Call {
+                what: current.what.clone(),
+                to,
+                data,
+            };
+            (current.purpose, call, current.gas_limit)
         };
-        let (hash, raw) = self.sign(&call, nonce, current.gas_limit, max_fee, tip)?;
+        let (hash, raw) = self.sign(&call, nonce, gas_limit, max_fee, tip)?;
         for t in rec.txs.iter_mut().filter(|t| t.nonce == nonce) {
             t.replaced = true;
         }
         rec.txs.push(TxRecord {
-            purpose: current.purpose,
-            what: current.what.clone(),
+            purpose,
+            what: call.what,
             nonce,
             hash,
             raw,
             max_fee_per_gas: max_fee,
             max_priority_fee_per_gas: tip,
-            gas_limit: current.gas_limit,
+            gas_limit,
             signed_ms: now_ms(),
             replaced: false,
             deadline: current.deadline,
         });
-        let event = if current.purpose == TxPurpose::Swap {
+        let event = if purpose == TxPurpose::Swap {
             rec.report.state = ConversionState::Replaced;
             rec.report.tx_hash = Some(hash);
             Some((ConversionState::Replaced, Some(hash)))
@@ -642,63 +662,14 @@ impl<B: Backend> TxSender<'_, B> {
         };
         self.commit(rec, event)?;
         fault::transition();
-        tracing::warn!(chain = self.chain.name(), old = %current.hash, new = %hash, nonce, "stuck transaction replaced with higher fees");
+        if cancel {
+            tracing::warn!(chain = self.chain.name(), stuck = %current.hash, cancel = %hash, nonce, "past its deadline, unmined: cancelled with a 0-value self-transfer at its nonce");
+        } else {
+            tracing::warn!(chain = self.chain.name(), old = %current.hash, new = %hash, nonce, "stuck transaction replaced with higher fees");
+        }
         let t = self.broadcast(rec, nonce, foreign_polls).await?;
         Ok(match t.effect {
             // Another bump right away would not be accepted either.
-            Effect::Replace => Effect::Wait,
-            e => e,
-        })
-    }
-}
-
-impl<B: Backend> TxSender<'_, B> {
-    /// Signs a cancellation of the newest attempt at `nonce`: a 0-value
-    /// transfer to the wallet itself, 21,000 gas, fees raised by
-    /// [`REPLACEMENT_BUMP_PERCENT`] within the caps; journals it (the
-    /// conversion's swap hash stays the swap's), broadcasts it. Once mined,
-    /// the nonce is used and nothing was swapped
-    /// ([`ExecError::Cancelled`]); if the call mines first, it is what the
-    /// receipts show. Returns what the machine says of the broadcast.
-    async fn cancel(
-        &mut self,
-        rec: &mut ConversionRecord,
-        nonce: u64,
-        foreign_polls: u32,
-    ) -> Result<Effect, ExecError> {
-        let Some(current) = rec.newest_attempt(nonce).cloned() else {
-            return Ok(Effect::Wait);
-        };
-        let Some((max_fee, tip)) = self.bumped_fees(&current) else {
-            return Ok(Effect::GiveUp(GiveUp::Deadline));
-        };
-        let call = Call {
-            what: format!("cancellation of {}", current.what),
-            to: self.key.address(),
-            data: Bytes::new(),
-        };
-        let (hash, raw) = self.sign(&call, nonce, CANCEL_GAS, max_fee, tip)?;
-        for t in rec.txs.iter_mut().filter(|t| t.nonce == nonce) {
-            t.replaced = true;
-        }
-        rec.txs.push(TxRecord {
-            purpose: TxPurpose::Cancel,
-            what: call.what,
-            nonce,
-            hash,
-            raw,
-            max_fee_per_gas: max_fee,
-            max_priority_fee_per_gas: tip,
-            gas_limit: CANCEL_GAS,
-            signed_ms: now_ms(),
-            replaced: false,
-            deadline: current.deadline,
-        });
-        self.commit(rec, None)?;
-        fault::transition();
-        tracing::warn!(chain = self.chain.name(), stuck = %current.hash, cancel = %hash, nonce, "past its deadline, unmined: cancelled with a 0-value self-transfer at its nonce");
-        let t = self.broadcast(rec, nonce, foreign_polls).await?;
-        Ok(match t.effect {
             Effect::Replace | Effect::Cancel => Effect::Wait,
             e => e,
         })
