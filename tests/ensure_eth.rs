@@ -161,14 +161,14 @@ async fn write_up_scenario_converts_dai_and_reports_the_chain() {
     // The reserve ($25 of DAI) is intact.
     assert!(dai_after >= U256::from(25u64) * U256::from(10u64).pow(U256::from(18)));
 
-    // Now the ETH suffices: answered from one snapshot (the latest header
-    // and one call at `pending`, sent together), nothing sent.
+    // Now the ETH suffices: answered from one snapshot, one request (a
+    // batch of the latest header and one call at `pending`), nothing sent.
     let nonce = h.nonce().await;
     h.proxy.reset();
     let r = h.ensure(milli_eth(50), "trade-2", false).await.unwrap();
     assert_eq!(r.outcome, EnsureOutcome::Sufficient as i32);
     assert!(r.conversions.is_empty());
-    assert_eq!(h.proxy.requests(), 2, "{:?}", h.proxy.methods());
+    assert_eq!(h.proxy.requests(), 1, "{:?}", h.proxy.methods());
     assert_eq!(h.proxy.count("eth_call"), 1, "{:?}", h.proxy.methods());
     assert_eq!(h.nonce().await, nonce);
     h.stop().await;

@@ -35,15 +35,15 @@ fn usd8(v: U256) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn status_matches_the_chain_in_one_header_and_one_call() {
+async fn status_matches_the_chain_in_one_request() {
     let mut h = Harness::start().await;
-    // Warm: decimals were read at start-up; from now on a status is the
-    // latest header, then one call at its block.
+    // Warm: decimals were read at start-up; from now on a status is one
+    // request: a batch of the latest header and one call.
     h.proxy.reset();
     let s = h.status().await;
     assert_eq!(
         h.proxy.requests(),
-        2,
+        1,
         "GetStatus used {:?}",
         h.proxy.methods()
     );

@@ -15,10 +15,10 @@
 //!   caller joins a read at `latest`. Errors are never cached. The snapshot
 //!   always says which block it describes.
 //!
-//! Costs: a cold GetStatus is two requests (the latest header, then one
-//! `eth_call` at its block); a GetStatus served from the cache is none; while
+//! Costs: a cold GetStatus is one request (a batch of the latest header and
+//! one `eth_call`); a GetStatus served from the cache is none; while
 //! GetStatus is asked, the follower adds one `eth_blockNumber` per poll plus
-//! one header and one `eth_call` per new block, whatever the
+//! one such batch per new block, whatever the
 //! number of callers. It stops [`FOLLOW_IDLE`] after the last GetStatus.
 //! `status_max_age_ms = 0` turns the cache off (every GetStatus reads).
 
@@ -278,7 +278,7 @@ impl ChainClient {
         match self.provider().get_block_number().await {
             Ok(head) => {
                 // The new head, read at its number: its header and the
-                // snapshot's `eth_call` go out together.
+                // snapshot's `eth_call` in one batch.
                 if reads.status.head_seen(head, sent)
                     && let Err(e) = reads.latest.join(self.reader(BlockId::number(head))).await
                 {

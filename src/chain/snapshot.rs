@@ -8,12 +8,11 @@
 use alloy::{
     eips::{BlockId, BlockNumberOrTag},
     primitives::{Address, I256, U256},
-    providers::Provider,
     sol_types::SolCall,
 };
 
 use super::{
-    ChainClient, ChainError,
+    ChainClient, ChainError, Head,
     abi::{AggregatorV3Interface, IERC20, IGasPriceOracle, IMulticall3},
 };
 use crate::{
@@ -31,6 +30,7 @@ pub struct ChainMeta {
     pub token_feed_decimals: Vec<u8>,
 }
 
+#[derive(Clone)]
 struct Batch {
     calls: Vec<IMulticall3::Call3>,
     names: Vec<String>,
@@ -88,18 +88,28 @@ async fn run(
     block: BlockId,
 ) -> Result<Results<'_>, ChainError> {
     let results = client.aggregate3(batch.calls, block).await?;
-    if results.len() != batch.names.len() {
-        return Err(ChainError::CallFailed {
-            chain: client.name().into(),
-            what: "Multicall3.aggregate3".into(),
-            reason: format!("{} results for {} calls", results.len(), batch.names.len()),
-        });
-    }
+    let results = check_len(client, &batch.names, results)?;
     Ok(Results {
         chain: client.name(),
         names: batch.names,
         results,
     })
+}
+
+/// One result per call, or the answer is garbage.
+fn check_len(
+    client: &ChainClient,
+    names: &[String],
+    results: Vec<IMulticall3::Result>,
+) -> Result<Vec<IMulticall3::Result>, ChainError> {
+    if results.len() != names.len() {
+        return Err(ChainError::CallFailed {
+            chain: client.name().into(),
+            what: "Multicall3.aggregate3".into(),
+            reason: format!("{} results for {} calls", results.len(), names.len()),
+        });
+    }
+    Ok(results)
 }
 
 /// Reads token and feed decimals and every feed's description (one
@@ -223,37 +233,40 @@ fn sequencer_up(answer: I256, started_at: u64, block_timestamp: u64, grace_secs:
         && block_timestamp.saturating_sub(started_at) >= grace_secs
 }
 
-/// A block's number and base fee, from its header: the block number as
-/// JSON-RPC numbers it, and the base fee the chain really charges. Never
-/// `block.number` / `block.basefee` inside an `eth_call`: on Arbitrum
-/// `block.number` is an L1 block number, and geth-family nodes (geth, reth,
-/// Nitro, Hardhat's EDR) run calls at a base fee of 0.
-async fn head(client: &ChainClient, at: BlockNumberOrTag) -> Result<(u64, U256), ChainError> {
-    let header = client
-        .provider()
-        .get_block_by_number(at)
-        .await
-        .map_err(|e| client.rpc_err(e))?
-        .ok_or_else(|| ChainError::CallFailed {
-            chain: client.name().into(),
-            what: format!("eth_getBlockByNumber({at})"),
-            reason: "no such block".into(),
-        })?
-        .header;
+/// [`run`] with the header of block `at` in the same JSON-RPC batch (one
+/// request, one round trip).
+async fn run_with_head(
+    client: &ChainClient,
+    batch: Batch,
+    at: BlockNumberOrTag,
+    call_at: BlockId,
+) -> Result<(Head, Results<'_>), ChainError> {
+    let (head, results) = client.head_and_aggregate3(at, batch.calls, call_at).await?;
+    let results = check_len(client, &batch.names, results)?;
     Ok((
-        header.number,
-        U256::from(header.base_fee_per_gas.unwrap_or(0)),
+        head,
+        Results {
+            chain: client.name(),
+            names: batch.names,
+            results,
+        },
     ))
 }
 
-/// Reads the snapshot at `block` (`latest`, `pending` or a number): a block
-/// header (number, base fee) and one `eth_call` of Multicall3.
-/// - `latest` (or another tag): the header first, then the call at the
-///   header's number, so the snapshot describes exactly the block it names
-///   (two round trips);
-/// - a number: the header and the call at that number, sent together;
-/// - `pending`: the latest header and the call at `pending`, sent together;
-///   the pending block is the one after the header's.
+/// Reads the snapshot at `block` (`latest`, `pending` or a number): one
+/// JSON-RPC batch of a block header and one `eth_call` of Multicall3. The
+/// block number and the base fee come from the header, never from
+/// `block.number` / `block.basefee` inside the call: on Arbitrum
+/// `block.number` is an L1 block number, and geth-family nodes (geth, reth,
+/// Nitro, Hardhat's EDR) run calls at a base fee of 0.
+/// - a number: the header and the call at that number;
+/// - `latest` (or another tag): both at the tag; when the call's block
+///   timestamp is not the header's (a block came between them), the call
+///   is made again at the header's number, so the snapshot names the block
+///   it describes (to the second: on chains with several blocks a second,
+///   Arbitrum's, a neighbour with the same timestamp cannot be told apart);
+/// - `pending`: the latest header and the call at `pending`; the pending
+///   block is the one after the header's.
 pub async fn read(client: &ChainClient, block: BlockId) -> Result<Snapshot, ChainError> {
     let cfg = client.config();
     let meta = client.meta()?;
@@ -323,24 +336,10 @@ pub async fn read(client: &ChainClient, block: BlockId) -> Result<Snapshot, Chai
         idx.push((bal, feed, allowances));
     }
 
-    let (block_number, base_fee_wei, at_pending, r) = match block {
-        BlockId::Number(BlockNumberOrTag::Pending) => {
-            let ((number, base_fee), r) = tokio::try_join!(
-                head(client, BlockNumberOrTag::Latest),
-                run(client, b, block)
-            )?;
-            (number.saturating_add(1), base_fee, true, r)
-        }
-        BlockId::Number(at @ BlockNumberOrTag::Number(_)) => {
-            let ((number, base_fee), r) =
-                tokio::try_join!(head(client, at), run(client, b, block))?;
-            (number, base_fee, false, r)
-        }
-        BlockId::Number(tag) => {
-            let (number, base_fee) = head(client, tag).await?;
-            let r = run(client, b, BlockId::number(number)).await?;
-            (number, base_fee, false, r)
-        }
+    let at_pending = matches!(block, BlockId::Number(BlockNumberOrTag::Pending));
+    let head_at = match block {
+        BlockId::Number(BlockNumberOrTag::Pending) => BlockNumberOrTag::Latest,
+        BlockId::Number(tag) => tag,
         BlockId::Hash(_) => {
             return Err(ChainError::CallFailed {
                 chain: client.name().into(),
@@ -349,7 +348,24 @@ pub async fn read(client: &ChainClient, block: BlockId) -> Result<Snapshot, Chai
             });
         }
     };
+    let exact = matches!(head_at, BlockNumberOrTag::Number(_)) || at_pending;
+    let (head, mut r) = run_with_head(client, b.clone(), head_at, block).await?;
     let to_u64 = |v: U256| u64::try_from(v).unwrap_or(u64::MAX);
+    if !exact
+        && to_u64(r.decode::<IMulticall3::getCurrentBlockTimestampCall>(i_time)?) != head.timestamp
+    {
+        tracing::debug!(
+            chain = client.name(),
+            block = head.number,
+            "a block came between the header and the call: reading at the header's block"
+        );
+        r = run(client, b, BlockId::number(head.number)).await?;
+    }
+    let (block_number, base_fee_wei) = if at_pending {
+        (head.number.saturating_add(1), head.base_fee_wei)
+    } else {
+        (head.number, head.base_fee_wei)
+    };
     let block_timestamp = to_u64(r.decode::<IMulticall3::getCurrentBlockTimestampCall>(i_time)?);
     let eth_balance = r.decode::<IMulticall3::getEthBalanceCall>(i_eth)?;
     let l1_fee_per_tx_wei = match i_l1_fee {
