@@ -80,6 +80,10 @@ impl Config {
                 ("min_conversion_usd", Some(s(p.min_conversion_usd))),
                 ("slippage_bps", Some(int(p.slippage_bps.into()))),
                 (
+                    "quote_tolerance_bps",
+                    Some(int(p.quote_tolerance_bps.into())),
+                ),
+                (
                     "strategy",
                     Some(s(match p.strategy {
                         Strategy::Priority => "priority",

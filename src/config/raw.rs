@@ -116,6 +116,7 @@ pub(super) struct RawPolicy {
     pub(super) buffer_usd: Option<String>,
     pub(super) min_conversion_usd: Option<String>,
     pub(super) slippage_bps: Option<u32>,
+    pub(super) quote_tolerance_bps: Option<u32>,
     pub(super) strategy: Option<String>,
     pub(super) max_usd_per_request: Option<String>,
     pub(super) max_usd_per_hour: Option<String>,

@@ -91,6 +91,15 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             format!("{slippage_bps} is outside 1..=5000"),
         ));
     }
+    let quote_tolerance_bps = p
+        .quote_tolerance_bps
+        .unwrap_or(defaults.quote_tolerance_bps);
+    if quote_tolerance_bps > 5_000 {
+        return Err(ConfigError::new(
+            "policy.quote_tolerance_bps",
+            format!("{quote_tolerance_bps} is outside 0..=5000"),
+        ));
+    }
     let strategy = match p.strategy.as_deref() {
         None => defaults.strategy,
         Some("priority") => Strategy::Priority,
@@ -115,6 +124,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             defaults.min_conversion_usd,
         )?,
         slippage_bps,
+        quote_tolerance_bps,
         strategy,
         max_usd_per_request: usd(
             "policy.max_usd_per_request",
