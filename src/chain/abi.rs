@@ -75,6 +75,30 @@ sol! {
         function exactOutputSingle(ExactOutputSingleParams calldata params) external payable returns (uint256 amountIn);
         function unwrapWETH9(uint256 amountMinimum, address recipient) external payable;
         function multicall(uint256 deadline, bytes[] calldata data) external payable returns (bytes[] memory results);
+        /// SelfPermit: `token.permit(msg.sender, router, value, deadline, v, r, s)`.
+        function selfPermit(address token, uint256 value, uint256 deadline, uint8 v, bytes32 r, bytes32 s) external payable;
+    }
+
+    /// EIP-2612 permit and the reads that tell its EIP-712 domain: EIP-5267
+    /// `eip712Domain()` (OpenZeppelin ERC20Permit v5), else `name()` and
+    /// `version()` (FiatToken v2.2), checked against `DOMAIN_SEPARATOR()`.
+    #[sol(rpc)]
+    interface IERC20Permit {
+        function DOMAIN_SEPARATOR() external view returns (bytes32);
+        function nonces(address owner) external view returns (uint256);
+        function name() external view returns (string);
+        function version() external view returns (string);
+        function eip712Domain() external view returns (bytes1 fields, string name, string version, uint256 chainId, address verifyingContract, bytes32 salt, uint256[] extensions);
+        function permit(address owner, address spender, uint256 value, uint256 deadline, uint8 v, bytes32 r, bytes32 s) external;
+    }
+
+    /// The EIP-2612 message (EIP-712 primary type `Permit`).
+    struct Permit {
+        address owner;
+        address spender;
+        uint256 value;
+        uint256 nonce;
+        uint256 deadline;
     }
 
     /// Uniswap V3 QuoterV2 (v3-periphery lens).

@@ -32,6 +32,7 @@ pub(crate) struct Artifacts {
     pub(crate) op_gas_price_oracle: Artifact,
     pub(crate) aggregator: Artifact,
     pub(crate) test_erc20: Artifact,
+    pub(crate) test_erc20_permit: Artifact,
     pub(crate) tether: Artifact,
 }
 
@@ -56,6 +57,7 @@ pub(crate) const ARBITRUM_MULTICALL3: &str = "build/ArbitrumMulticall3.json";
 pub(crate) const OP_GAS_PRICE_ORACLE: &str = "build/OpGasPriceOracle.json";
 pub(crate) const AGGREGATOR: &str = "build/MockAggregatorV3.json";
 pub(crate) const TEST_ERC20: &str = "build/TestERC20.json";
+pub(crate) const TEST_ERC20_PERMIT: &str = "build/TestERC20Permit.json";
 pub(crate) const TETHER: &str = "build/TetherToken.json";
 
 impl Artifacts {
@@ -91,6 +93,7 @@ impl Artifacts {
             op_gas_price_oracle,
             aggregator: get(AGGREGATOR)?,
             test_erc20: get(TEST_ERC20)?,
+            test_erc20_permit: get(TEST_ERC20_PERMIT)?,
             tether: get(TETHER)?,
         })
     }

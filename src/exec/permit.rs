@@ -1,0 +1,225 @@
+//! EIP-2612 permits: the allowance for a swap signed off chain and granted
+//! inside the swap's own transaction (SwapRouter02's `selfPermit`), so a
+//! first conversion of a permit token is one transaction, not approve + swap.
+//!
+//! Support is found at run time, per token: the token's EIP-712 domain is
+//! read (EIP-5267 `eip712Domain()`, else `name()` + `version()`, else
+//! `name()` + "1") and must hash to its own `DOMAIN_SEPARATOR()`; the wallet's
+//! `nonces()` must answer. The first transaction built that way is then
+//! simulated whole (permit, swap, unwrap, permit back to 0): the verdict is
+//! cached for the token, and a token whose permit is missing, different or
+//! broken takes the approval path from then on.
+
+use std::{
+    collections::HashMap,
+    sync::{Mutex, PoisonError},
+};
+
+use alloy::{
+    eips::BlockId,
+    primitives::{Address, B256, U256},
+    signers::Signer,
+    sol_types::{Eip712Domain, SolCall, SolStruct},
+};
+
+use crate::{
+    chain::{
+        ChainClient, ChainError,
+        abi::{IERC20Permit, IMulticall3, Permit},
+    },
+    keys::WalletKey,
+};
+
+use super::ExecError;
+
+/// Per-token verdicts (token address -> permit works), one cache per chain.
+/// Held only between reads, never across an await.
+#[derive(Debug, Default)]
+pub struct PermitCache(Mutex<HashMap<Address, bool>>);
+
+impl PermitCache {
+    /// `Some(true)`: a permit transaction simulated fine before; `Some(false)`:
+    /// the token has no usable permit; `None`: not known yet.
+    pub fn get(&self, token: Address) -> Option<bool> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&token)
+            .copied()
+    }
+
+    pub fn set(&self, token: Address, works: bool) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(token, works);
+    }
+}
+
+/// What signing a permit needs: the token's EIP-712 domain and the wallet's
+/// next permit nonce.
+#[derive(Clone, Debug)]
+pub struct PermitState {
+    pub domain: Eip712Domain,
+    pub nonce: U256,
+}
+
+/// Reads the token's EIP-712 domain and the wallet's permit nonce in one
+/// `eth_call` (Multicall3, each call allowed to fail). `None` when the token
+/// has no EIP-2612 permit whose domain we can reproduce.
+pub async fn read(
+    chain: &ChainClient,
+    token: Address,
+    wallet: Address,
+) -> Result<Option<PermitState>, ChainError> {
+    let call = |data: Vec<u8>| IMulticall3::Call3 {
+        target: token,
+        allowFailure: true,
+        callData: data.into(),
+    };
+    let r = chain
+        .aggregate3(
+            vec![
+                call(IERC20Permit::DOMAIN_SEPARATORCall {}.abi_encode()),
+                call(IERC20Permit::noncesCall { owner: wallet }.abi_encode()),
+                call(IERC20Permit::eip712DomainCall {}.abi_encode()),
+                call(IERC20Permit::nameCall {}.abi_encode()),
+                call(IERC20Permit::versionCall {}.abi_encode()),
+            ],
+            BlockId::latest(),
+        )
+        .await?;
+    fn ok<C: SolCall>(r: &IMulticall3::Result) -> Option<C::Return> {
+        r.success
+            .then(|| C::abi_decode_returns(&r.returnData).ok())
+            .flatten()
+    }
+    let (Some(separator), Some(nonce)) = (
+        ok::<IERC20Permit::DOMAIN_SEPARATORCall>(&r[0]),
+        ok::<IERC20Permit::noncesCall>(&r[1]),
+    ) else {
+        return Ok(None);
+    };
+    let chain_id = U256::from(chain.config().chain_id);
+    let mut candidates = Vec::new();
+    if let Some(d) = ok::<IERC20Permit::eip712DomainCall>(&r[2]) {
+        let has = |bit: u8| d.fields.0[0] & (1 << bit) != 0;
+        candidates.push(Eip712Domain::new(
+            has(0).then(|| d.name.clone().into()),
+            has(1).then(|| d.version.clone().into()),
+            has(2).then_some(d.chainId),
+            has(3).then_some(d.verifyingContract),
+            has(4).then_some(d.salt),
+        ));
+    }
+    if let Some(name) = ok::<IERC20Permit::nameCall>(&r[3]) {
+        let versions = ok::<IERC20Permit::versionCall>(&r[4])
+            .into_iter()
+            .chain(["1".to_string()]);
+        for version in versions {
+            candidates.push(Eip712Domain::new(
+                Some(name.clone().into()),
+                Some(version.into()),
+                Some(chain_id),
+                Some(token),
+                None,
+            ));
+        }
+    }
+    Ok(candidates
+        .into_iter()
+        .find(|d| d.separator() == separator)
+        .map(|domain| PermitState { domain, nonce }))
+}
+
+/// A signed permit for `selfPermit(token, value, deadline, v, r, s)`.
+#[derive(Clone, Copy, Debug)]
+pub struct SignedPermit {
+    pub value: U256,
+    pub v: u8,
+    pub r: B256,
+    pub s: B256,
+}
+
+/// Signs `Permit(owner = wallet, spender, value, nonce, deadline)` in the
+/// token's domain with the wallet key (EIP-712, off chain: no transaction).
+pub async fn sign(
+    key: &WalletKey,
+    domain: &Eip712Domain,
+    spender: Address,
+    value: U256,
+    nonce: U256,
+    deadline: U256,
+) -> Result<SignedPermit, ExecError> {
+    let permit = Permit {
+        owner: key.address(),
+        spender,
+        value,
+        nonce,
+        deadline,
+    };
+    let hash = permit.eip712_signing_hash(domain);
+    let sig = key
+        .signer()
+        .sign_hash(&hash)
+        .await
+        .map_err(|e| ExecError::Signing(e.to_string()))?;
+    Ok(SignedPermit {
+        value,
+        v: 27 + u8::from(sig.v()),
+        r: sig.r().into(),
+        s: sig.s().into(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloy::primitives::address;
+
+    /// The digest signed is EIP-2612's: keccak256("\x19\x01" || domain
+    /// separator || hashStruct(Permit)), with the type string of the EIP.
+    #[tokio::test]
+    async fn the_signature_recovers_to_the_wallet_over_the_eip2612_digest() {
+        let key =
+            WalletKey::parse("0x4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318")
+                .unwrap();
+        let token = address!("0x00000000000000000000000000000000000000aa");
+        let router = address!("0x00000000000000000000000000000000000000cc");
+        let domain = Eip712Domain::new(
+            Some("USD Coin".into()),
+            Some("2".into()),
+            Some(U256::from(42_161u64)),
+            Some(token),
+            None,
+        );
+        let (value, nonce, deadline) = (U256::from(1_000u64), U256::from(7u64), U256::from(99u64));
+        let p = sign(&key, &domain, router, value, nonce, deadline)
+            .await
+            .unwrap();
+        // hashStruct by hand, from the EIP's type string.
+        let typehash = alloy::primitives::keccak256(
+            "Permit(address owner,address spender,uint256 value,uint256 nonce,uint256 deadline)",
+        );
+        let mut enc = typehash.to_vec();
+        for word in [
+            key.address().into_word(),
+            router.into_word(),
+            value.into(),
+            nonce.into(),
+            deadline.into(),
+        ] {
+            enc.extend_from_slice(word.as_slice());
+        }
+        let mut msg = vec![0x19, 0x01];
+        msg.extend_from_slice(domain.separator().as_slice());
+        msg.extend_from_slice(alloy::primitives::keccak256(&enc).as_slice());
+        let digest = alloy::primitives::keccak256(&msg);
+        let sig = alloy::primitives::Signature::new(p.r.into(), p.s.into(), p.v == 28);
+        assert!(p.v == 27 || p.v == 28);
+        assert_eq!(
+            sig.recover_address_from_prehash(&digest).unwrap(),
+            key.address()
+        );
+    }
+}
