@@ -1,9 +1,10 @@
 //! One transaction per conversion where the token allows it: an EIP-2612
 //! token (the devnet's USDC, FiatToken v2.2's permit) is sold on Uniswap V3
 //! with the allowance granted and taken back inside the swap's own
-//! transaction; a token without a permit (the devnet's DAI) still approves;
-//! a USDT-style token resets through 0 only when a non-zero residual is too
-//! small. Everything checked against receipts and on-chain allowances.
+//! transaction; a token with Dai's permit (the devnet's DAI, as on Ethereum)
+//! approves unless `policy.unlimited_dai_permit` opts in; a USDT-style token
+//! (no permit) resets through 0 only when a non-zero residual is too small.
+//! Everything checked against receipts and on-chain allowances.
 
 mod support;
 
@@ -40,6 +41,14 @@ fn token(h: &Harness, symbol: &str) -> Address {
 async fn allowance(h: &Harness, token: Address, spender: Address) -> U256 {
     IERC20::new(token, h.chain())
         .allowance(h.wallet(), spender)
+        .call()
+        .await
+        .unwrap()
+}
+
+async fn permit_nonce(h: &Harness, token: Address) -> U256 {
+    IPermitNonces::new(token, h.chain())
+        .nonces(h.wallet())
         .call()
         .await
         .unwrap()
@@ -137,12 +146,11 @@ async fn a_permit_token_converts_in_one_transaction_and_leaves_no_allowance() {
         U256::ZERO,
         "no allowance left behind"
     );
-    let permit_nonce = IPermitNonces::new(usdc, h.chain())
-        .nonces(h.wallet())
-        .call()
-        .await
-        .unwrap();
-    assert_eq!(permit_nonce, U256::from(2u8), "two permits consumed");
+    assert_eq!(
+        permit_nonce(&h, usdc).await,
+        U256::from(2u8),
+        "two permits consumed"
+    );
     assert_eq!(
         usdc_before - h.token_balance(usdc).await,
         parse(&c.amount_in)
@@ -154,8 +162,9 @@ async fn a_permit_token_converts_in_one_transaction_and_leaves_no_allowance() {
     );
     assert!(h.eth_balance().await >= milli_eth(55));
 
-    // A token without a permit (DAI here) still takes the approve path:
-    // USDC's remaining capacity is too small, DAI alone covers the need.
+    // A token without an EIP-2612 permit (DAI here: Dai's unlimited permit,
+    // not opted in) takes the approve path: USDC's remaining capacity is
+    // too small, DAI alone covers the need.
     let need = h.eth_balance().await + milli_eth(50);
     let r = h.ensure(need, "approve-1", false).await.unwrap();
     let c = &r.conversions[0];
@@ -163,7 +172,7 @@ async fn a_permit_token_converts_in_one_transaction_and_leaves_no_allowance() {
     assert_eq!(
         c.approval_tx_hashes.len(),
         1,
-        "DAI has no permit: approve, then swap"
+        "Dai's permit not opted in: approve, then swap"
     );
     check_receipts(&h, c).await;
     assert_eq!(
@@ -244,6 +253,59 @@ async fn usdt_resets_only_a_residual_too_small_and_reuses_one_that_covers() {
     assert_eq!(
         allowance(&h, usdt, router).await,
         U256::from(40_000_000u64) - parse(&c.amount_in)
+    );
+    h.stop().await;
+}
+
+/// `policy.unlimited_dai_permit`: Dai's permit (`selfPermitAllowed`) in the
+/// swap's transaction, an unlimited allowance the next swaps use as is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dai_style_permit_only_when_opted_in_and_then_unlimited() {
+    let mut h = Harness::start_with(|c| {
+        c.unlimited_dai_permit = true;
+        let ch = c.chains.get_mut("devnet").unwrap();
+        ch.venues
+            .retain(|v| matches!(v.kind, VenueKind::UniswapV3 { .. }));
+        ch.tokens.retain(|t| t.symbol == "DAI");
+    })
+    .await;
+    let (dai, router) = (token(&h, "DAI"), venue_router(&h));
+    let nonce = h.nonce().await;
+    let r = h
+        .ensure(milli_eth(50), "dai-permit-1", false)
+        .await
+        .unwrap();
+    let c = &r.conversions[0];
+    assert_eq!(c.token_symbol, "DAI");
+    assert!(
+        c.approval_tx_hashes.is_empty(),
+        "{:?}",
+        c.approval_tx_hashes
+    );
+    assert_eq!(h.nonce().await, nonce + 1, "one transaction");
+    check_receipts(&h, c).await;
+    assert_eq!(
+        permit_nonce(&h, dai).await,
+        U256::from(1u8),
+        "one Dai permit"
+    );
+    assert_eq!(
+        allowance(&h, dai, router).await,
+        U256::MAX,
+        "Dai's permit is unlimited"
+    );
+
+    // The unlimited allowance covers the next swap: no permit, no approval.
+    let need = h.eth_balance().await + milli_eth(20);
+    let r = h.ensure(need, "dai-permit-2", false).await.unwrap();
+    let c = &r.conversions[0];
+    assert!(c.approval_tx_hashes.is_empty());
+    assert_eq!(h.nonce().await, nonce + 2);
+    check_receipts(&h, c).await;
+    assert_eq!(
+        permit_nonce(&h, dai).await,
+        U256::from(1u8),
+        "no second permit"
     );
     h.stop().await;
 }

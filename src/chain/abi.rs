@@ -77,6 +77,9 @@ sol! {
         function multicall(uint256 deadline, bytes[] calldata data) external payable returns (bytes[] memory results);
         /// SelfPermit: `token.permit(msg.sender, router, value, deadline, v, r, s)`.
         function selfPermit(address token, uint256 value, uint256 deadline, uint8 v, bytes32 r, bytes32 s) external payable;
+        /// SelfPermit for Dai's permit: `token.permit(msg.sender, router,
+        /// nonce, expiry, true, v, r, s)`, an unlimited allowance.
+        function selfPermitAllowed(address token, uint256 nonce, uint256 expiry, uint8 v, bytes32 r, bytes32 s) external payable;
     }
 
     /// EIP-2612 permit and the reads that tell its EIP-712 domain: EIP-5267
@@ -90,6 +93,8 @@ sol! {
         function version() external view returns (string);
         function eip712Domain() external view returns (bytes1 fields, string name, string version, uint256 chainId, address verifyingContract, bytes32 salt, uint256[] extensions);
         function permit(address owner, address spender, uint256 value, uint256 deadline, uint8 v, bytes32 r, bytes32 s) external;
+        /// FiatToken and Dai expose it; OpenZeppelin's ERC20Permit does not.
+        function PERMIT_TYPEHASH() external view returns (bytes32);
     }
 
     /// The EIP-2612 message (EIP-712 primary type `Permit`).
@@ -112,5 +117,19 @@ sol! {
             uint160 sqrtPriceLimitX96;
         }
         function quoteExactOutputSingle(QuoteExactOutputSingleParams memory params) external returns (uint256 amountIn, uint160 sqrtPriceX96After, uint32 initializedTicksCrossed, uint256 gasEstimate);
+    }
+}
+
+/// Dai's own permit message (makerdao/dss `dai.sol`), also primary type
+/// `Permit`: a separate module, as the name is taken above.
+pub mod dai {
+    alloy::sol! {
+        struct Permit {
+            address holder;
+            address spender;
+            uint256 nonce;
+            uint256 expiry;
+            bool allowed;
+        }
     }
 }

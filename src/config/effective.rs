@@ -94,6 +94,10 @@ impl Config {
                 ("max_usd_per_hour", Some(s(self.max_usd_per_hour))),
                 ("swap_deadline_secs", Some(secs(self.swap_deadline))),
                 ("approval_usd", Some(s(self.approval_usd))),
+                (
+                    "unlimited_dai_permit",
+                    Some(Value::Boolean(self.unlimited_dai_permit)),
+                ),
             ]),
         );
         out.insert(

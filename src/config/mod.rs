@@ -109,6 +109,11 @@ pub struct Config {
     /// reuse it instead of approving again. Zero (the default): approvals
     /// are exactly the swap's maximum input. Never unlimited.
     pub approval_usd: Usd,
+    /// Let a token with Dai's own permit (DAI on Ethereum) be permitted
+    /// inside the swap's transaction. That permit can only grant an
+    /// unlimited allowance (SwapRouter02 `selfPermitAllowed`), so it is off
+    /// by default: such a token is approved by a transaction instead.
+    pub unlimited_dai_permit: bool,
     /// Configured chains by name.
     pub chains: BTreeMap<String, ChainConfig>,
     pub journal: JournalConfig,

@@ -122,6 +122,7 @@ pub(super) struct RawPolicy {
     pub(super) max_usd_per_hour: Option<String>,
     pub(super) swap_deadline_secs: Option<u64>,
     pub(super) approval_usd: Option<String>,
+    pub(super) unlimited_dai_permit: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -572,6 +572,10 @@ fn the_effective_config_carries_every_feed_limit_and_pair() {
 fn quote_tolerance_is_a_policy_key_bounded_like_slippage() {
     let c = Config::from_toml(&format!("[policy]\nquote_tolerance_bps = 0\n{MINIMAL}")).unwrap();
     assert_eq!(c.policy.quote_tolerance_bps, 0);
+    assert!(!c.unlimited_dai_permit, "off unless the operator opts in");
+    let c =
+        Config::from_toml(&format!("[policy]\nunlimited_dai_permit = true\n{MINIMAL}")).unwrap();
+    assert!(c.unlimited_dai_permit);
     let e =
         Config::from_toml(&format!("[policy]\nquote_tolerance_bps = 5001\n{MINIMAL}")).unwrap_err();
     assert_eq!(e.key, "policy.quote_tolerance_bps", "{e}");

@@ -174,6 +174,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         max_usd_per_hour,
         swap_deadline,
         approval_usd,
+        unlimited_dai_permit: p.unlimited_dai_permit.unwrap_or(false),
         chains,
         journal: JournalConfig {
             path: raw

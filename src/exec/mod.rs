@@ -171,11 +171,15 @@ impl Executor {
         snapshot: &Snapshot,
         deadline_secs: u64,
         approval_usd: Usd,
+        unlimited_dai_permit: bool,
     ) -> Result<(), ExecError> {
         let nonce = self.backend.nonce(self.key.address(), true).await?;
         let deadline = snapshot.block_timestamp.saturating_add(deadline_secs);
         let mut sender = self.sender(nonce, deadline, deadline.saturating_mul(1000));
-        let permits = &self.permits;
+        let permits = Permits {
+            cache: &self.permits,
+            unlimited_dai: unlimited_dai_permit,
+        };
         execute(&mut sender, plan, records, snapshot, approval_usd, permits).await
     }
 
@@ -263,7 +267,7 @@ async fn execute(
     records: &mut [ConversionRecord],
     snapshot: &Snapshot,
     approval_usd: Usd,
-    permits: &PermitCache,
+    permits: Permits<'_>,
 ) -> Result<(), ExecError> {
     let deadline = U256::from(sender.deadline);
     for index in 0..records.len() {
@@ -364,7 +368,7 @@ async fn execute_leg(
     snapshot: &Snapshot,
     deadline: U256,
     approval_usd: Usd,
-    permits: &PermitCache,
+    permits: Permits<'_>,
 ) -> Result<(), ExecError> {
     let chain = sender.chain;
     let cfg = chain.config();
@@ -459,51 +463,89 @@ async fn swap_and_finish(
     Ok(())
 }
 
+/// How a swap may get its allowance from a permit: the per-token verdicts,
+/// and whether Dai's unlimited permit may be used.
+#[derive(Clone, Copy)]
+struct Permits<'a> {
+    cache: &'a PermitCache,
+    unlimited_dai: bool,
+}
+
 /// The V3 swap with a permit for exactly `max_in` in front and a permit back
-/// to 0 behind, when the token has an EIP-2612 permit (`None`: approve).
-/// The first such transaction for a token is simulated whole before it is
-/// relied on; a revert marks the token as approve-only for this process.
+/// to 0 behind, when the token has an EIP-2612 permit; with Dai's unlimited
+/// permit in front when the token has that one and the policy allows it
+/// (`None`: approve). The first such transaction for a token is simulated
+/// whole before it is relied on; a revert marks the token as approve-only
+/// for this process.
 async fn permit_swap(
     sender: &TxSender<'_>,
-    permits: &PermitCache,
+    permits: Permits<'_>,
     token: &crate::config::TokenConfig,
     router: Address,
     fee: u32,
     leg: &crate::plan::PlanLeg,
     deadline: U256,
 ) -> Result<Option<tx::Call>, ExecError> {
-    if permits.get(token.address) == Some(false) {
+    let cache = permits.cache;
+    if cache.get(token.address) == Some(false) {
         return Ok(None);
     }
     let chain = sender.chain;
     let wallet = sender.key.address();
     let Some(state) = permit::read(chain, token.address, wallet).await? else {
-        tracing::info!(chain = chain.name(), token = %token.symbol, "no EIP-2612 permit: the swap is approved by a transaction");
-        permits.set(token.address, false);
+        tracing::info!(chain = chain.name(), token = %token.symbol, "no usable permit: the swap is approved by a transaction");
+        cache.set(token.address, false);
         return Ok(None);
     };
-    let sign =
-        |value, nonce| permit::sign(sender.key, &state.domain, router, value, nonce, deadline);
-    let grant = sign(leg.max_in, state.nonce).await?;
-    let revoke = sign(U256::ZERO, state.nonce + U256::from(1u8)).await?;
-    let call = venues::v3_swap_with_permit(
-        router,
-        token,
-        chain.config().weth,
-        wallet,
-        fee,
-        leg.eth_out,
-        leg.max_in,
-        deadline,
-        &grant,
-        &revoke,
-    );
-    if permits.get(token.address).is_none() {
+    let weth = chain.config().weth;
+    let call = match state.kind {
+        permit::PermitKind::Eip2612 => {
+            let sign = |value, nonce| {
+                permit::sign(sender.key, &state.domain, router, value, nonce, deadline)
+            };
+            let grant = sign(leg.max_in, state.nonce).await?;
+            let revoke = sign(U256::ZERO, state.nonce + U256::from(1u8)).await?;
+            venues::v3_swap_with_permit(
+                router,
+                token,
+                weth,
+                wallet,
+                fee,
+                leg.eth_out,
+                leg.max_in,
+                deadline,
+                &grant,
+                &revoke,
+            )
+        }
+        // Unlimited: only when the operator opted in. Not cached: the
+        // policy may change with a restart, the token's permit does not.
+        permit::PermitKind::Dai if !permits.unlimited_dai => {
+            tracing::info!(chain = chain.name(), token = %token.symbol, "Dai-style permit (unlimited) not enabled (policy.unlimited_dai_permit): the swap is approved by a transaction");
+            return Ok(None);
+        }
+        permit::PermitKind::Dai => {
+            let p =
+                permit::sign_dai(sender.key, &state.domain, router, state.nonce, deadline).await?;
+            venues::v3_swap_with_dai_permit(
+                router,
+                token,
+                weth,
+                wallet,
+                fee,
+                leg.eth_out,
+                leg.max_in,
+                deadline,
+                &p,
+            )
+        }
+    };
+    if cache.get(token.address).is_none() {
         match sender.simulate(&call).await {
-            Ok(_) => permits.set(token.address, true),
+            Ok(_) => cache.set(token.address, true),
             Err(ExecError::SimulationReverted { reason, .. }) => {
                 tracing::warn!(chain = chain.name(), token = %token.symbol, %reason, "the permit transaction does not simulate: the token is approved by a transaction from now on");
-                permits.set(token.address, false);
+                cache.set(token.address, false);
                 return Ok(None);
             }
             Err(e) => return Err(e),

@@ -5,10 +5,12 @@
 //! Support is found at run time, per token: the token's EIP-712 domain is
 //! read (EIP-5267 `eip712Domain()`, else `name()` + `version()`, else
 //! `name()` + "1") and must hash to its own `DOMAIN_SEPARATOR()`; the wallet's
-//! `nonces()` must answer. The first transaction built that way is then
-//! simulated whole (permit, swap, unwrap, permit back to 0): the verdict is
-//! cached for the token, and a token whose permit is missing, different or
-//! broken takes the approval path from then on.
+//! `nonces()` must answer; a `PERMIT_TYPEHASH()`, where the token has one,
+//! tells EIP-2612's `Permit` from Dai's (all-or-nothing, `holder`/`expiry`/
+//! `allowed`). The first transaction built that way is then simulated whole
+//! (permit, swap, unwrap, permit back to 0): the verdict is cached for the
+//! token, and a token whose permit is missing, different or broken takes
+//! the approval path from then on.
 
 use std::{
     collections::HashMap,
@@ -17,7 +19,7 @@ use std::{
 
 use alloy::{
     eips::BlockId,
-    primitives::{Address, B256, U256},
+    primitives::{Address, B256, U256, keccak256},
     signers::Signer,
     sol_types::{Eip712Domain, SolCall, SolStruct},
 };
@@ -25,7 +27,7 @@ use alloy::{
 use crate::{
     chain::{
         ChainClient, ChainError,
-        abi::{IERC20Permit, IMulticall3, Permit},
+        abi::{IERC20Permit, IMulticall3, Permit, dai},
     },
     keys::WalletKey,
 };
@@ -56,12 +58,33 @@ impl PermitCache {
     }
 }
 
-/// What signing a permit needs: the token's EIP-712 domain and the wallet's
-/// next permit nonce.
+/// Which permit a token has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PermitKind {
+    /// EIP-2612: `permit(owner, spender, value, deadline, v, r, s)`.
+    Eip2612,
+    /// Dai's: `permit(holder, spender, nonce, expiry, allowed, v, r, s)`,
+    /// an unlimited allowance or none.
+    Dai,
+}
+
+/// What signing a permit needs: which permit, the token's EIP-712 domain
+/// and the wallet's next permit nonce.
 #[derive(Clone, Debug)]
 pub struct PermitState {
+    pub kind: PermitKind,
     pub domain: Eip712Domain,
     pub nonce: U256,
+}
+
+/// keccak256 of EIP-2612's type string.
+fn eip2612_typehash() -> B256 {
+    keccak256("Permit(address owner,address spender,uint256 value,uint256 nonce,uint256 deadline)")
+}
+
+/// keccak256 of Dai's type string (dss `dai.sol` `PERMIT_TYPEHASH`).
+fn dai_typehash() -> B256 {
+    keccak256("Permit(address holder,address spender,uint256 nonce,uint256 expiry,bool allowed)")
 }
 
 /// Reads the token's EIP-712 domain and the wallet's permit nonce in one
@@ -85,6 +108,7 @@ pub async fn read(
                 call(IERC20Permit::eip712DomainCall {}.abi_encode()),
                 call(IERC20Permit::nameCall {}.abi_encode()),
                 call(IERC20Permit::versionCall {}.abi_encode()),
+                call(IERC20Permit::PERMIT_TYPEHASHCall {}.abi_encode()),
             ],
             BlockId::latest(),
         )
@@ -99,6 +123,14 @@ pub async fn read(
         ok::<IERC20Permit::noncesCall>(&r[1]),
     ) else {
         return Ok(None);
+    };
+    // No PERMIT_TYPEHASH (OpenZeppelin's ERC20Permit keeps it private):
+    // EIP-2612, which the simulation then proves or not.
+    let kind = match ok::<IERC20Permit::PERMIT_TYPEHASHCall>(&r[5]) {
+        None => PermitKind::Eip2612,
+        Some(h) if h == eip2612_typehash() => PermitKind::Eip2612,
+        Some(h) if h == dai_typehash() => PermitKind::Dai,
+        Some(_) => return Ok(None),
     };
     let chain_id = U256::from(chain.config().chain_id);
     let mut candidates = Vec::new();
@@ -129,10 +161,16 @@ pub async fn read(
     Ok(candidates
         .into_iter()
         .find(|d| d.separator() == separator)
-        .map(|domain| PermitState { domain, nonce }))
+        .map(|domain| PermitState {
+            kind,
+            domain,
+            nonce,
+        }))
 }
 
-/// A signed permit for `selfPermit(token, value, deadline, v, r, s)`.
+/// A signed permit for `selfPermit(token, value, deadline, v, r, s)` (or,
+/// Dai's, `selfPermitAllowed(token, nonce, expiry, v, r, s)`: `value` is
+/// then the nonce).
 #[derive(Clone, Copy, Debug)]
 pub struct SignedPermit {
     pub value: U256,
@@ -158,7 +196,30 @@ pub async fn sign(
         nonce,
         deadline,
     };
-    let hash = permit.eip712_signing_hash(domain);
+    signed(key, permit.eip712_signing_hash(domain), value).await
+}
+
+/// Signs Dai's `Permit(holder = wallet, spender, nonce, expiry, allowed =
+/// true)`: an unlimited allowance, for `selfPermitAllowed`.
+pub async fn sign_dai(
+    key: &WalletKey,
+    domain: &Eip712Domain,
+    spender: Address,
+    nonce: U256,
+    expiry: U256,
+) -> Result<SignedPermit, ExecError> {
+    let permit = dai::Permit {
+        holder: key.address(),
+        spender,
+        nonce,
+        expiry,
+        allowed: true,
+    };
+    signed(key, permit.eip712_signing_hash(domain), nonce).await
+}
+
+/// The one place a permit digest is signed with the wallet key.
+async fn signed(key: &WalletKey, hash: B256, value: U256) -> Result<SignedPermit, ExecError> {
     let sig = key
         .signer()
         .sign_hash(&hash)

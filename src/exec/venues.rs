@@ -168,6 +168,48 @@ pub fn v3_swap_with_permit(
     }
 }
 
+/// The V3 swap with Dai's permit in front: SwapRouter02.multicall(deadline,
+/// [selfPermitAllowed(nonce, expiry = deadline), exactOutputSingle(to the
+/// router), unwrapWETH9(eth_out, wallet)]). Dai's permit grants an
+/// unlimited allowance and cannot take it back: opt-in only
+/// (`policy.unlimited_dai_permit`).
+#[allow(clippy::too_many_arguments)]
+pub fn v3_swap_with_dai_permit(
+    router: Address,
+    token: &TokenConfig,
+    weth: Address,
+    wallet: Address,
+    fee: u32,
+    eth_out: U256,
+    max_in: U256,
+    deadline: U256,
+    permit: &SignedPermit,
+) -> Call {
+    let self_permit = ISwapRouter02::selfPermitAllowedCall {
+        token: token.address,
+        nonce: permit.value,
+        expiry: deadline,
+        v: permit.v,
+        r: permit.r,
+        s: permit.s,
+    }
+    .abi_encode();
+    let [swap, unwrap] = v3_swap_calls(token, weth, wallet, fee, eth_out, max_in);
+    Call {
+        what: format!(
+            "permit (unlimited, Dai-style) and swap {} for ETH (uniswap v3, fee {fee})",
+            token.symbol
+        ),
+        to: router,
+        data: ISwapRouter02::multicallCall {
+            deadline,
+            data: vec![self_permit.into(), swap, unwrap],
+        }
+        .abi_encode()
+        .into(),
+    }
+}
+
 fn v3_swap_calls(
     token: &TokenConfig,
     weth: Address,

@@ -33,6 +33,7 @@ pub(crate) struct Artifacts {
     pub(crate) aggregator: Artifact,
     pub(crate) test_erc20: Artifact,
     pub(crate) test_erc20_permit: Artifact,
+    pub(crate) test_dai_permit: Artifact,
     pub(crate) tether: Artifact,
 }
 
@@ -58,6 +59,7 @@ pub(crate) const OP_GAS_PRICE_ORACLE: &str = "build/OpGasPriceOracle.json";
 pub(crate) const AGGREGATOR: &str = "build/MockAggregatorV3.json";
 pub(crate) const TEST_ERC20: &str = "build/TestERC20.json";
 pub(crate) const TEST_ERC20_PERMIT: &str = "build/TestERC20Permit.json";
+pub(crate) const TEST_DAI_PERMIT: &str = "build/TestDaiPermit.json";
 pub(crate) const TETHER: &str = "build/TetherToken.json";
 
 impl Artifacts {
@@ -94,6 +96,7 @@ impl Artifacts {
             aggregator: get(AGGREGATOR)?,
             test_erc20: get(TEST_ERC20)?,
             test_erc20_permit: get(TEST_ERC20_PERMIT)?,
+            test_dai_permit: get(TEST_DAI_PERMIT)?,
             tether: get(TETHER)?,
         })
     }

@@ -332,10 +332,11 @@ pub(crate) async fn deploy_market(
         )
         .await?;
     let usdt = tx.deploy("USDT", &art.tether.bytecode, vec![]).await?;
+    // DAI with Dai's own (not EIP-2612) permit, as on Ethereum (dss dai.sol).
     let dai = tx
         .deploy(
             "DAI",
-            &art.test_erc20.bytecode,
+            &art.test_dai_permit.bytecode,
             erc20("Dai Stablecoin", "DAI", 18),
         )
         .await?;
