@@ -185,6 +185,12 @@ fn chain(c: &ChainConfig) -> Value {
                 c.rpc_urls.iter().map(|u| s(redact::url(u))).collect(),
             )),
         ),
+        (
+            "submit_urls",
+            Some(Value::Array(
+                c.submit_urls.iter().map(|u| s(redact::url(u))).collect(),
+            )),
+        ),
         ("rpc_timeout_ms", Some(millis(c.rpc_timeout))),
         ("rpc_retries", Some(int(c.rpc_retries.into()))),
         ("multicall3", Some(s(c.multicall3))),

@@ -179,6 +179,11 @@ pub struct ChainConfig {
     pub name: String,
     pub chain_id: u64,
     pub rpc_urls: Vec<Url>,
+    /// Where signed transactions are sent (`eth_sendRawTransaction` only,
+    /// with the same failover as `rpc_urls`), e.g. a private relay such as
+    /// Flashbots Protect on Ethereum; every read stays on `rpc_urls`.
+    /// Empty (the default): transactions go to `rpc_urls` too.
+    pub submit_urls: Vec<Url>,
     /// Per JSON-RPC call timeout.
     pub rpc_timeout: Duration,
     /// Extra rounds over all endpoints for a failed call.

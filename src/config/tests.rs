@@ -580,3 +580,25 @@ fn quote_tolerance_is_a_policy_key_bounded_like_slippage() {
         Config::from_toml(&format!("[policy]\nquote_tolerance_bps = 5001\n{MINIMAL}")).unwrap_err();
     assert_eq!(e.key, "policy.quote_tolerance_bps", "{e}");
 }
+
+#[test]
+fn submit_urls_are_optional_and_checked_like_rpc_urls() {
+    let c = Config::from_toml(MINIMAL).unwrap();
+    assert!(c.chain("devnet").unwrap().submit_urls.is_empty());
+    let with = |v: &str| {
+        MINIMAL.replace(
+            "rpc_urls = [\"http://127.0.0.1:8545\"]",
+            &format!("rpc_urls = [\"http://127.0.0.1:8545\"]\nsubmit_urls = {v}"),
+        )
+    };
+    let c = Config::from_toml(&with("[\"https://relay.example/KEY\"]")).unwrap();
+    assert_eq!(
+        c.chain("devnet").unwrap().submit_urls[0].as_str(),
+        "https://relay.example/KEY"
+    );
+    let effective = c.effective().to_string();
+    assert!(!effective.contains("KEY"), "{effective}");
+    assert!(effective.contains("submit_urls"), "{effective}");
+    let e = Config::from_toml(&with("[\"wss://relay.example\"]")).unwrap_err();
+    assert_eq!(e.key, "chains.devnet.submit_urls[0]", "{e}");
+}

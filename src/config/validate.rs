@@ -288,20 +288,25 @@ fn validate_chain(name: &str, mut table: toml::Table) -> Result<ChainConfig, Con
             "at least one RPC URL is required",
         ));
     }
-    let mut rpc_urls = Vec::new();
-    for (i, u) in raw.rpc_urls.iter().enumerate() {
-        let url = Url::parse(u).map_err(|e| {
-            // Never echo the URL: it may carry an API key.
-            ConfigError::new(format!("{}[{i}]", k("rpc_urls")), format!("not a URL: {e}"))
-        })?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(ConfigError::new(
-                format!("{}[{i}]", k("rpc_urls")),
-                format!("scheme {:?} is not supported (http, https)", url.scheme()),
-            ));
+    let urls = |field: &str, list: &[String]| -> Result<Vec<Url>, ConfigError> {
+        let mut urls = Vec::new();
+        for (i, u) in list.iter().enumerate() {
+            let url = Url::parse(u).map_err(|e| {
+                // Never echo the URL: it may carry an API key.
+                ConfigError::new(format!("{}[{i}]", k(field)), format!("not a URL: {e}"))
+            })?;
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(ConfigError::new(
+                    format!("{}[{i}]", k(field)),
+                    format!("scheme {:?} is not supported (http, https)", url.scheme()),
+                ));
+            }
+            urls.push(url);
         }
-        rpc_urls.push(url);
-    }
+        Ok(urls)
+    };
+    let rpc_urls = urls("rpc_urls", &raw.rpc_urls)?;
+    let submit_urls = urls("submit_urls", &raw.submit_urls)?;
     let weth = required("weth", raw.weth)?;
     let wei = |field: &str, v: Option<String>, default: u128| -> Result<u128, ConfigError> {
         match v {
@@ -437,6 +442,7 @@ fn validate_chain(name: &str, mut table: toml::Table) -> Result<ChainConfig, Con
         name: name.to_string(),
         chain_id,
         rpc_urls,
+        submit_urls,
         rpc_timeout: Duration::from_millis(positive(
             &k("rpc_timeout_ms"),
             raw.rpc_timeout_ms.unwrap_or(5_000),
