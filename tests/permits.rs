@@ -102,7 +102,9 @@ async fn a_permit_token_converts_in_one_transaction_and_leaves_no_allowance() {
     );
 
     // 0.03 ETH held, 0.05 needed (+ the gas reserve): USDC alone covers it.
+    h.proxy.reset();
     let r = h.ensure(milli_eth(50), "permit-1", false).await.unwrap();
+    let permit_requests = h.proxy.methods();
     assert_eq!(r.conversions.len(), 1);
     let c = &r.conversions[0];
     assert_eq!(
@@ -166,7 +168,18 @@ async fn a_permit_token_converts_in_one_transaction_and_leaves_no_allowance() {
     // not opted in) takes the approve path: USDC's remaining capacity is
     // too small, DAI alone covers the need.
     let need = h.eth_balance().await + milli_eth(50);
+    h.proxy.reset();
     let r = h.ensure(need, "approve-1", false).await.unwrap();
+    let approve_requests = h.proxy.methods();
+    // JSON-RPC requests of each path (read by the README's figures).
+    eprintln!("permit path: {permit_requests:?}\napprove path: {approve_requests:?}");
+    let total = |m: &std::collections::BTreeMap<String, u64>| m.values().sum::<u64>();
+    assert!(
+        total(&permit_requests) < total(&approve_requests),
+        "one transaction costs fewer requests than two"
+    );
+    assert_eq!(permit_requests["eth_sendRawTransaction"], 1);
+    assert_eq!(approve_requests["eth_sendRawTransaction"], 2);
     let c = &r.conversions[0];
     assert_eq!(c.token_symbol, "DAI", "{:?}", r.conversions);
     assert_eq!(

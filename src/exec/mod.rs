@@ -518,10 +518,11 @@ async fn permit_swap(
                 &revoke,
             )
         }
-        // Unlimited: only when the operator opted in. Not cached: the
-        // policy may change with a restart, the token's permit does not.
+        // Unlimited: only when the operator opted in (the policy is fixed
+        // for the process, so the verdict is cached like any other).
         permit::PermitKind::Dai if !permits.unlimited_dai => {
             tracing::info!(chain = chain.name(), token = %token.symbol, "Dai-style permit (unlimited) not enabled (policy.unlimited_dai_permit): the swap is approved by a transaction");
+            cache.set(token.address, false);
             return Ok(None);
         }
         permit::PermitKind::Dai => {
