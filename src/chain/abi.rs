@@ -82,7 +82,7 @@ sol! {
         function selfPermitAllowed(address token, uint256 nonce, uint256 expiry, uint8 v, bytes32 r, bytes32 s) external payable;
     }
 
-    /// EIP-2612 permit and the reads that tell its EIP-712 domain: EIP-5267
+    /// The reads that tell a token's EIP-2612 permit and EIP-712 domain: EIP-5267
     /// `eip712Domain()` (OpenZeppelin ERC20Permit v5), else `name()` and
     /// `version()` (FiatToken v2.2), checked against `DOMAIN_SEPARATOR()`.
     #[sol(rpc)]
@@ -92,7 +92,6 @@ sol! {
         function name() external view returns (string);
         function version() external view returns (string);
         function eip712Domain() external view returns (bytes1 fields, string name, string version, uint256 chainId, address verifyingContract, bytes32 salt, uint256[] extensions);
-        function permit(address owner, address spender, uint256 value, uint256 deadline, uint8 v, bytes32 r, bytes32 s) external;
         /// FiatToken and Dai expose it; OpenZeppelin's ERC20Permit does not.
         function PERMIT_TYPEHASH() external view returns (bytes32);
     }
