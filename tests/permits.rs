@@ -19,6 +19,7 @@ use wallet_balancer::{
     config::{Config, VenueKind},
     pb::{self, ConversionState, Venue},
 };
+use wb_devnet::proxy::{Fault, FaultKind, Times};
 
 sol! {
     #[sol(rpc)]
@@ -320,5 +321,49 @@ async fn dai_style_permit_only_when_opted_in_and_then_unlimited() {
         U256::from(1u8),
         "no second permit"
     );
+    h.stop().await;
+}
+
+/// A permit transaction that does not simulate (here the node answers the
+/// whole-transaction simulation with a permit revert, as it would for a
+/// token whose permit differs from what it advertises): the conversion
+/// falls back to approve + swap, and the token stays approve-only without
+/// its permit being read again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permit_that_does_not_simulate_falls_back_to_approving_and_is_remembered() {
+    let mut h = Harness::start_with(|c| {
+        let ch = c.chains.get_mut("devnet").unwrap();
+        ch.venues
+            .retain(|v| matches!(v.kind, VenueKind::UniswapV3 { .. }));
+        ch.tokens.retain(|t| t.symbol == "USDC");
+    })
+    .await;
+    let usdc = token(&h, "USDC");
+    h.proxy.inject(
+        Fault::on(
+            "eth_estimateGas",
+            FaultKind::rpc_error(3, "execution reverted: EIP2612: invalid signature"),
+        )
+        .times(Times::Next(1)),
+    );
+    h.proxy.reset();
+    let r = h.ensure(milli_eth(40), "fallback-1", false).await.unwrap();
+    let first_calls = h.proxy.count("eth_call");
+    let c = &r.conversions[0];
+    assert_eq!(c.approval_tx_hashes.len(), 1, "fell back to approve + swap");
+    check_receipts(&h, c).await;
+
+    let need = h.eth_balance().await + milli_eth(10);
+    h.proxy.reset();
+    let r = h.ensure(need, "fallback-2", false).await.unwrap();
+    let c = &r.conversions[0];
+    assert_eq!(c.approval_tx_hashes.len(), 1, "approve-only from now on");
+    check_receipts(&h, c).await;
+    assert_eq!(
+        h.proxy.count("eth_call"),
+        first_calls - 1,
+        "the permit is not read again"
+    );
+    assert_eq!(permit_nonce(&h, usdc).await, U256::ZERO, "no permit used");
     h.stop().await;
 }
