@@ -165,6 +165,28 @@ async fn a_permit_token_converts_in_one_transaction_and_leaves_no_allowance() {
     );
     assert!(h.eth_balance().await >= milli_eth(55));
 
+    // Once the permit is known to work, the next permit swap takes its
+    // nonce from the snapshot: no read of its own, no extra simulation
+    // (the one eth_estimateGas is the send's).
+    let nonce = h.nonce().await;
+    let need = h.eth_balance().await + milli_eth(10);
+    h.proxy.reset();
+    let r = h.ensure(need, "permit-2", false).await.unwrap();
+    let cached_requests = h.proxy.methods();
+    let c = &r.conversions[0];
+    assert_eq!(c.token_symbol, "USDC");
+    assert!(c.approval_tx_hashes.is_empty());
+    assert_eq!(h.nonce().await, nonce + 1);
+    check_receipts(&h, c).await;
+    assert_eq!(permit_nonce(&h, usdc).await, U256::from(4u8));
+    assert_eq!(allowance(&h, usdc, router).await, U256::ZERO);
+    assert_eq!(cached_requests["eth_estimateGas"], 1, "{cached_requests:?}");
+    assert_eq!(
+        cached_requests["eth_call"],
+        permit_requests["eth_call"] - 1,
+        "no permit read: {cached_requests:?}"
+    );
+
     // A token without an EIP-2612 permit (DAI here: Dai's unlimited permit,
     // not opted in) takes the approve path: USDC's remaining capacity is
     // too small, DAI alone covers the need.
@@ -173,7 +195,9 @@ async fn a_permit_token_converts_in_one_transaction_and_leaves_no_allowance() {
     let r = h.ensure(need, "approve-1", false).await.unwrap();
     let approve_requests = h.proxy.methods();
     // JSON-RPC requests of each path (read by the README's figures).
-    eprintln!("permit path: {permit_requests:?}\napprove path: {approve_requests:?}");
+    eprintln!(
+        "permit path, first use: {permit_requests:?}\npermit path, known: {cached_requests:?}\napprove path: {approve_requests:?}"
+    );
     let total = |m: &std::collections::BTreeMap<String, u64>| m.values().sum::<u64>();
     assert!(
         total(&permit_requests) < total(&approve_requests),

@@ -389,7 +389,7 @@ async fn execute_leg(
             if let Some(fee) = fee_tier
                 && allowance < leg.max_in
                 && let Some(call) =
-                    permit_swap(sender, permits, token, router, fee, leg, deadline).await?
+                    permit_swap(sender, permits, token, reading, router, fee, leg, deadline).await?
             {
                 return swap_and_finish(sender, rec, &call, base_fee).await;
             }
@@ -481,30 +481,37 @@ async fn permit_swap(
     sender: &TxSender<'_>,
     permits: Permits<'_>,
     token: &crate::config::TokenConfig,
+    reading: &crate::domain::TokenReading,
     router: Address,
     fee: u32,
     leg: &crate::plan::PlanLeg,
     deadline: U256,
 ) -> Result<Option<tx::Call>, ExecError> {
+    use permit::{PermitKind, Verdict};
     let cache = permits.cache;
-    if cache.get(token.address) == Some(false) {
-        return Ok(None);
-    }
     let chain = sender.chain;
     let wallet = sender.key.address();
-    let Some(state) = permit::read(chain, token.address, wallet).await? else {
-        tracing::info!(chain = chain.name(), token = %token.symbol, "no usable permit: the swap is approved by a transaction");
-        cache.set(token.address, false);
-        return Ok(None);
+    // Known to work, with the nonce the snapshot read: nothing to read. Else
+    // one read (domain and nonce), and the whole transaction simulated.
+    let (kind, domain, nonce, known) = match (cache.get(token.address), reading.permit_nonce) {
+        (Some(Verdict::Approve), _) => return Ok(None),
+        (Some(Verdict::Works(kind, domain)), Some(nonce)) => (kind, domain, nonce, true),
+        _ => match permit::read(chain, token.address, wallet).await? {
+            Some(s) => (s.kind, s.domain, s.nonce, false),
+            None => {
+                tracing::info!(chain = chain.name(), token = %token.symbol, "no usable permit: the swap is approved by a transaction");
+                cache.set(token.address, Verdict::Approve);
+                return Ok(None);
+            }
+        },
     };
     let weth = chain.config().weth;
-    let call = match state.kind {
-        permit::PermitKind::Eip2612 => {
-            let sign = |value, nonce| {
-                permit::sign(sender.key, &state.domain, router, value, nonce, deadline)
-            };
-            let grant = sign(leg.max_in, state.nonce).await?;
-            let revoke = sign(U256::ZERO, state.nonce + U256::from(1u8)).await?;
+    let call = match kind {
+        PermitKind::Eip2612 => {
+            let sign =
+                |value, nonce| permit::sign(sender.key, &domain, router, value, nonce, deadline);
+            let grant = sign(leg.max_in, nonce).await?;
+            let revoke = sign(U256::ZERO, nonce + U256::from(1u8)).await?;
             venues::v3_swap_with_permit(
                 router,
                 token,
@@ -520,14 +527,13 @@ async fn permit_swap(
         }
         // Unlimited: only when the operator opted in (the policy is fixed
         // for the process, so the verdict is cached like any other).
-        permit::PermitKind::Dai if !permits.unlimited_dai => {
+        PermitKind::Dai if !permits.unlimited_dai => {
             tracing::info!(chain = chain.name(), token = %token.symbol, "Dai-style permit (unlimited) not enabled (policy.unlimited_dai_permit): the swap is approved by a transaction");
-            cache.set(token.address, false);
+            cache.set(token.address, Verdict::Approve);
             return Ok(None);
         }
-        permit::PermitKind::Dai => {
-            let p =
-                permit::sign_dai(sender.key, &state.domain, router, state.nonce, deadline).await?;
+        PermitKind::Dai => {
+            let p = permit::sign_dai(sender.key, &domain, router, nonce, deadline).await?;
             venues::v3_swap_with_dai_permit(
                 router,
                 token,
@@ -541,12 +547,12 @@ async fn permit_swap(
             )
         }
     };
-    if cache.get(token.address).is_none() {
+    if !known {
         match sender.simulate(&call).await {
-            Ok(_) => cache.set(token.address, true),
+            Ok(_) => cache.set(token.address, Verdict::Works(kind, domain)),
             Err(ExecError::SimulationReverted { reason, .. }) => {
                 tracing::warn!(chain = chain.name(), token = %token.symbol, %reason, "the permit transaction does not simulate: the token is approved by a transaction from now on");
-                cache.set(token.address, false);
+                cache.set(token.address, Verdict::Approve);
                 return Ok(None);
             }
             Err(e) => return Err(e),

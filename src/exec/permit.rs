@@ -8,9 +8,11 @@
 //! `nonces()` must answer; a `PERMIT_TYPEHASH()`, where the token has one,
 //! tells EIP-2612's `Permit` from Dai's (all-or-nothing, `holder`/`expiry`/
 //! `allowed`). The first transaction built that way is then simulated whole
-//! (permit, swap, unwrap, permit back to 0): the verdict is cached for the
-//! token, and a token whose permit is missing, different or broken takes
-//! the approval path from then on.
+//! (permit, swap, unwrap, permit back to 0): the verdict (with the domain)
+//! is cached for the token, and a token whose permit is missing, different
+//! or broken takes the approval path from then on. Once a token's permit is
+//! known to work, a permit swap signs at the nonce the wallet snapshot read
+//! (`TokenReading::permit_nonce`): no read, no extra simulation.
 
 use std::{
     collections::HashMap,
@@ -34,27 +36,37 @@ use crate::{
 
 use super::ExecError;
 
-/// Per-token verdicts (token address -> permit works), one cache per chain.
-/// Held only between reads, never across an await.
+/// What is known of a token's permit.
+#[derive(Clone, Debug)]
+pub enum Verdict {
+    /// A permit transaction simulated fine: its kind and domain, so later
+    /// swaps only need the nonce the snapshot read.
+    Works(PermitKind, Eip712Domain),
+    /// No usable permit (or not allowed by the policy): approve.
+    Approve,
+}
+
+/// Per-token verdicts, one cache per chain (tokens and their permits do not
+/// change under a running process). Held only between reads, never across
+/// an await.
 #[derive(Debug, Default)]
-pub struct PermitCache(Mutex<HashMap<Address, bool>>);
+pub struct PermitCache(Mutex<HashMap<Address, Verdict>>);
 
 impl PermitCache {
-    /// `Some(true)`: a permit transaction simulated fine before; `Some(false)`:
-    /// the token has no usable permit; `None`: not known yet.
-    pub fn get(&self, token: Address) -> Option<bool> {
+    /// `None`: not known yet.
+    pub fn get(&self, token: Address) -> Option<Verdict> {
         self.0
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(&token)
-            .copied()
+            .cloned()
     }
 
-    pub fn set(&self, token: Address, works: bool) {
+    pub fn set(&self, token: Address, verdict: Verdict) {
         self.0
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(token, works);
+            .insert(token, verdict);
     }
 }
 
