@@ -477,6 +477,7 @@ struct Permits<'a> {
 /// (`None`: approve). The first such transaction for a token is simulated
 /// whole before it is relied on; a revert marks the token as approve-only
 /// for this process.
+#[allow(clippy::too_many_arguments)]
 async fn permit_swap(
     sender: &TxSender<'_>,
     permits: Permits<'_>,
