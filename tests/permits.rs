@@ -108,6 +108,7 @@ async fn a_permit_token_converts_in_one_transaction_and_leaves_no_allowance() {
     let permit_requests = h.proxy.methods();
     assert_eq!(r.conversions.len(), 1);
     let c = &r.conversions[0];
+    let permit_gas = c.gas_used;
     assert_eq!(
         (c.token_symbol.as_str(), c.venue),
         ("USDC", Venue::UniswapV3 as i32)
@@ -174,6 +175,7 @@ async fn a_permit_token_converts_in_one_transaction_and_leaves_no_allowance() {
     let r = h.ensure(need, "permit-2", false).await.unwrap();
     let cached_requests = h.proxy.methods();
     let c = &r.conversions[0];
+    let cached_gas = c.gas_used;
     assert_eq!(c.token_symbol, "USDC");
     assert!(c.approval_tx_hashes.is_empty());
     assert_eq!(h.nonce().await, nonce + 1);
@@ -194,9 +196,10 @@ async fn a_permit_token_converts_in_one_transaction_and_leaves_no_allowance() {
     h.proxy.reset();
     let r = h.ensure(need, "approve-1", false).await.unwrap();
     let approve_requests = h.proxy.methods();
+    let approve_gas = r.conversions[0].gas_used;
     // JSON-RPC requests of each path (read by the README's figures).
     eprintln!(
-        "permit path, first use: {permit_requests:?}\npermit path, known: {cached_requests:?}\napprove path: {approve_requests:?}"
+        "permit path, first use: {permit_requests:?}, gas {permit_gas}\npermit path, known: {cached_requests:?}, gas {cached_gas}\napprove path: {approve_requests:?}, gas {approve_gas} (approval + swap)"
     );
     let total = |m: &std::collections::BTreeMap<String, u64>| m.values().sum::<u64>();
     assert!(
