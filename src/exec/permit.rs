@@ -144,9 +144,36 @@ pub async fn read(
         Some(h) if h == dai_typehash() => PermitKind::Dai,
         Some(_) => return Ok(None),
     };
-    let chain_id = U256::from(chain.config().chain_id);
+    let domain = rebuild_domain(
+        separator,
+        ok::<IERC20Permit::eip712DomainCall>(&r[2]),
+        ok::<IERC20Permit::nameCall>(&r[3]),
+        ok::<IERC20Permit::versionCall>(&r[4]),
+        U256::from(chain.config().chain_id),
+        token,
+    );
+    Ok(domain.map(|domain| PermitState {
+        kind,
+        domain,
+        nonce,
+    }))
+}
+
+/// The token's EIP-712 domain, rebuilt from what it answered, that hashes
+/// to its `DOMAIN_SEPARATOR()`: EIP-5267's `eip712Domain()` (OpenZeppelin
+/// 4.9+/5), else `name()` with `version()` (FiatToken v2.2: "2"; L2 Dai:
+/// "2"; Dai on Ethereum: "1"), else `name()` with "1" (OpenZeppelin's
+/// ERC20Permit before 4.9, which has no `version()`: USD₮0's TetherToken).
+fn rebuild_domain(
+    separator: B256,
+    eip5267: Option<IERC20Permit::eip712DomainReturn>,
+    name: Option<String>,
+    version: Option<String>,
+    chain_id: U256,
+    token: Address,
+) -> Option<Eip712Domain> {
     let mut candidates = Vec::new();
-    if let Some(d) = ok::<IERC20Permit::eip712DomainCall>(&r[2]) {
+    if let Some(d) = eip5267 {
         let has = |bit: u8| d.fields.0[0] & (1 << bit) != 0;
         candidates.push(Eip712Domain::new(
             has(0).then(|| d.name.clone().into()),
@@ -156,11 +183,8 @@ pub async fn read(
             has(4).then_some(d.salt),
         ));
     }
-    if let Some(name) = ok::<IERC20Permit::nameCall>(&r[3]) {
-        let versions = ok::<IERC20Permit::versionCall>(&r[4])
-            .into_iter()
-            .chain(["1".to_string()]);
-        for version in versions {
+    if let Some(name) = name {
+        for version in version.into_iter().chain(["1".to_string()]) {
             candidates.push(Eip712Domain::new(
                 Some(name.clone().into()),
                 Some(version.into()),
@@ -170,14 +194,7 @@ pub async fn read(
             ));
         }
     }
-    Ok(candidates
-        .into_iter()
-        .find(|d| d.separator() == separator)
-        .map(|domain| PermitState {
-            kind,
-            domain,
-            nonce,
-        }))
+    candidates.into_iter().find(|d| d.separator() == separator)
 }
 
 /// A signed permit for `selfPermit(token, value, deadline, v, r, s)` (or,
@@ -249,6 +266,74 @@ async fn signed(key: &WalletKey, hash: B256, value: U256) -> Result<SignedPermit
 mod tests {
     use super::*;
     use alloy::primitives::address;
+
+    fn domain(name: &str, version: &str, chain_id: u64, token: Address) -> Eip712Domain {
+        Eip712Domain::new(
+            Some(name.to_string().into()),
+            Some(version.to_string().into()),
+            Some(U256::from(chain_id)),
+            Some(token),
+            None,
+        )
+    }
+
+    /// Each published token's domain is found from what it answers, and a
+    /// domain that does not hash to the token's separator is never used.
+    #[test]
+    fn the_domain_is_rebuilt_as_each_token_family_answers_it() {
+        let token = address!("0x00000000000000000000000000000000000000aa");
+        let chain = U256::from(10u64);
+        let name = || Some("USD Coin".to_string());
+        // FiatToken v2.2: name() + version() "2", no EIP-5267.
+        let fiat = domain("USD Coin", "2", 10, token);
+        let got = rebuild_domain(
+            fiat.separator(),
+            None,
+            name(),
+            Some("2".into()),
+            chain,
+            token,
+        );
+        assert_eq!(got.map(|d| d.separator()), Some(fiat.separator()));
+        // OpenZeppelin ERC20Permit < 4.9 (USD₮0's TetherToken): no version(),
+        // "1" from __ERC20Permit_init(name).
+        let oz = domain("USD₮0", "1", 10, token);
+        let got = rebuild_domain(
+            oz.separator(),
+            None,
+            Some("USD₮0".into()),
+            None,
+            chain,
+            token,
+        );
+        assert_eq!(got.map(|d| d.separator()), Some(oz.separator()));
+        // EIP-5267 (OpenZeppelin 5), whatever name() says.
+        let five = IERC20Permit::eip712DomainReturn {
+            fields: alloy::primitives::FixedBytes([0x0f]),
+            name: "Other".into(),
+            version: "7".into(),
+            chainId: chain,
+            verifyingContract: token,
+            salt: B256::ZERO,
+            extensions: vec![],
+        };
+        let expected = domain("Other", "7", 10, token);
+        let got = rebuild_domain(expected.separator(), Some(five), name(), None, chain, token);
+        assert_eq!(got.map(|d| d.separator()), Some(expected.separator()));
+        // A separator for another chain or contract: no domain, no permit.
+        let elsewhere = domain("USD Coin", "2", 1, token);
+        assert!(
+            rebuild_domain(
+                elsewhere.separator(),
+                None,
+                name(),
+                Some("2".into()),
+                chain,
+                token
+            )
+            .is_none()
+        );
+    }
 
     /// The digest signed is EIP-2612's: keccak256("\x19\x01" || domain
     /// separator || hashStruct(Permit)), with the type string of the EIP.
