@@ -150,6 +150,10 @@ pub struct TokenReading {
     /// Allowance granted by the wallet to each configured venue's router,
     /// in venue order. Empty for WETH (unwrapping needs none).
     pub allowances: Vec<U256>,
+    /// The wallet's next permit nonce (`nonces(wallet)`), read with the
+    /// rest so that a permit swap needs no read of its own; `None` for a
+    /// token without one (and for WETH).
+    pub permit_nonce: Option<U256>,
 }
 
 /// The wallet on one chain at one block.

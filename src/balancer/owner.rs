@@ -492,6 +492,7 @@ impl Owner {
                 snapshot,
                 self.config.swap_deadline.as_secs(),
                 self.config.approval_usd,
+                self.config.unlimited_dai_permit,
             )
             .await;
         // What confirmed counts against the hourly limit, even when a later

@@ -75,6 +75,34 @@ sol! {
         function exactOutputSingle(ExactOutputSingleParams calldata params) external payable returns (uint256 amountIn);
         function unwrapWETH9(uint256 amountMinimum, address recipient) external payable;
         function multicall(uint256 deadline, bytes[] calldata data) external payable returns (bytes[] memory results);
+        /// SelfPermit: `token.permit(msg.sender, router, value, deadline, v, r, s)`.
+        function selfPermit(address token, uint256 value, uint256 deadline, uint8 v, bytes32 r, bytes32 s) external payable;
+        /// SelfPermit for Dai's permit: `token.permit(msg.sender, router,
+        /// nonce, expiry, true, v, r, s)`, an unlimited allowance.
+        function selfPermitAllowed(address token, uint256 nonce, uint256 expiry, uint8 v, bytes32 r, bytes32 s) external payable;
+    }
+
+    /// The reads that tell a token's EIP-2612 permit and EIP-712 domain: EIP-5267
+    /// `eip712Domain()` (OpenZeppelin ERC20Permit v5), else `name()` and
+    /// `version()` (FiatToken v2.2), checked against `DOMAIN_SEPARATOR()`.
+    #[sol(rpc)]
+    interface IERC20Permit {
+        function DOMAIN_SEPARATOR() external view returns (bytes32);
+        function nonces(address owner) external view returns (uint256);
+        function name() external view returns (string);
+        function version() external view returns (string);
+        function eip712Domain() external view returns (bytes1 fields, string name, string version, uint256 chainId, address verifyingContract, bytes32 salt, uint256[] extensions);
+        /// FiatToken and Dai expose it; OpenZeppelin's ERC20Permit does not.
+        function PERMIT_TYPEHASH() external view returns (bytes32);
+    }
+
+    /// The EIP-2612 message (EIP-712 primary type `Permit`).
+    struct Permit {
+        address owner;
+        address spender;
+        uint256 value;
+        uint256 nonce;
+        uint256 deadline;
     }
 
     /// Uniswap V3 QuoterV2 (v3-periphery lens).
@@ -88,5 +116,19 @@ sol! {
             uint160 sqrtPriceLimitX96;
         }
         function quoteExactOutputSingle(QuoteExactOutputSingleParams memory params) external returns (uint256 amountIn, uint160 sqrtPriceX96After, uint32 initializedTicksCrossed, uint256 gasEstimate);
+    }
+}
+
+/// Dai's own permit message (makerdao/dss `dai.sol`), also primary type
+/// `Permit`: a separate module, as the name is taken above.
+pub mod dai {
+    alloy::sol! {
+        struct Permit {
+            address holder;
+            address spender;
+            uint256 nonce;
+            uint256 expiry;
+            bool allowed;
+        }
     }
 }

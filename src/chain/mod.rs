@@ -149,6 +149,8 @@ struct Inner {
     config: ChainConfig,
     wallet: Address,
     provider: DynProvider,
+    /// `submit_urls`' provider: only for `eth_sendRawTransaction`.
+    submit: Option<DynProvider>,
     /// Decimals read once from the chain (tokens checked against config).
     meta: OnceLock<ChainMeta>,
     /// Single-flight snapshot reads and GetStatus's block-following cache.
@@ -167,28 +169,42 @@ impl std::fmt::Debug for ChainClient {
 impl ChainClient {
     /// Builds the pooled provider; does no I/O.
     pub fn new(config: ChainConfig, wallet: Address) -> Result<ChainClient, ChainError> {
-        let transport =
-            FailoverTransport::new(&config.rpc_urls, config.rpc_timeout, config.rpc_retries)
+        let pooled = |urls: &[url::Url]| -> Result<DynProvider, ChainError> {
+            let transport = FailoverTransport::new(urls, config.rpc_timeout, config.rpc_retries)
                 .map_err(|e| ChainError::Setup {
                     chain: config.name.clone(),
                     reason: e.to_string(),
                 })?;
-        let is_local = FailoverTransport::is_local(&config.rpc_urls);
-        let client = RpcClient::builder().transport(transport, is_local);
-        let provider = ProviderBuilder::new()
-            .disable_recommended_fillers()
-            .connect_client(client)
-            .erased();
+            let is_local = FailoverTransport::is_local(urls);
+            let client = RpcClient::builder().transport(transport, is_local);
+            Ok(ProviderBuilder::new()
+                .disable_recommended_fillers()
+                .connect_client(client)
+                .erased())
+        };
+        let provider = pooled(&config.rpc_urls)?;
+        let submit = if config.submit_urls.is_empty() {
+            None
+        } else {
+            Some(pooled(&config.submit_urls)?)
+        };
         let reads = cache::Reads::new(config.status_max_age);
         Ok(ChainClient {
             inner: Arc::new(Inner {
                 config,
                 wallet,
                 provider,
+                submit,
                 meta: OnceLock::new(),
                 reads,
             }),
         })
+    }
+
+    /// Where signed transactions go: `submit_urls` when configured (a
+    /// private relay), else the read endpoints.
+    pub fn submit_provider(&self) -> &DynProvider {
+        self.inner.submit.as_ref().unwrap_or(&self.inner.provider)
     }
 
     pub fn config(&self) -> &ChainConfig {

@@ -13,7 +13,7 @@ use alloy::{
 
 use super::{
     ChainClient, ChainError, Head,
-    abi::{AggregatorV3Interface, IERC20, IGasPriceOracle, IMulticall3},
+    abi::{AggregatorV3Interface, IERC20, IERC20Permit, IGasPriceOracle, IMulticall3},
 };
 use crate::{
     config::{ETH_USD_DESCRIPTION, feed_describes},
@@ -316,6 +316,14 @@ pub async fn read(client: &ChainClient, block: BlockId) -> Result<Snapshot, Chai
             AggregatorV3Interface::latestRoundDataCall {},
             format!("{}/USD feed latestRoundData()", t.symbol),
         );
+        // Any token may answer it; one that does not just has no permit.
+        let permit_nonce = (!t.is_weth).then(|| {
+            b.push(
+                t.address,
+                IERC20Permit::noncesCall { owner: wallet },
+                format!("{} nonces(wallet)", t.symbol),
+            )
+        });
         let allowances: Vec<usize> = if t.is_weth {
             Vec::new()
         } else {
@@ -333,7 +341,7 @@ pub async fn read(client: &ChainClient, block: BlockId) -> Result<Snapshot, Chai
                 })
                 .collect()
         };
-        idx.push((bal, feed, allowances));
+        idx.push((bal, feed, allowances, permit_nonce));
     }
 
     let at_pending = matches!(block, BlockId::Number(BlockNumberOrTag::Pending));
@@ -395,7 +403,7 @@ pub async fn read(client: &ChainClient, block: BlockId) -> Result<Snapshot, Chai
         block_timestamp,
     )?;
     let mut tokens = Vec::with_capacity(cfg.tokens.len());
-    for ((t, (bal, feed, allow)), feed_decimals) in
+    for ((t, (bal, feed, allow, permit_nonce)), feed_decimals) in
         cfg.tokens.iter().zip(idx).zip(&meta.token_feed_decimals)
     {
         // A token's broken feed only leaves that token out of conversions:
@@ -429,6 +437,7 @@ pub async fn read(client: &ChainClient, block: BlockId) -> Result<Snapshot, Chai
             price,
             price_error,
             allowances,
+            permit_nonce: permit_nonce.and_then(|i| r.decode::<IERC20Permit::noncesCall>(i).ok()),
         });
     }
     Ok(Snapshot {

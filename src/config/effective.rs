@@ -80,6 +80,10 @@ impl Config {
                 ("min_conversion_usd", Some(s(p.min_conversion_usd))),
                 ("slippage_bps", Some(int(p.slippage_bps.into()))),
                 (
+                    "quote_tolerance_bps",
+                    Some(int(p.quote_tolerance_bps.into())),
+                ),
+                (
                     "strategy",
                     Some(s(match p.strategy {
                         Strategy::Priority => "priority",
@@ -90,6 +94,10 @@ impl Config {
                 ("max_usd_per_hour", Some(s(self.max_usd_per_hour))),
                 ("swap_deadline_secs", Some(secs(self.swap_deadline))),
                 ("approval_usd", Some(s(self.approval_usd))),
+                (
+                    "unlimited_dai_permit",
+                    Some(Value::Boolean(self.unlimited_dai_permit)),
+                ),
             ]),
         );
         out.insert(
@@ -175,6 +183,12 @@ fn chain(c: &ChainConfig) -> Value {
             "rpc_urls",
             Some(Value::Array(
                 c.rpc_urls.iter().map(|u| s(redact::url(u))).collect(),
+            )),
+        ),
+        (
+            "submit_urls",
+            Some(Value::Array(
+                c.submit_urls.iter().map(|u| s(redact::url(u))).collect(),
             )),
         ),
         ("rpc_timeout_ms", Some(millis(c.rpc_timeout))),

@@ -109,6 +109,11 @@ pub struct Config {
     /// reuse it instead of approving again. Zero (the default): approvals
     /// are exactly the swap's maximum input. Never unlimited.
     pub approval_usd: Usd,
+    /// Let a token with Dai's own permit (DAI on Ethereum) be permitted
+    /// inside the swap's transaction. That permit can only grant an
+    /// unlimited allowance (SwapRouter02 `selfPermitAllowed`), so it is off
+    /// by default: such a token is approved by a transaction instead.
+    pub unlimited_dai_permit: bool,
     /// Configured chains by name.
     pub chains: BTreeMap<String, ChainConfig>,
     pub journal: JournalConfig,
@@ -174,6 +179,11 @@ pub struct ChainConfig {
     pub name: String,
     pub chain_id: u64,
     pub rpc_urls: Vec<Url>,
+    /// Where signed transactions are sent (`eth_sendRawTransaction` only,
+    /// with the same failover as `rpc_urls`), e.g. a private relay such as
+    /// Flashbots Protect on Ethereum; every read stays on `rpc_urls`.
+    /// Empty (the default): transactions go to `rpc_urls` too.
+    pub submit_urls: Vec<Url>,
     /// Per JSON-RPC call timeout.
     pub rpc_timeout: Duration,
     /// Extra rounds over all endpoints for a failed call.

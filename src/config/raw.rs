@@ -116,11 +116,13 @@ pub(super) struct RawPolicy {
     pub(super) buffer_usd: Option<String>,
     pub(super) min_conversion_usd: Option<String>,
     pub(super) slippage_bps: Option<u32>,
+    pub(super) quote_tolerance_bps: Option<u32>,
     pub(super) strategy: Option<String>,
     pub(super) max_usd_per_request: Option<String>,
     pub(super) max_usd_per_hour: Option<String>,
     pub(super) swap_deadline_secs: Option<u64>,
     pub(super) approval_usd: Option<String>,
+    pub(super) unlimited_dai_permit: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -129,6 +131,8 @@ pub(super) struct RawChain {
     pub(super) chain_id: Option<u64>,
     #[serde(default, deserialize_with = "one_or_many")]
     pub(super) rpc_urls: Vec<String>,
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub(super) submit_urls: Vec<String>,
     pub(super) rpc_timeout_ms: Option<u64>,
     pub(super) rpc_retries: Option<u32>,
     pub(super) multicall3: Option<String>,

@@ -20,6 +20,7 @@ fn minimal_config_gets_the_write_up_defaults() {
         U256::from(5_000_000_000_000_000u64)
     );
     assert_eq!(c.policy.slippage_bps, 200);
+    assert_eq!(c.policy.quote_tolerance_bps, 50);
     let ch = c.chain("devnet").unwrap();
     assert_eq!(ch.chain_id, 31337);
     assert_eq!(ch.confirmations, 1);
@@ -145,6 +146,10 @@ fn the_effective_config_is_a_config_that_means_the_same() {
     assert!(!printed.contains("SECRET"), "{printed}");
     // Every default is written out; read back, it is the same config.
     assert_eq!(effective["policy"]["slippage_bps"].as_integer(), Some(200));
+    assert_eq!(
+        effective["policy"]["quote_tolerance_bps"].as_integer(),
+        Some(50)
+    );
     assert_eq!(effective["telemetry"]["log_json"].as_bool(), Some(true));
     let again = Config::from_toml(&printed).unwrap();
     assert_eq!(again.effective(), effective);
@@ -561,4 +566,39 @@ fn the_effective_config_carries_every_feed_limit_and_pair() {
     assert_eq!(t[0]["feed_description"].as_str(), Some("ETH / USD"));
     let again = Config::from_toml(&toml::to_string(&e).unwrap()).unwrap();
     assert_eq!(again.effective(), e);
+}
+
+#[test]
+fn quote_tolerance_is_a_policy_key_bounded_like_slippage() {
+    let c = Config::from_toml(&format!("[policy]\nquote_tolerance_bps = 0\n{MINIMAL}")).unwrap();
+    assert_eq!(c.policy.quote_tolerance_bps, 0);
+    assert!(!c.unlimited_dai_permit, "off unless the operator opts in");
+    let c =
+        Config::from_toml(&format!("[policy]\nunlimited_dai_permit = true\n{MINIMAL}")).unwrap();
+    assert!(c.unlimited_dai_permit);
+    let e =
+        Config::from_toml(&format!("[policy]\nquote_tolerance_bps = 5001\n{MINIMAL}")).unwrap_err();
+    assert_eq!(e.key, "policy.quote_tolerance_bps", "{e}");
+}
+
+#[test]
+fn submit_urls_are_optional_and_checked_like_rpc_urls() {
+    let c = Config::from_toml(MINIMAL).unwrap();
+    assert!(c.chain("devnet").unwrap().submit_urls.is_empty());
+    let with = |v: &str| {
+        MINIMAL.replace(
+            "rpc_urls = [\"http://127.0.0.1:8545\"]",
+            &format!("rpc_urls = [\"http://127.0.0.1:8545\"]\nsubmit_urls = {v}"),
+        )
+    };
+    let c = Config::from_toml(&with("[\"https://relay.example/KEY\"]")).unwrap();
+    assert_eq!(
+        c.chain("devnet").unwrap().submit_urls[0].as_str(),
+        "https://relay.example/KEY"
+    );
+    let effective = c.effective().to_string();
+    assert!(!effective.contains("KEY"), "{effective}");
+    assert!(effective.contains("submit_urls"), "{effective}");
+    let e = Config::from_toml(&with("[\"wss://relay.example\"]")).unwrap_err();
+    assert_eq!(e.key, "chains.devnet.submit_urls[0]", "{e}");
 }

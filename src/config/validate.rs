@@ -91,6 +91,15 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             format!("{slippage_bps} is outside 1..=5000"),
         ));
     }
+    let quote_tolerance_bps = p
+        .quote_tolerance_bps
+        .unwrap_or(defaults.quote_tolerance_bps);
+    if quote_tolerance_bps > 5_000 {
+        return Err(ConfigError::new(
+            "policy.quote_tolerance_bps",
+            format!("{quote_tolerance_bps} is outside 0..=5000"),
+        ));
+    }
     let strategy = match p.strategy.as_deref() {
         None => defaults.strategy,
         Some("priority") => Strategy::Priority,
@@ -115,6 +124,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             defaults.min_conversion_usd,
         )?,
         slippage_bps,
+        quote_tolerance_bps,
         strategy,
         max_usd_per_request: usd(
             "policy.max_usd_per_request",
@@ -164,6 +174,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         max_usd_per_hour,
         swap_deadline,
         approval_usd,
+        unlimited_dai_permit: p.unlimited_dai_permit.unwrap_or(false),
         chains,
         journal: JournalConfig {
             path: raw
@@ -277,20 +288,25 @@ fn validate_chain(name: &str, mut table: toml::Table) -> Result<ChainConfig, Con
             "at least one RPC URL is required",
         ));
     }
-    let mut rpc_urls = Vec::new();
-    for (i, u) in raw.rpc_urls.iter().enumerate() {
-        let url = Url::parse(u).map_err(|e| {
-            // Never echo the URL: it may carry an API key.
-            ConfigError::new(format!("{}[{i}]", k("rpc_urls")), format!("not a URL: {e}"))
-        })?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(ConfigError::new(
-                format!("{}[{i}]", k("rpc_urls")),
-                format!("scheme {:?} is not supported (http, https)", url.scheme()),
-            ));
+    let urls = |field: &str, list: &[String]| -> Result<Vec<Url>, ConfigError> {
+        let mut urls = Vec::new();
+        for (i, u) in list.iter().enumerate() {
+            let url = Url::parse(u).map_err(|e| {
+                // Never echo the URL: it may carry an API key.
+                ConfigError::new(format!("{}[{i}]", k(field)), format!("not a URL: {e}"))
+            })?;
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(ConfigError::new(
+                    format!("{}[{i}]", k(field)),
+                    format!("scheme {:?} is not supported (http, https)", url.scheme()),
+                ));
+            }
+            urls.push(url);
         }
-        rpc_urls.push(url);
-    }
+        Ok(urls)
+    };
+    let rpc_urls = urls("rpc_urls", &raw.rpc_urls)?;
+    let submit_urls = urls("submit_urls", &raw.submit_urls)?;
     let weth = required("weth", raw.weth)?;
     let wei = |field: &str, v: Option<String>, default: u128| -> Result<u128, ConfigError> {
         match v {
@@ -426,6 +442,7 @@ fn validate_chain(name: &str, mut table: toml::Table) -> Result<ChainConfig, Con
         name: name.to_string(),
         chain_id,
         rpc_urls,
+        submit_urls,
         rpc_timeout: Duration::from_millis(positive(
             &k("rpc_timeout_ms"),
             raw.rpc_timeout_ms.unwrap_or(5_000),

@@ -120,7 +120,7 @@ impl Backend for Rpc {
     }
 
     async fn send_raw(&self, raw: &Bytes) -> SendResult {
-        match self.chain.provider().send_raw_transaction(raw).await {
+        match self.chain.submit_provider().send_raw_transaction(raw).await {
             Ok(_) => SendResult::Accepted,
             Err(RpcError::ErrorResp(resp)) => match classify_send_error(&resp.message) {
                 Some(r) => r,

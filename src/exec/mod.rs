@@ -8,6 +8,8 @@
 //! cases' business (`balancer::owner`).
 //!
 //! - [`venues`]: calldata builders, one per way of turning a token into ETH.
+//! - [`permit`]: EIP-2612 permits (support found at run time, cached per
+//!   token), signed off chain so a V3 swap grants its own allowance.
 //! - [`tx`]: simulate, sign, journal, send, confirm, rebroadcast, replace.
 //! - [`recover`]: start-up reconciliation of unfinished conversions.
 //! - [`fault`]: crash points for the crash tests (feature `fault-injection`).
@@ -17,6 +19,7 @@ pub mod fault;
 pub mod machine;
 #[cfg(test)]
 mod mock;
+mod permit;
 mod recover;
 mod tx;
 mod venues;
@@ -45,6 +48,7 @@ use crate::{
 };
 use backend::{Backend, Rpc};
 use machine::GiveUp;
+use permit::PermitCache;
 use tracing::{Instrument, field::Empty};
 use tx::{RawReceipt, TxSender};
 
@@ -116,6 +120,8 @@ pub struct Executor {
     /// before leaving it to the background watch (readiness never waits
     /// for ever).
     recover_window: Duration,
+    /// Which tokens take a permit in the swap's transaction.
+    permits: PermitCache,
 }
 
 impl Executor {
@@ -135,6 +141,7 @@ impl Executor {
             journal,
             replace_after,
             recover_window,
+            permits: PermitCache::default(),
         }
     }
 
@@ -164,11 +171,16 @@ impl Executor {
         snapshot: &Snapshot,
         deadline_secs: u64,
         approval_usd: Usd,
+        unlimited_dai_permit: bool,
     ) -> Result<(), ExecError> {
         let nonce = self.backend.nonce(self.key.address(), true).await?;
         let deadline = snapshot.block_timestamp.saturating_add(deadline_secs);
         let mut sender = self.sender(nonce, deadline, deadline.saturating_mul(1000));
-        execute(&mut sender, plan, records, snapshot, approval_usd).await
+        let permits = Permits {
+            cache: &self.permits,
+            unlimited_dai: unlimited_dai_permit,
+        };
+        execute(&mut sender, plan, records, snapshot, approval_usd, permits).await
     }
 
     /// Checks a confirmed conversion against the canonical chain: when the
@@ -255,6 +267,7 @@ async fn execute(
     records: &mut [ConversionRecord],
     snapshot: &Snapshot,
     approval_usd: Usd,
+    permits: Permits<'_>,
 ) -> Result<(), ExecError> {
     let deadline = U256::from(sender.deadline);
     for index in 0..records.len() {
@@ -286,6 +299,7 @@ async fn execute(
             snapshot,
             deadline,
             approval_usd,
+            permits,
         )
         .instrument(span.clone())
         .await;
@@ -345,6 +359,7 @@ async fn execute(
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn execute_leg(
     sender: &mut TxSender<'_>,
     plan: &Plan,
@@ -353,6 +368,7 @@ async fn execute_leg(
     snapshot: &Snapshot,
     deadline: U256,
     approval_usd: Usd,
+    permits: Permits<'_>,
 ) -> Result<(), ExecError> {
     let chain = sender.chain;
     let cfg = chain.config();
@@ -368,6 +384,15 @@ async fn execute_leg(
             let v = &cfg.venues[venue];
             let router = v.kind.router();
             let allowance = reading.allowances.get(venue).copied().unwrap_or_default();
+            // V3 through SwapRouter02: a permit token grants the allowance
+            // inside the swap's own transaction (one transaction, none left).
+            if let Some(fee) = fee_tier
+                && allowance < leg.max_in
+                && let Some(call) =
+                    permit_swap(sender, permits, token, reading, router, fee, leg, deadline).await?
+            {
+                return swap_and_finish(sender, rec, &call, base_fee).await;
+            }
             // The policy's bounded grant, in token units at the oracle price
             // (none without a price: `amount_for_usd` answers MAX for a zero
             // price, and an approval must never be unlimited).
@@ -414,7 +439,19 @@ async fn execute_leg(
             }
         }
     };
-    let nonce = sender.send(&call, TxPurpose::Swap, base_fee, rec).await?;
+    swap_and_finish(sender, rec, &call, base_fee).await
+}
+
+/// Sends the leg's swap (or unwrap), confirms it, and records the figures
+/// its receipt tells.
+async fn swap_and_finish(
+    sender: &mut TxSender<'_>,
+    rec: &mut ConversionRecord,
+    call: &tx::Call,
+    base_fee: U256,
+) -> Result<(), ExecError> {
+    let chain = sender.chain;
+    let nonce = sender.send(call, TxPurpose::Swap, base_fee, rec).await?;
     let receipt = sender.confirm(nonce, rec).await?;
     fault::point("after_confirm_receipt");
     finish_confirmed(chain, rec, &receipt).await?;
@@ -424,6 +461,105 @@ async fn execute_leg(
         .map_err(|e| ExecError::Journal(e.to_string()))?;
     fault::point("after_confirm");
     Ok(())
+}
+
+/// How a swap may get its allowance from a permit: the per-token verdicts,
+/// and whether Dai's unlimited permit may be used.
+#[derive(Clone, Copy)]
+struct Permits<'a> {
+    cache: &'a PermitCache,
+    unlimited_dai: bool,
+}
+
+/// The V3 swap with a permit for exactly `max_in` in front and a permit back
+/// to 0 behind, when the token has an EIP-2612 permit; with Dai's unlimited
+/// permit in front when the token has that one and the policy allows it
+/// (`None`: approve). The first such transaction for a token is simulated
+/// whole before it is relied on; a revert marks the token as approve-only
+/// for this process.
+#[allow(clippy::too_many_arguments)]
+async fn permit_swap(
+    sender: &TxSender<'_>,
+    permits: Permits<'_>,
+    token: &crate::config::TokenConfig,
+    reading: &crate::domain::TokenReading,
+    router: Address,
+    fee: u32,
+    leg: &crate::plan::PlanLeg,
+    deadline: U256,
+) -> Result<Option<tx::Call>, ExecError> {
+    use permit::{PermitKind, Verdict};
+    let cache = permits.cache;
+    let chain = sender.chain;
+    let wallet = sender.key.address();
+    // Known to work, with the nonce the snapshot read: nothing to read. Else
+    // one read (domain and nonce), and the whole transaction simulated.
+    let (kind, domain, nonce, known) = match (cache.get(token.address), reading.permit_nonce) {
+        (Some(Verdict::Approve), _) => return Ok(None),
+        (Some(Verdict::Works(kind, domain)), Some(nonce)) => (kind, domain, nonce, true),
+        _ => match permit::read(chain, token.address, wallet).await? {
+            Some(s) => (s.kind, s.domain, s.nonce, false),
+            None => {
+                tracing::info!(chain = chain.name(), token = %token.symbol, "no usable permit: the swap is approved by a transaction");
+                cache.set(token.address, Verdict::Approve);
+                return Ok(None);
+            }
+        },
+    };
+    let weth = chain.config().weth;
+    let call = match kind {
+        PermitKind::Eip2612 => {
+            let sign =
+                |value, nonce| permit::sign(sender.key, &domain, router, value, nonce, deadline);
+            let grant = sign(leg.max_in, nonce).await?;
+            let revoke = sign(U256::ZERO, nonce + U256::from(1u8)).await?;
+            venues::v3_swap_with_permit(
+                router,
+                token,
+                weth,
+                wallet,
+                fee,
+                leg.eth_out,
+                leg.max_in,
+                deadline,
+                &grant,
+                &revoke,
+            )
+        }
+        // Unlimited: only when the operator opted in (the policy is fixed
+        // for the process, so the verdict is cached like any other).
+        PermitKind::Dai if !permits.unlimited_dai => {
+            tracing::info!(chain = chain.name(), token = %token.symbol, "Dai-style permit (unlimited) not enabled (policy.unlimited_dai_permit): the swap is approved by a transaction");
+            cache.set(token.address, Verdict::Approve);
+            return Ok(None);
+        }
+        PermitKind::Dai => {
+            let p = permit::sign_dai(sender.key, &domain, router, nonce, deadline).await?;
+            venues::v3_swap_with_dai_permit(
+                router,
+                token,
+                weth,
+                wallet,
+                fee,
+                leg.eth_out,
+                leg.max_in,
+                deadline,
+                &p,
+            )
+        }
+    };
+    if !known {
+        match sender.simulate(&call).await {
+            Ok(_) => cache.set(token.address, Verdict::Works(kind, domain)),
+            Err(ExecError::SimulationReverted { reason, .. }) => {
+                tracing::warn!(chain = chain.name(), token = %token.symbol, %reason, "the permit transaction does not simulate: the token is approved by a transaction from now on");
+                cache.set(token.address, Verdict::Approve);
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Some(call))
 }
 
 /// Fills a conversion's figures from its swap receipt and the receipts of

@@ -5,11 +5,11 @@
 //! (exact ETH out, oracle-bounded maximum in).
 
 use alloy::{
-    primitives::{Address, U160, U256, address, aliases::U24},
+    primitives::{Address, Bytes, U160, U256, address, aliases::U24},
     sol_types::SolCall,
 };
 
-use super::tx::Call;
+use super::{permit::SignedPermit, tx::Call};
 use crate::{
     chain::abi::{IERC20, ISwapRouter02, IUniswapV2Router02, IWETH9},
     config::TokenConfig,
@@ -109,6 +109,115 @@ pub fn v3_swap(
     max_in: U256,
     deadline: U256,
 ) -> Call {
+    let [swap, unwrap] = v3_swap_calls(token, weth, wallet, fee, eth_out, max_in);
+    Call {
+        what: format!("swap {} for ETH (uniswap v3, fee {fee})", token.symbol),
+        to: router,
+        data: ISwapRouter02::multicallCall {
+            deadline,
+            data: vec![swap, unwrap],
+        }
+        .abi_encode()
+        .into(),
+    }
+}
+
+/// The V3 swap with its allowance granted inside the same transaction:
+/// SwapRouter02.multicall(deadline, [selfPermit(max_in),
+/// exactOutputSingle(to the router), unwrapWETH9(eth_out, wallet),
+/// selfPermit(0)]). The router may pull exactly `max_in` for this swap, and
+/// the second permit (the next permit nonce) leaves no allowance behind.
+#[allow(clippy::too_many_arguments)]
+pub fn v3_swap_with_permit(
+    router: Address,
+    token: &TokenConfig,
+    weth: Address,
+    wallet: Address,
+    fee: u32,
+    eth_out: U256,
+    max_in: U256,
+    deadline: U256,
+    grant: &SignedPermit,
+    revoke: &SignedPermit,
+) -> Call {
+    let self_permit = |p: &SignedPermit| -> Bytes {
+        ISwapRouter02::selfPermitCall {
+            token: token.address,
+            value: p.value,
+            deadline,
+            v: p.v,
+            r: p.r,
+            s: p.s,
+        }
+        .abi_encode()
+        .into()
+    };
+    let [swap, unwrap] = v3_swap_calls(token, weth, wallet, fee, eth_out, max_in);
+    Call {
+        what: format!(
+            "permit and swap {} for ETH (uniswap v3, fee {fee})",
+            token.symbol
+        ),
+        to: router,
+        data: ISwapRouter02::multicallCall {
+            deadline,
+            data: vec![self_permit(grant), swap, unwrap, self_permit(revoke)],
+        }
+        .abi_encode()
+        .into(),
+    }
+}
+
+/// The V3 swap with Dai's permit in front: SwapRouter02.multicall(deadline,
+/// [selfPermitAllowed(nonce, expiry = deadline), exactOutputSingle(to the
+/// router), unwrapWETH9(eth_out, wallet)]). Dai's permit grants an
+/// unlimited allowance and cannot take it back: opt-in only
+/// (`policy.unlimited_dai_permit`).
+#[allow(clippy::too_many_arguments)]
+pub fn v3_swap_with_dai_permit(
+    router: Address,
+    token: &TokenConfig,
+    weth: Address,
+    wallet: Address,
+    fee: u32,
+    eth_out: U256,
+    max_in: U256,
+    deadline: U256,
+    permit: &SignedPermit,
+) -> Call {
+    let self_permit = ISwapRouter02::selfPermitAllowedCall {
+        token: token.address,
+        nonce: permit.value,
+        expiry: deadline,
+        v: permit.v,
+        r: permit.r,
+        s: permit.s,
+    }
+    .abi_encode();
+    let [swap, unwrap] = v3_swap_calls(token, weth, wallet, fee, eth_out, max_in);
+    Call {
+        what: format!(
+            "permit (unlimited, Dai-style) and swap {} for ETH (uniswap v3, fee {fee})",
+            token.symbol
+        ),
+        to: router,
+        data: ISwapRouter02::multicallCall {
+            deadline,
+            data: vec![self_permit.into(), swap, unwrap],
+        }
+        .abi_encode()
+        .into(),
+    }
+}
+
+fn v3_swap_calls(
+    token: &TokenConfig,
+    weth: Address,
+    wallet: Address,
+    fee: u32,
+    eth_out: U256,
+    max_in: U256,
+) -> [Bytes; 2] {
     let swap = ISwapRouter02::exactOutputSingleCall {
         params: ISwapRouter02::ExactOutputSingleParams {
             tokenIn: token.address,
@@ -126,16 +235,7 @@ pub fn v3_swap(
         recipient: wallet,
     }
     .abi_encode();
-    Call {
-        what: format!("swap {} for ETH (uniswap v3, fee {fee})", token.symbol),
-        to: router,
-        data: ISwapRouter02::multicallCall {
-            deadline,
-            data: vec![swap.into(), unwrap.into()],
-        }
-        .abi_encode()
-        .into(),
-    }
+    [swap.into(), unwrap.into()]
 }
 
 #[cfg(test)]

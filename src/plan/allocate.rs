@@ -76,6 +76,7 @@ pub struct Allocation {
     pub(super) eth_price: Price,
     pub(super) gas_price_wei: U256,
     pub(super) unwrap_gas: u64,
+    pub(super) quote_tolerance_bps: u32,
 }
 
 impl Allocation {
@@ -430,6 +431,7 @@ pub fn allocate(
         eth_price,
         gas_price_wei: input.gas_price_wei,
         unwrap_gas: policy.unwrap_gas,
+        quote_tolerance_bps: policy.quote_tolerance_bps,
     })))
 }
 

@@ -4,7 +4,7 @@
 use alloy::primitives::U256;
 
 use super::allocate::{AllocatedLeg, Allocation};
-use super::math::{eth_usd_sat, gas_usd, mul_div_exp, value_usd_sat};
+use super::math::{add_bps_up, eth_usd_sat, gas_usd, mul_div_exp, value_usd_sat};
 use super::{PlanError, Quote, Route, Strategy};
 use crate::money::{ETH_DECIMALS, Rounding, Usd};
 
@@ -20,8 +20,10 @@ pub struct PlanLeg {
     pub route: Route,
     /// Exact ETH out (wei).
     pub eth_out: U256,
-    /// Oracle-derived input bound (base units): the swap's `amountInMaximum`.
-    /// Never above what the token can spare above its reserve.
+    /// Input bound (base units), the swap's `amountInMaximum`: the smaller of
+    /// the oracle-derived bound and the best quote plus
+    /// [`super::Policy::quote_tolerance_bps`]. Never above the oracle bound,
+    /// so never above what the token can spare above its reserve.
     pub max_in: U256,
     /// Input the chosen route quoted (`eth_out` for an unwrap).
     pub amount_in: U256,
@@ -72,7 +74,8 @@ pub struct Plan {
 /// `eth_out`, a zero `amount_in`, or the route `Unwrap`;
 /// [`PlanError::NoQuote`] when a swap leg has no quote;
 /// [`PlanError::PriceDeviation`] when the best quote asks for more than the
-/// leg's `max_in`.
+/// leg's oracle-derived `max_in`. Otherwise a swap leg's `max_in` becomes
+/// `min(oracle max_in, best amount_in + quote_tolerance_bps, rounded up)`.
 pub fn finalize(allocation: &Allocation, quotes: &[Quote]) -> Result<Plan, PlanError> {
     let eth_price = allocation.eth_price;
     let gas_price = allocation.gas_price_wei;
@@ -80,15 +83,26 @@ pub fn finalize(allocation: &Allocation, quotes: &[Quote]) -> Result<Plan, PlanE
     let mut expected_cost = Usd::ZERO;
     for leg in &allocation.legs {
         let eth_value = eth_usd_sat(leg.eth_out, eth_price, Rounding::Down);
-        let (route, amount_in, gas, premium) = if leg.is_weth {
-            (Route::Unwrap, leg.eth_out, allocation.unwrap_gas, Usd::ZERO)
+        let (route, amount_in, max_in, gas, premium) = if leg.is_weth {
+            let unwrap_gas = allocation.unwrap_gas;
+            (
+                Route::Unwrap,
+                leg.eth_out,
+                leg.max_in,
+                unwrap_gas,
+                Usd::ZERO,
+            )
         } else {
             let q = best_quote(leg, quotes)?;
             if q.amount_in > leg.max_in {
                 return Err(deviation(allocation, leg, q));
             }
+            // The oracle bound stays the hard limit (overflow: no tighter).
+            let max_in = add_bps_up(q.amount_in, allocation.quote_tolerance_bps)
+                .map_or(leg.max_in, |m| m.min(leg.max_in));
             let paid = value_usd_sat(q.amount_in, leg.decimals, leg.price, Rounding::Up);
-            (q.route, q.amount_in, q.gas, paid.saturating_sub(eth_value))
+            let premium = paid.saturating_sub(eth_value);
+            (q.route, q.amount_in, max_in, q.gas, premium)
         };
         let cost = premium.saturating_add(gas_usd(gas, gas_price, eth_price));
         expected_cost = expected_cost.saturating_add(cost);
@@ -97,7 +111,7 @@ pub fn finalize(allocation: &Allocation, quotes: &[Quote]) -> Result<Plan, PlanE
             symbol: leg.symbol.clone(),
             route,
             eth_out: leg.eth_out,
-            max_in: leg.max_in,
+            max_in,
             amount_in,
             gas,
             value_usd: leg.value_usd,

@@ -73,7 +73,11 @@
 //! lowest `amount_in`, then the lowest gas, then the lowest [`Route`]. If the
 //! best `amount_in` exceeds the leg's oracle-derived `max_in`, the plan is
 //! refused with [`PlanError::PriceDeviation`] (a pool pushed away from the
-//! oracle must not be traded against). A swap leg without quotes is
+//! oracle must not be traded against). Otherwise the leg's `max_in` is
+//! tightened to `min(oracle max_in, ceil(amount_in * (10_000 +
+//! quote_tolerance_bps) / 10_000))`: the quote is the price of the block
+//! read, so the swap only needs room for what moves before it is mined; the
+//! oracle bound stays the hard limit. A swap leg without quotes is
 //! [`PlanError::NoQuote`]. WETH legs need no quote ([`Route::Unwrap`]).
 //!
 //! [`status`] reports the same per-token figures for GetStatus, and the
@@ -155,8 +159,13 @@ pub struct Policy {
     /// buffer-only legs below it are not planned (default $10).
     pub min_conversion_usd: Usd,
     /// Worst price accepted relative to the oracle, in basis points
-    /// (default 200 = 2%).
+    /// (default 200 = 2%). The hard limit: no quote widens it.
     pub slippage_bps: u32,
+    /// Room above the best quote, in basis points (default 50 = 0.5%): a
+    /// swap leg's final `max_in` is `min(oracle bound, best quote * (1 +
+    /// quote_tolerance_bps))`, so a sandwich can take at most this much,
+    /// not the whole slippage margin.
+    pub quote_tolerance_bps: u32,
     /// Token ordering (default [`Strategy::Priority`]).
     pub strategy: Strategy,
     /// Most USD (oracle value of the ETH out) converted for one request
@@ -176,6 +185,7 @@ impl Default for Policy {
             buffer_usd: Usd::from_dollars(5),
             min_conversion_usd: Usd::from_dollars(10),
             slippage_bps: 200,
+            quote_tolerance_bps: 50,
             strategy: Strategy::Priority,
             max_usd_per_request: Usd::from_dollars(1000),
             unwrap_gas: 30_000,

@@ -102,14 +102,24 @@ fn policy() -> impl Strategy<Value = Policy> {
         0u32..=5_000,
         prop_oneof![Just(Order::Priority), Just(Order::Cheapest)],
         prop_oneof![3 => Just(Usd(U256::MAX)), 1 => usd_small()],
+        0u32..=5_000,
     )
         .prop_map(
-            |(gas_reserve_wei, buffer_usd, min_conversion_usd, slippage_bps, strategy, max)| {
+            |(
+                gas_reserve_wei,
+                buffer_usd,
+                min_conversion_usd,
+                slippage_bps,
+                strategy,
+                max,
+                tol,
+            )| {
                 Policy {
                     gas_reserve_wei,
                     buffer_usd,
                     min_conversion_usd,
                     slippage_bps,
+                    quote_tolerance_bps: tol,
                     strategy,
                     max_usd_per_request: max,
                     ..Policy::default()
@@ -451,7 +461,8 @@ proptest! {
     }
 
     /// `finalize` accepts a leg exactly when its best quote is within
-    /// `max_in`, and picks the lowest `amount_in`.
+    /// `max_in`, picks the lowest `amount_in`, and bounds the swap by
+    /// `min(oracle max_in, quote + quote_tolerance_bps)`.
     #[test]
     fn finalize_guards_every_leg((input, est) in input_and_estimates(), policy in policy(),
                                  factors in prop::collection::vec((9_000u32..=11_000, 0u64..300_000), 1..4)) {
@@ -479,11 +490,19 @@ proptest! {
                 prop_assert_eq!(plan.legs.len(), a.legs().len());
                 for (pl, al) in plan.legs.iter().zip(a.legs()) {
                     prop_assert!(pl.amount_in <= pl.max_in);
-                    prop_assert_eq!(pl.max_in, al.max_in);
+                    prop_assert!(pl.max_in <= al.max_in, "the oracle bound is the hard limit");
                     prop_assert_eq!(pl.eth_out, al.eth_out);
                     if al.is_weth {
                         prop_assert_eq!(pl.route, Route::Unwrap);
+                        prop_assert_eq!(pl.max_in, al.max_in);
                     } else {
+                        let tight = money::mul_div(
+                            pl.amount_in,
+                            U256::from(10_000 + policy.quote_tolerance_bps),
+                            U256::from(10_000u32),
+                            Rounding::Up,
+                        );
+                        prop_assert_eq!(pl.max_in, tight.min(al.max_in));
                         let min = quotes.iter().filter(|q| q.token == al.token)
                             .map(|q| q.amount_in).min().unwrap();
                         prop_assert_eq!(pl.amount_in, min);

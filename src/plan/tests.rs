@@ -143,7 +143,9 @@ fn scenario_finalize_picks_best_route_and_costs_it() {
     );
     assert_eq!(l.amount_in, amt("230.5", 18));
     assert_eq!(l.gas, 150_000);
-    assert_eq!(l.max_in, leg.max_in);
+    // The quote + 0.5% (231.6525) is tighter than the oracle bound (234.6).
+    assert_eq!(l.max_in, amt("231.6525", 18));
+    assert!(l.max_in < leg.max_in);
     // premium: 230.5 - 229.99999999 (ETH value rounded down) = 0.50000001
     // gas: 150k * 0.1 gwei = 0.000015 ETH = $0.045
     assert_eq!(l.cost_usd, Usd::parse("0.54500001").unwrap());
@@ -835,4 +837,48 @@ fn the_target_covers_the_l1_data_fees_of_an_op_stack_chain() {
         a.target_wei(),
         u(SHORTAGE) + own_l2_gas + l1_fee * U256::from(3u64)
     );
+}
+
+/// `max_in = min(oracle bound, best quote * (1 + quote_tolerance_bps))`:
+/// the quote tightens the bound, never widens it past the oracle's.
+#[test]
+fn quote_tolerance_tightens_max_in_and_the_oracle_bound_stays_the_limit() {
+    let a = convert_outcome(&scenario(), &Policy::default(), &[]);
+    let leg = &a.legs()[0];
+    // Oracle bound: 234.59999999999999796 DAI.
+    assert_eq!(leg.max_in, u(234_599_999_999_999_997_960));
+    let bound = |amount_in: U256| {
+        let plan = finalize(&a, &[pool_quote(leg, 0, amount_in, 100_000)]).unwrap();
+        plan.legs[0].max_in
+    };
+    // A quote at the oracle price: 230 * 1.005, exactly.
+    assert_eq!(bound(amt("230", 18)), amt("231.15", 18));
+    // Not exact: rounded up, never below the quote + 0.5%.
+    let tiny = ceil_bps(u(229_999_999_999_999_998_001), 50);
+    assert_eq!(bound(u(229_999_999_999_999_998_001)), tiny);
+    // A quote near the oracle bound: + 0.5% would pass it; the oracle wins.
+    assert_eq!(bound(amt("234", 18)), leg.max_in);
+    // A wider tolerance never lifts the bound above the oracle's either.
+    let wide = Policy {
+        quote_tolerance_bps: 5_000,
+        ..Policy::default()
+    };
+    let a = convert_outcome(&scenario(), &wide, &[]);
+    let leg = &a.legs()[0];
+    let plan = finalize(&a, &[pool_quote(leg, 0, amt("230", 18), 100_000)]).unwrap();
+    assert_eq!(plan.legs[0].max_in, leg.max_in);
+    // Zero tolerance: exactly the quote.
+    let exact = Policy {
+        quote_tolerance_bps: 0,
+        ..Policy::default()
+    };
+    let a = convert_outcome(&scenario(), &exact, &[]);
+    let leg = &a.legs()[0];
+    let plan = finalize(&a, &[pool_quote(leg, 0, amt("230", 18), 100_000)]).unwrap();
+    assert_eq!(plan.legs[0].max_in, amt("230", 18));
+}
+
+fn ceil_bps(v: U256, bps: u32) -> U256 {
+    let base = U256::from(10_000u32);
+    (v * (base + U256::from(bps))).div_ceil(base)
 }

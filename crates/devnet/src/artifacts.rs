@@ -31,7 +31,8 @@ pub(crate) struct Artifacts {
     pub(crate) arbitrum_multicall3: Artifact,
     pub(crate) op_gas_price_oracle: Artifact,
     pub(crate) aggregator: Artifact,
-    pub(crate) test_erc20: Artifact,
+    pub(crate) test_erc20_permit: Artifact,
+    pub(crate) test_dai_permit: Artifact,
     pub(crate) tether: Artifact,
 }
 
@@ -55,7 +56,8 @@ pub(crate) const MULTICALL3: &str = "build/Multicall3.json";
 pub(crate) const ARBITRUM_MULTICALL3: &str = "build/ArbitrumMulticall3.json";
 pub(crate) const OP_GAS_PRICE_ORACLE: &str = "build/OpGasPriceOracle.json";
 pub(crate) const AGGREGATOR: &str = "build/MockAggregatorV3.json";
-pub(crate) const TEST_ERC20: &str = "build/TestERC20.json";
+pub(crate) const TEST_ERC20_PERMIT: &str = "build/TestERC20Permit.json";
+pub(crate) const TEST_DAI_PERMIT: &str = "build/TestDaiPermit.json";
 pub(crate) const TETHER: &str = "build/TetherToken.json";
 
 impl Artifacts {
@@ -90,7 +92,8 @@ impl Artifacts {
             arbitrum_multicall3,
             op_gas_price_oracle,
             aggregator: get(AGGREGATOR)?,
-            test_erc20: get(TEST_ERC20)?,
+            test_erc20_permit: get(TEST_ERC20_PERMIT)?,
+            test_dai_permit: get(TEST_DAI_PERMIT)?,
             tether: get(TETHER)?,
         })
     }

@@ -313,18 +313,30 @@ pub(crate) async fn deploy_market(
             decimals,
         ))
     };
+    // USDC with FiatToken v2.2's EIP-2612 permit (EIP-712 version "2").
     let usdc = tx
         .deploy(
             "USDC",
-            &art.test_erc20.bytecode,
-            erc20("USD Coin", "USDC", 6),
+            &art.test_erc20_permit.bytecode,
+            <(
+                sol_data::String,
+                sol_data::String,
+                sol_data::Uint<8>,
+                sol_data::String,
+            )>::abi_encode_params(&(
+                "USD Coin".to_string(),
+                "USDC".to_string(),
+                6u8,
+                "2".to_string(),
+            )),
         )
         .await?;
     let usdt = tx.deploy("USDT", &art.tether.bytecode, vec![]).await?;
+    // DAI with Dai's own (not EIP-2612) permit, as on Ethereum (dss dai.sol).
     let dai = tx
         .deploy(
             "DAI",
-            &art.test_erc20.bytecode,
+            &art.test_dai_permit.bytecode,
             erc20("Dai Stablecoin", "DAI", 18),
         )
         .await?;

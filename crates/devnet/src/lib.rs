@@ -11,8 +11,8 @@
 //! `WB_DEVNET_NODE=anvil|hardhat`, else anvil) — and deploys, from artifacts read **at run
 //! time** from `deploy/devnet` (run `bash deploy/devnet/setup.sh` once first):
 //!
-//! - WETH9, USDC (6 dec), USDT (6 dec, mainnet quirks: no return values, approve must go through
-//!   0), DAI (18 dec);
+//! - WETH9, USDC (6 dec, EIP-2612 permit as FiatToken v2.2), USDT (6 dec, mainnet quirks: no return values, approve must go through
+//!   0), DAI (18 dec, Dai's own permit as on Ethereum);
 //! - Chainlink-style feeds (8 decimals): ETH/USD $3000, USDC/USD, USDT/USD, DAI/USD $1.00;
 //! - Uniswap V2 (factory + Router02) with WETH/USDC, WETH/USDT, WETH/DAI pairs, and Uniswap V3
 //!   (factory, NonfungiblePositionManager, SwapRouter02, QuoterV2) with the same pairs at fee
@@ -264,11 +264,11 @@ impl Default for DevnetOptions {
 pub struct DevnetAddresses {
     /// WETH9.
     pub weth: Address,
-    /// USD Coin look-alike (TestERC20, 6 decimals).
+    /// USD Coin look-alike (TestERC20Permit, 6 decimals, EIP-2612 permit, EIP-712 version "2").
     pub usdc: Address,
     /// Tether look-alike (TetherToken, 6 decimals, no return values, approve-through-zero).
     pub usdt: Address,
-    /// Dai look-alike (TestERC20, 18 decimals).
+    /// Dai look-alike (TestDaiPermit, 18 decimals, Dai's all-or-nothing permit as on Ethereum).
     pub dai: Address,
     /// Multicall3, always [`MULTICALL3_ADDRESS`].
     pub multicall3: Address,
