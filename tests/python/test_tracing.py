@@ -76,9 +76,12 @@ def test_sidecar_spans_continue_the_executors_trace(sidecar, otlp_receiver):
         if s.name not in (ENSURE, STATUS):
             assert s.parent_span_id in ids, f"{s.name} has a parent outside the trace"
     names = {s.name for s in ours}
-    for expected in ("EnsureEth", "GetStatus", "snapshot", "eth_call"):
+    for expected in ("EnsureEth", "GetStatus", "snapshot"):
         assert expected in names, f"no {expected} span in {sorted(names)}"
+    # A snapshot is one JSON-RPC batch: its block header and its eth_call.
+    snapshot_rpc = "batch:eth_getBlockByNumber+eth_call"
+    assert snapshot_rpc in names, f"no {snapshot_rpc} span in {sorted(names)}"
     rpc_url = sidecar.rpc_url.rstrip("/")
     for s in ours:
-        if s.name == "eth_call":
+        if s.name == snapshot_rpc:
             assert s.attr("rpc.endpoint") == rpc_url, s.attr("rpc.endpoint")
