@@ -361,7 +361,8 @@ mod tests {
         // High-s (as a KMS may answer) is normalised to the same signature.
         let high = ecdsa::Signature::from_scalars(sig.r(), -*sig.s()).unwrap();
         assert_eq!(with_parity(high, &hash, key.address()).unwrap(), ok);
-        // moto's KMS signs sha256(digest): refused, not a panic.
+        // A signature of another digest (moto signs sha256(digest)):
+        // refused, not a panic.
         let (moto, _) = key
             .credential()
             .sign_prehash_recoverable(alloy::primitives::utils::keccak256(hash).as_slice())

@@ -341,3 +341,109 @@ fn sign(s: &mut State, input: &Value) -> Response<Full<Bytes>> {
         }),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use alloy::{primitives::b256, transports::http::reqwest};
+    use k256::ecdsa::{VerifyingKey, signature::hazmat::PrehashVerifier};
+
+    use super::*;
+
+    const SECRET: B256 =
+        b256!("0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d");
+
+    async fn call(kms: &FakeKms, op: &str, body: Value, signed: bool) -> (u16, Value) {
+        let mut req = reqwest::Client::new()
+            .post(kms.url())
+            .header("content-type", "application/x-amz-json-1.1")
+            .header("x-amz-target", format!("TrentService.{op}"));
+        if signed {
+            req = req.header(
+                "authorization",
+                "AWS4-HMAC-SHA256 Credential=AKID/20261205/us-east-1/kms/aws4_request, SignedHeaders=host, Signature=00",
+            );
+        }
+        let resp = req.body(body.to_string()).send().await.unwrap();
+        let status = resp.status().as_u16();
+        (
+            status,
+            serde_json::from_str(&resp.text().await.unwrap()).unwrap(),
+        )
+    }
+
+    fn sign_body(kms: &FakeKms, message: &[u8]) -> Value {
+        json!({
+            "KeyId": kms.arn(),
+            "Message": B64.encode(message),
+            "MessageType": "DIGEST",
+            "SigningAlgorithm": "ECDSA_SHA_256",
+        })
+    }
+
+    #[tokio::test]
+    async fn speaks_get_public_key_and_sign_as_aws_kms_does() {
+        let kms = FakeKms::start(SECRET, "k1").await.unwrap();
+        let key = SigningKey::from_slice(SECRET.as_slice()).unwrap();
+
+        let (status, pk) = call(&kms, "GetPublicKey", json!({"KeyId": "k1"}), true).await;
+        assert_eq!(status, 200, "{pk}");
+        assert_eq!(pk["KeySpec"], "ECC_SECG_P256K1");
+        let der = B64.decode(pk["PublicKey"].as_str().unwrap()).unwrap();
+        assert_eq!(der.len(), 88);
+        let vk = VerifyingKey::from_sec1_bytes(&der[SPKI_PREFIX.len()..]).unwrap();
+        assert_eq!(&vk, key.verifying_key());
+
+        // The digest as given; every other answer high-S, both valid.
+        let digest = [7u8; 32];
+        let mut high = Vec::new();
+        for _ in 0..2 {
+            let (status, out) = call(&kms, "Sign", sign_body(&kms, &digest), true).await;
+            assert_eq!(status, 200, "{out}");
+            let der = B64.decode(out["Signature"].as_str().unwrap()).unwrap();
+            let sig = Signature::from_der(&der).unwrap();
+            vk.verify_prehash(&digest, &sig.normalize_s().unwrap_or(sig))
+                .unwrap();
+            high.push(sig.normalize_s().is_some());
+        }
+        assert_eq!(high, [false, true]);
+        assert_eq!(kms.calls("Sign"), 2);
+        assert_eq!(kms.calls("GetPublicKey"), 1);
+
+        // moto's way: sha256(digest) is signed, not the digest.
+        kms.set_mode(SignMode::Sha256OfDigest);
+        let (_, out) = call(&kms, "Sign", sign_body(&kms, &digest), true).await;
+        let sig =
+            Signature::from_der(&B64.decode(out["Signature"].as_str().unwrap()).unwrap()).unwrap();
+        let sig = sig.normalize_s().unwrap_or(sig);
+        assert!(vk.verify_prehash(&digest, &sig).is_err());
+        let hashed: [u8; 32] = Sha256::digest(digest).into();
+        vk.verify_prehash(&hashed, &sig).unwrap();
+    }
+
+    #[tokio::test]
+    async fn errors_are_http_400_with_their_type() {
+        let kms = FakeKms::start(SECRET, "k1").await.unwrap();
+        let t = |v: &Value| v["__type"].as_str().unwrap_or_default().to_string();
+        let (status, out) = call(&kms, "Sign", sign_body(&kms, &[1; 32]), false).await;
+        assert_eq!(
+            (status, t(&out)),
+            (400, "MissingAuthenticationTokenException".into())
+        );
+        let (status, out) = call(&kms, "Sign", sign_body(&kms, &[1; 31]), true).await;
+        assert_eq!((status, t(&out)), (400, "ValidationException".into()));
+        let (_, out) = call(&kms, "GetPublicKey", json!({"KeyId": "other"}), true).await;
+        assert_eq!(t(&out), "NotFoundException");
+        kms.throttle_next(2);
+        for _ in 0..2 {
+            let (status, out) = call(&kms, "Sign", sign_body(&kms, &[1; 32]), true).await;
+            assert_eq!((status, t(&out)), (400, "ThrottlingException".into()));
+        }
+        let (status, _) = call(&kms, "Sign", sign_body(&kms, &[1; 32]), true).await;
+        assert_eq!(status, 200);
+        assert_eq!(kms.errors("ThrottlingException"), 2);
+        kms.fail_next("KMSInvalidStateException", 5);
+        kms.recover();
+        let (status, _) = call(&kms, "Sign", sign_body(&kms, &[1; 32]), true).await;
+        assert_eq!(status, 200);
+    }
+}
