@@ -72,7 +72,8 @@ fn classify(e: &GcpSignerError) -> Attempt {
     match e {
         GcpSignerError::RequestError(s) => status(s),
         GcpSignerError::GoogleKmsError(g) => match g.kind() {
-            ErrorKind::GrpcStatus(s) => status(s),
+            // The channel itself (connect, TLS): the next attempt may connect.
+            ErrorKind::GrpcStatus(t) => Attempt::transient("Transport", t.to_string()),
             // Token and metadata-server faults: the next attempt may get a token.
             _ => Attempt::transient("GoogleAuth", g.to_string()),
         },

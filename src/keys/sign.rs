@@ -26,6 +26,13 @@ pub(super) enum Backend {
     Gcp(alloy_signer_gcp::GcpSigner),
     #[cfg(feature = "turnkey")]
     Turnkey(alloy_signer_turnkey::TurnkeySigner),
+    /// Tests of the engine: a key that signs `ok` more times, then fails
+    /// as a KMS that went down.
+    #[cfg(test)]
+    Failing {
+        key: PrivateKeySigner,
+        ok: std::sync::atomic::AtomicU32,
+    },
 }
 
 impl Backend {
@@ -38,6 +45,8 @@ impl Backend {
             Backend::Gcp(_) => "gcp_kms",
             #[cfg(feature = "turnkey")]
             Backend::Turnkey(_) => "turnkey",
+            #[cfg(test)]
+            Backend::Failing { .. } => "test",
         }
     }
 
@@ -53,6 +62,19 @@ impl Backend {
             Backend::Gcp(s) => super::gcp::sign(s, hash, address).await,
             #[cfg(feature = "turnkey")]
             Backend::Turnkey(s) => super::turnkey::sign(s, hash).await,
+            #[cfg(test)]
+            Backend::Failing { key, ok } => {
+                use std::sync::atomic::Ordering;
+                match ok.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)) {
+                    Ok(_) => key
+                        .sign_hash_sync(hash)
+                        .map_err(|e| Attempt::fatal("LocalSigner", e.to_string())),
+                    Err(_) => Err(Attempt::fatal(
+                        "DisabledException",
+                        "the test's KMS is down",
+                    )),
+                }
+            }
         }
     }
 }
@@ -216,6 +238,18 @@ fn probe_digest() -> B256 {
 }
 
 impl WalletKey {
+    /// A signer holding `key` (0x-hex) that signs `ok` times, then fails
+    /// for good (`DisabledException`, not retried).
+    #[cfg(test)]
+    pub fn failing_after(key: &str, ok: u32) -> WalletKey {
+        let key: PrivateKeySigner = key.parse().expect("a test key");
+        WalletKey(std::sync::Arc::new(super::Inner {
+            address: key.address(),
+            backend: Backend::Failing { key, ok: ok.into() },
+            policy: SigningPolicy::default(),
+        }))
+    }
+
     /// Signs a 32-byte digest (a transaction's signature hash). A remote
     /// signer is retried per [`SigningPolicy`]; the signature is checked to
     /// recover to [`WalletKey::address`] before it is returned.

@@ -6,11 +6,13 @@
 //! Turnkey and cannot sign transactions.
 //!
 //! Turnkey has no `GetPublicKey`: the address is configured, and the probe
-//! signature at start checks that it is the key's. Not tested against a
-//! fake (only compile-checked and linted in CI): see README "Signers".
+//! signature at start checks that it is the key's. The Turnkey client
+//! retries on its own too (its defaults); our policy bounds the whole.
+//! Not tested against a fake (only compile-checked and linted in CI): see
+//! README "Signers".
 
 use alloy::primitives::{Address, B256, Signature};
-use alloy_signer_turnkey::TurnkeySigner;
+use alloy_signer_turnkey::{TurnkeyClientError, TurnkeySigner, TurnkeySignerError};
 
 use super::{
     KeyError, read_secret_file,
@@ -37,18 +39,39 @@ pub(super) async fn build(
     Ok((Backend::Turnkey(signer), c.address))
 }
 
-/// One `sign_raw_payload`. The Turnkey client's errors carry no stable
-/// code: every failure is worth another attempt within the policy, except
-/// an answer that does not decode.
+/// One `sign_raw_payload`, its error classified.
 pub(super) async fn sign(s: &TurnkeySigner, hash: &B256) -> Result<Signature, Attempt> {
     alloy::signers::Signer::sign_hash(s, hash)
         .await
-        .map_err(|e| {
-            let text = e.to_string();
-            if text.contains("signature") {
-                Attempt::fatal("InvalidResponse", text)
-            } else {
-                Attempt::transient("TurnkeyError", text)
+        .map_err(|e| classify(&e))
+}
+
+fn classify(e: &alloy::signers::Error) -> Attempt {
+    let text = e.to_string();
+    let inner = match e {
+        alloy::signers::Error::Other(o) => o.downcast_ref::<TurnkeySignerError>(),
+        _ => None,
+    };
+    match inner {
+        Some(TurnkeySignerError::TurnkeyClient(c)) => match c {
+            TurnkeyClientError::UnexpectedHttpStatus(429, _) => {
+                Attempt::throttled("HTTP 429", text)
             }
-        })
+            TurnkeyClientError::UnexpectedHttpStatus(code, _) if *code >= 500 => {
+                Attempt::transient(format!("HTTP {code}"), text)
+            }
+            TurnkeyClientError::UnexpectedHttpStatus(code, _) => {
+                Attempt::fatal(format!("HTTP {code}"), text)
+            }
+            TurnkeyClientError::Http(_) => Attempt::transient("Http", text),
+            TurnkeyClientError::ExceededRetries(_) => Attempt::transient("ExceededRetries", text),
+            TurnkeyClientError::ActivityRequiresApproval(_) => {
+                Attempt::fatal("ActivityRequiresApproval", text)
+            }
+            TurnkeyClientError::ActivityFailed(_) => Attempt::fatal("ActivityFailed", text),
+            _ => Attempt::fatal("TurnkeyClient", text),
+        },
+        Some(_) => Attempt::fatal("InvalidResponse", text),
+        None => Attempt::fatal("Unknown", text),
+    }
 }

@@ -327,7 +327,7 @@ fn sign(s: &mut State, input: &Value) -> Response<Full<Bytes>> {
     };
     s.signed += 1;
     // Every other signature high-S, as KMS does not normalise.
-    let sig = if s.signed % 2 == 0 {
+    let sig = if s.signed.is_multiple_of(2) {
         Signature::from_scalars(sig.r(), -*sig.s()).unwrap_or(sig)
     } else {
         sig
