@@ -517,10 +517,11 @@ fn the_signer_is_local_unless_said_and_each_remote_one_needs_its_section() {
         "[wallet]\nsigner = \"turnkey\"\n[wallet.turnkey]\norganization_id = \"o\"\n\
          address = \"0x5FbDB2315678afecb367f032d93F642f64180aa3\"\napi_key_file = \"/k\"\n{MINIMAL}"
     );
+    let built_with_turnkey = cfg!(feature = "turnkey");
     match Config::from_toml(&turnkey) {
-        Ok(c) => assert!(cfg!(feature = "turnkey"), "{:?}", c.wallet.signer),
+        Ok(c) => assert!(built_with_turnkey, "{:?}", c.wallet.signer),
         Err(e) => {
-            assert!(!cfg!(feature = "turnkey"));
+            assert!(!built_with_turnkey, "{e}");
             assert_eq!(e.key, "wallet.signer");
             assert!(e.message.contains("cargo feature \"turnkey\""), "{e}");
         }
