@@ -121,35 +121,26 @@ impl WalletKey {
     /// The configured signer (`wallet.signer`), built once: a local key
     /// from its file or `env` (the value of [`KEY_ENV`]); a remote one from
     /// its public key (one request) and checked with a probe signature.
+    // Built without any remote signer, every arm below returns early.
+    #[cfg_attr(
+        not(any(feature = "aws-kms", feature = "gcp-kms", feature = "turnkey")),
+        allow(unreachable_code, unused_variables)
+    )]
     pub async fn from_config(
         wallet: &WalletConfig,
         env: Option<String>,
     ) -> Result<WalletKey, KeyError> {
-        let remote = |backend: sign::Backend, address: Address| {
-            WalletKey(Arc::new(Inner {
-                address,
-                backend,
-                policy: wallet.signing.clone(),
-            }))
-        };
-        let key = match &wallet.signer {
+        // Boxed: the SDKs' futures are deep; inlined they overflow the
+        // layout depth of every caller's future.
+        let (backend, address): (sign::Backend, Address) = match &wallet.signer {
             SignerConfig::Local => return WalletKey::load(wallet.private_key_file.as_deref(), env),
             other if env.is_some() => return Err(KeyError::EnvWithRemote(other.name())),
             #[cfg(feature = "aws-kms")]
-            SignerConfig::AwsKms(c) => {
-                let (backend, address) = aws::build(c, &wallet.signing).await?;
-                remote(backend, address)
-            }
+            SignerConfig::AwsKms(c) => Box::pin(aws::build(c, &wallet.signing)).await?,
             #[cfg(feature = "gcp-kms")]
-            SignerConfig::GcpKms(c) => {
-                let (backend, address) = gcp::build(c, &wallet.signing).await?;
-                remote(backend, address)
-            }
+            SignerConfig::GcpKms(c) => Box::pin(gcp::build(c, &wallet.signing)).await?,
             #[cfg(feature = "turnkey")]
-            SignerConfig::Turnkey(c) => {
-                let (backend, address) = turnkey::build(c, &wallet.signing).await?;
-                remote(backend, address)
-            }
+            SignerConfig::Turnkey(c) => Box::pin(turnkey::build(c, &wallet.signing)).await?,
             #[allow(unreachable_patterns)]
             other => {
                 // Config validation refuses these first.
@@ -159,6 +150,11 @@ impl WalletKey {
                 });
             }
         };
+        let key = WalletKey(Arc::new(Inner {
+            address,
+            backend,
+            policy: wallet.signing.clone(),
+        }));
         key.probe().await?;
         tracing::info!(signer = key.backend(), wallet = %key.address(), "signer ready");
         Ok(key)

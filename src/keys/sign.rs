@@ -51,6 +51,10 @@ impl Backend {
     }
 
     /// One attempt, unchecked.
+    #[cfg_attr(
+        not(any(feature = "aws-kms", feature = "gcp-kms")),
+        allow(unused_variables)
+    )]
     async fn attempt(&self, hash: &B256, address: Address) -> Result<Signature, Attempt> {
         match self {
             Backend::Local(k) => k
@@ -219,6 +223,7 @@ fn jittered(d: Duration) -> Duration {
 
 /// The recoverable signature of a KMS's `(r, s)` (low-s already): the
 /// parity whose recovery gives `address`, else [`Attempt::mismatch`].
+#[cfg_attr(not(any(feature = "aws-kms", feature = "gcp-kms")), allow(dead_code))]
 pub fn with_parity(
     sig: ecdsa::Signature,
     hash: &B256,
@@ -266,7 +271,7 @@ impl WalletKey {
         );
         let start = Instant::now();
         let (result, attempts) = async {
-            if let Backend::Local(_) = self.0.backend {
+            if matches!(self.0.backend, Backend::Local(_)) {
                 // No network: nothing to retry or to time out.
                 let r = self.0.backend.attempt(hash, address).await;
                 return (r, 1);
