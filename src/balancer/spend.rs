@@ -40,8 +40,9 @@ impl SpendWindow {
     }
 
     /// The window as the journal remembers it: conversions of `chain`
-    /// confirmed during the last hour, valued at the oracle price of the
-    /// ETH they brought. Survives restarts.
+    /// confirmed during the last hour, valued as they were planned (the
+    /// planned ETH at the oracle price of the plan), as the live window
+    /// counts them: never from what events show arrived. Survives restarts.
     pub fn from_journal(journal: &Journal, chain: &str) -> SpendWindow {
         let now_ms = crate::journal::now_ms();
         let since = now_ms.saturating_sub(SPEND_WINDOW.as_millis() as u64);
@@ -58,8 +59,13 @@ impl SpendWindow {
                 continue;
             }
             let c = &e.conversion;
+            let planned = if c.planned_eth_out.is_zero() {
+                c.eth_out
+            } else {
+                c.planned_eth_out
+            };
             let value = crate::money::value_usd(
-                c.eth_out,
+                planned,
                 crate::money::ETH_DECIMALS,
                 c.eth_price,
                 crate::money::Rounding::Up,
@@ -69,5 +75,89 @@ impl SpendWindow {
             w.entries.push_back((at, value));
         }
         w
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use alloy::primitives::{Address, U256};
+
+    use super::*;
+    use crate::{
+        domain::{ConversionReport, VenueLabel},
+        journal::ConversionRecord,
+        money::Price,
+    };
+
+    fn confirmed(id: &str, planned_eth_out: U256, eth_out: U256) -> ConversionRecord {
+        ConversionRecord {
+            chain: "arbitrum".into(),
+            request_id: id.into(),
+            report: ConversionReport {
+                id: id.into(),
+                token_symbol: "USDC".into(),
+                token_address: Address::ZERO,
+                venue: VenueLabel::UniswapV3,
+                venue_name: "v3".into(),
+                fee_tier: 500,
+                eth_out,
+                planned_eth_out,
+                max_amount_in: U256::ZERO,
+                quoted_amount_in: U256::ZERO,
+                amount_in: Some(U256::ZERO),
+                token_price: Price {
+                    answer: U256::from(100_000_000u64),
+                    decimals: 8,
+                },
+                // $3000.
+                eth_price: Price {
+                    answer: U256::from(300_000_000_000u64),
+                    decimals: 8,
+                },
+                state: ConversionState::Confirmed,
+                tx_hash: None,
+                approval_tx_hashes: Vec::new(),
+                gas_used: 0,
+                gas_cost_wei: U256::ZERO,
+                block_number: 1,
+                error: None,
+            },
+            txs: Vec::new(),
+            tx_states: Default::default(),
+        }
+    }
+
+    /// Rebuilt at start-up, the window counts what was planned, as the live
+    /// window does: a receipt that showed less (an aeWETH unwrap read as 0
+    /// ETH before burns were understood) does not shrink it.
+    #[test]
+    fn the_window_rebuilt_from_the_journal_counts_planned_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(&dir.path().join("j.redb")).unwrap();
+        let eth = U256::from(10u64).pow(U256::from(18));
+        // 1 ETH planned, 0 seen arriving: $3000.
+        journal
+            .record_conversion(
+                &confirmed("a#1/0", eth, U256::ZERO),
+                Some((ConversionState::Confirmed, None)),
+            )
+            .unwrap();
+        // A record from before `planned_eth_out`: its eth_out stands in ($1500).
+        journal
+            .record_conversion(
+                &confirmed("b#1/0", U256::ZERO, eth / U256::from(2u64)),
+                Some((ConversionState::Confirmed, None)),
+            )
+            .unwrap();
+        let mut w = SpendWindow::from_journal(&journal, "arbitrum");
+        assert_eq!(
+            w.remaining(Usd::from_dollars(5_000)),
+            Usd::from_dollars(500)
+        );
+        assert_eq!(
+            SpendWindow::from_journal(&journal, "base").remaining(Usd::from_dollars(5_000)),
+            Usd::from_dollars(5_000),
+            "other chains' conversions do not count"
+        );
     }
 }

@@ -78,10 +78,36 @@ pub enum ChainError {
         configured: u8,
         actual: u8,
     },
+    /// A configured feed prices another pair than the one it is given for
+    /// (its `description()` read at start-up): a token pointing at the
+    /// wrong feed would be valued at another asset's price.
+    #[error("chain {chain}: {}", feed_mismatch(.token.as_deref(), .address, .expected, .actual))]
+    FeedMismatch {
+        chain: String,
+        /// The token whose `usd_feed` it is; `None`: the ETH/USD feed.
+        token: Option<String>,
+        address: Address,
+        expected: String,
+        actual: String,
+    },
     #[error("chain {chain}: not initialised yet (the chain has not answered since start-up)")]
     NotReady { chain: String },
     #[error("chain {chain}: cannot build the RPC client: {reason}")]
     Setup { chain: String, reason: String },
+}
+
+/// [`ChainError::FeedMismatch`]'s message: what is wrong and which key to fix.
+fn feed_mismatch(token: Option<&str>, address: &Address, expected: &str, actual: &str) -> String {
+    let (key, hint) = match token {
+        Some(t) => (
+            format!("token {t}'s usd_feed"),
+            " (or set the token's feed_description when its feed names the asset otherwise)",
+        ),
+        None => ("eth_usd_feed".into(), ""),
+    };
+    format!(
+        "{key} {address} describes itself as {actual:?}, not {expected:?}: it prices another pair; point {key} at a {expected} feed{hint}"
+    )
 }
 
 impl ChainError {
@@ -239,8 +265,9 @@ impl ChainClient {
         })
     }
 
-    /// Checks the chain id and reads every token's and feed's decimals (one
-    /// multicall), checking token decimals against the config. Idempotent:
+    /// Checks the chain id and reads every token's and feed's decimals and
+    /// every feed's description (one multicall), checking token decimals
+    /// and feed pairs against the config. Idempotent:
     /// once it has succeeded it does nothing.
     pub async fn initialise(&self) -> Result<(), ChainError> {
         if self.inner.meta.get().is_some() {
@@ -277,7 +304,60 @@ impl ChainClient {
     }
 }
 
+/// A block header, as far as a snapshot needs it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Head {
+    pub number: u64,
+    pub timestamp: u64,
+    pub base_fee_wei: alloy::primitives::U256,
+}
+
 impl ChainClient {
+    /// The header of block `at` and one `eth_call` of Multicall3
+    /// `aggregate3` at `call_at`, in one JSON-RPC batch: one HTTP request,
+    /// one round trip, to one endpoint.
+    pub(crate) async fn head_and_aggregate3(
+        &self,
+        at: alloy::eips::BlockNumberOrTag,
+        calls: Vec<IMulticall3::Call3>,
+        call_at: BlockId,
+    ) -> Result<(Head, Vec<IMulticall3::Result>), ChainError> {
+        let data = IMulticall3::aggregate3Call { calls }.abi_encode();
+        let tx = TransactionRequest::default()
+            .to(self.inner.config.multicall3)
+            .input(Bytes::from(data).into());
+        let mut batch = alloy::rpc::client::BatchRequest::new(self.provider().client());
+        let header = batch
+            .add_call::<_, Option<alloy::rpc::types::Header>>("eth_getBlockByNumber", &(at, false))
+            .map_err(|e| self.rpc_err(e))?;
+        let call = batch
+            .add_call::<_, Bytes>("eth_call", &(tx, call_at))
+            .map_err(|e| self.rpc_err(e))?;
+        batch.send().await.map_err(|e| self.rpc_err(e))?;
+        let header = header.await.map_err(|e| self.rpc_err(e))?;
+        let out = call.await.map_err(|e| self.rpc_err(e))?;
+        let header = header.ok_or_else(|| ChainError::CallFailed {
+            chain: self.name().into(),
+            what: format!("eth_getBlockByNumber({at})"),
+            reason: "no such block".into(),
+        })?;
+        let results = IMulticall3::aggregate3Call::abi_decode_returns(&out).map_err(|e| {
+            ChainError::CallFailed {
+                chain: self.name().into(),
+                what: "Multicall3.aggregate3".into(),
+                reason: format!("undecodable answer: {e}"),
+            }
+        })?;
+        Ok((
+            Head {
+                number: header.number,
+                timestamp: header.timestamp,
+                base_fee_wei: alloy::primitives::U256::from(header.base_fee_per_gas.unwrap_or(0)),
+            },
+            results,
+        ))
+    }
+
     /// Health: the chain answers with the configured chain id and its
     /// decimals have been read and checked.
     pub async fn health_check(&self) -> Result<(), ChainError> {

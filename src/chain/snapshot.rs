@@ -6,17 +6,18 @@
 //! anonymously; a failure is always an error, never a zero.
 
 use alloy::{
-    eips::BlockId,
+    eips::{BlockId, BlockNumberOrTag},
     primitives::{Address, I256, U256},
     sol_types::SolCall,
 };
 
 use super::{
-    ChainClient, ChainError,
-    abi::{AggregatorV3Interface, IERC20, IMulticall3},
+    ChainClient, ChainError, Head,
+    abi::{AggregatorV3Interface, IERC20, IGasPriceOracle, IMulticall3},
 };
 use crate::{
-    domain::{Snapshot, TokenReading},
+    config::{ETH_USD_DESCRIPTION, feed_describes},
+    domain::{CONVERSION_TX_BYTES, Snapshot, TokenReading},
     money::Price,
 };
 
@@ -29,6 +30,7 @@ pub struct ChainMeta {
     pub token_feed_decimals: Vec<u8>,
 }
 
+#[derive(Clone)]
 struct Batch {
     calls: Vec<IMulticall3::Call3>,
     names: Vec<String>,
@@ -86,13 +88,7 @@ async fn run(
     block: BlockId,
 ) -> Result<Results<'_>, ChainError> {
     let results = client.aggregate3(batch.calls, block).await?;
-    if results.len() != batch.names.len() {
-        return Err(ChainError::CallFailed {
-            chain: client.name().into(),
-            what: "Multicall3.aggregate3".into(),
-            reason: format!("{} results for {} calls", results.len(), batch.names.len()),
-        });
-    }
+    let results = check_len(client, &batch.names, results)?;
     Ok(Results {
         chain: client.name(),
         names: batch.names,
@@ -100,8 +96,27 @@ async fn run(
     })
 }
 
-/// Reads token and feed decimals (one multicall) and checks token decimals
-/// against the config: decimals are never guessed.
+/// One result per call, or the answer is garbage.
+fn check_len(
+    client: &ChainClient,
+    names: &[String],
+    results: Vec<IMulticall3::Result>,
+) -> Result<Vec<IMulticall3::Result>, ChainError> {
+    if results.len() != names.len() {
+        return Err(ChainError::CallFailed {
+            chain: client.name().into(),
+            what: "Multicall3.aggregate3".into(),
+            reason: format!("{} results for {} calls", results.len(), names.len()),
+        });
+    }
+    Ok(results)
+}
+
+/// Reads token and feed decimals and every feed's description (one
+/// multicall); checks token decimals against the config (decimals are never
+/// guessed) and that every feed prices the pair it is given for
+/// (`ETH / USD`, the token's `feed_description`): a token pointed at another
+/// token's feed is refused, named.
 pub(super) async fn read_meta(client: &ChainClient) -> Result<ChainMeta, ChainError> {
     let cfg = client.config();
     let mut b = Batch::new();
@@ -109,6 +124,11 @@ pub(super) async fn read_meta(client: &ChainClient) -> Result<ChainMeta, ChainEr
         cfg.eth_usd_feed,
         AggregatorV3Interface::decimalsCall {},
         "ETH/USD feed decimals()".into(),
+    );
+    let eth_feed_desc = b.push(
+        cfg.eth_usd_feed,
+        AggregatorV3Interface::descriptionCall {},
+        "ETH/USD feed description()".into(),
     );
     let mut idx = Vec::new();
     for t in &cfg.tokens {
@@ -122,12 +142,32 @@ pub(super) async fn read_meta(client: &ChainClient) -> Result<ChainMeta, ChainEr
             AggregatorV3Interface::decimalsCall {},
             format!("{}/USD feed decimals()", t.symbol),
         );
-        idx.push((td, fd));
+        let fdesc = b.push(
+            t.usd_feed,
+            AggregatorV3Interface::descriptionCall {},
+            format!("{}/USD feed description()", t.symbol),
+        );
+        idx.push((td, fd, fdesc));
     }
     let r = run(client, b, BlockId::latest()).await?;
+    let feed_is = |token: Option<&str>, address, expected: &str, i| {
+        let actual = r.decode::<AggregatorV3Interface::descriptionCall>(i)?;
+        if feed_describes(expected, &actual) {
+            Ok(())
+        } else {
+            Err(ChainError::FeedMismatch {
+                chain: client.name().into(),
+                token: token.map(str::to_string),
+                address,
+                expected: expected.into(),
+                actual,
+            })
+        }
+    };
+    feed_is(None, cfg.eth_usd_feed, ETH_USD_DESCRIPTION, eth_feed_desc)?;
     let eth_feed_decimals = r.decode::<AggregatorV3Interface::decimalsCall>(eth_feed)?;
     let mut token_feed_decimals = Vec::new();
-    for (t, (td, fd)) in cfg.tokens.iter().zip(idx) {
+    for (t, (td, fd, fdesc)) in cfg.tokens.iter().zip(idx) {
         let actual = r.decode::<IERC20::decimalsCall>(td)?;
         if actual != t.decimals {
             return Err(ChainError::DecimalsMismatch {
@@ -137,6 +177,7 @@ pub(super) async fn read_meta(client: &ChainClient) -> Result<ChainMeta, ChainEr
                 actual,
             });
         }
+        feed_is(Some(&t.symbol), t.usd_feed, &t.feed_description, fdesc)?;
         token_feed_decimals.push(r.decode::<AggregatorV3Interface::decimalsCall>(fd)?);
     }
     Ok(ChainMeta {
@@ -146,7 +187,8 @@ pub(super) async fn read_meta(client: &ChainClient) -> Result<ChainMeta, ChainEr
 }
 
 /// Validates one `latestRoundData` answer: positive, and not older than the
-/// chain's staleness limit at the snapshot's block time.
+/// feed's own staleness limit (its heartbeat plus a margin:
+/// `ChainConfig::feed_max_age_of`) at the snapshot's block time.
 fn feed_price(
     client: &ChainClient,
     feed: &str,
@@ -164,7 +206,7 @@ fn feed_price(
         });
     }
     let updated: u64 = round.updatedAt.try_into().unwrap_or(u64::MAX);
-    let max_age = client.config().feed_max_age.as_secs();
+    let max_age = client.config().feed_max_age_of(address).as_secs();
     let age = block_timestamp.saturating_sub(updated);
     if updated == 0 || age > max_age {
         return Err(ChainError::StaleFeed {
@@ -191,24 +233,51 @@ fn sequencer_up(answer: I256, started_at: u64, block_timestamp: u64, grace_secs:
         && block_timestamp.saturating_sub(started_at) >= grace_secs
 }
 
-/// Reads the snapshot at `block` in one `eth_call`.
+/// [`run`] with the header of block `at` in the same JSON-RPC batch (one
+/// request, one round trip).
+async fn run_with_head(
+    client: &ChainClient,
+    batch: Batch,
+    at: BlockNumberOrTag,
+    call_at: BlockId,
+) -> Result<(Head, Results<'_>), ChainError> {
+    let (head, results) = client.head_and_aggregate3(at, batch.calls, call_at).await?;
+    let results = check_len(client, &batch.names, results)?;
+    Ok((
+        head,
+        Results {
+            chain: client.name(),
+            names: batch.names,
+            results,
+        },
+    ))
+}
+
+/// Reads the snapshot at `block` (`latest`, `pending` or a number): one
+/// JSON-RPC batch of a block header and one `eth_call` of Multicall3. The
+/// block number and the base fee come from the header, never from
+/// `block.number` / `block.basefee` inside the call: on Arbitrum
+/// `block.number` is an L1 block number, and geth-family nodes (geth, reth,
+/// Nitro, Hardhat's EDR) run calls at a base fee of 0.
+/// - a number: the header and the call at that number;
+/// - `latest` (or another tag): both at the tag; when the call's block
+///   timestamp is not the header's (a block came between them), the call
+///   is made again at the header's number, so the snapshot names the block
+///   it describes (to the second: on chains with several blocks a second,
+///   Arbitrum's, a neighbour with the same timestamp cannot be told apart);
+/// - `pending`: the latest header and the call at `pending`; the pending
+///   block is the one after the header's.
 pub async fn read(client: &ChainClient, block: BlockId) -> Result<Snapshot, ChainError> {
     let cfg = client.config();
     let meta = client.meta()?;
     let wallet = client.wallet();
     let mc = cfg.multicall3;
     let mut b = Batch::new();
-    let i_block = b.push(
-        mc,
-        IMulticall3::getBlockNumberCall {},
-        "getBlockNumber()".into(),
-    );
     let i_time = b.push(
         mc,
         IMulticall3::getCurrentBlockTimestampCall {},
         "getCurrentBlockTimestamp()".into(),
     );
-    let i_fee = b.push(mc, IMulticall3::getBasefeeCall {}, "getBasefee()".into());
     let i_eth = b.push(
         mc,
         IMulticall3::getEthBalanceCall { addr: wallet },
@@ -219,6 +288,15 @@ pub async fn read(client: &ChainClient, block: BlockId) -> Result<Snapshot, Chai
         AggregatorV3Interface::latestRoundDataCall {},
         "ETH/USD feed latestRoundData()".into(),
     );
+    let i_l1_fee = cfg.l1_fee_oracle.map(|oracle| {
+        b.push(
+            oracle,
+            IGasPriceOracle::getL1FeeUpperBoundCall {
+                _unsignedTxSize: U256::from(CONVERSION_TX_BYTES),
+            },
+            "GasPriceOracle getL1FeeUpperBound()".into(),
+        )
+    });
     let i_seq = cfg.sequencer_uptime_feed.map(|f| {
         b.push(
             f,
@@ -258,12 +336,42 @@ pub async fn read(client: &ChainClient, block: BlockId) -> Result<Snapshot, Chai
         idx.push((bal, feed, allowances));
     }
 
-    let r = run(client, b, block).await?;
+    let at_pending = matches!(block, BlockId::Number(BlockNumberOrTag::Pending));
+    let head_at = match block {
+        BlockId::Number(BlockNumberOrTag::Pending) => BlockNumberOrTag::Latest,
+        BlockId::Number(tag) => tag,
+        BlockId::Hash(_) => {
+            return Err(ChainError::CallFailed {
+                chain: client.name().into(),
+                what: "snapshot".into(),
+                reason: "read by block number or tag only".into(),
+            });
+        }
+    };
+    let exact = matches!(head_at, BlockNumberOrTag::Number(_)) || at_pending;
+    let (head, mut r) = run_with_head(client, b.clone(), head_at, block).await?;
     let to_u64 = |v: U256| u64::try_from(v).unwrap_or(u64::MAX);
-    let block_number = to_u64(r.decode::<IMulticall3::getBlockNumberCall>(i_block)?);
+    if !exact
+        && to_u64(r.decode::<IMulticall3::getCurrentBlockTimestampCall>(i_time)?) != head.timestamp
+    {
+        tracing::debug!(
+            chain = client.name(),
+            block = head.number,
+            "a block came between the header and the call: reading at the header's block"
+        );
+        r = run(client, b, BlockId::number(head.number)).await?;
+    }
+    let (block_number, base_fee_wei) = if at_pending {
+        (head.number.saturating_add(1), head.base_fee_wei)
+    } else {
+        (head.number, head.base_fee_wei)
+    };
     let block_timestamp = to_u64(r.decode::<IMulticall3::getCurrentBlockTimestampCall>(i_time)?);
-    let base_fee_wei = r.decode::<IMulticall3::getBasefeeCall>(i_fee)?;
     let eth_balance = r.decode::<IMulticall3::getEthBalanceCall>(i_eth)?;
+    let l1_fee_per_tx_wei = match i_l1_fee {
+        Some(i) => r.decode::<IGasPriceOracle::getL1FeeUpperBoundCall>(i)?,
+        None => U256::ZERO,
+    };
 
     if let (Some(i), Some(addr)) = (i_seq, cfg.sequencer_uptime_feed) {
         let round = r.decode::<AggregatorV3Interface::latestRoundDataCall>(i)?;
@@ -325,12 +433,10 @@ pub async fn read(client: &ChainClient, block: BlockId) -> Result<Snapshot, Chai
     }
     Ok(Snapshot {
         block_number,
-        at_pending: matches!(
-            block,
-            BlockId::Number(alloy::eips::BlockNumberOrTag::Pending)
-        ),
+        at_pending,
         block_timestamp,
         base_fee_wei,
+        l1_fee_per_tx_wei,
         eth_balance,
         eth_price,
         tokens,

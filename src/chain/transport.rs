@@ -164,7 +164,14 @@ impl FailoverTransport {
 
     async fn call_inner(self, req: RequestPacket) -> Result<ResponsePacket, TransportError> {
         let n = self.endpoints.len();
-        let method = req.method_names().next().unwrap_or("batch").to_string();
+        // A batch is one request: named by its methods (the snapshot's
+        // `batch:eth_getBlockByNumber+eth_call`).
+        let method = match &req {
+            RequestPacket::Batch(_) => {
+                format!("batch:{}", req.method_names().collect::<Vec<_>>().join("+"))
+            }
+            RequestPacket::Single(_) => req.method_names().next().unwrap_or_default().to_string(),
+        };
         let mut last_err = None;
         for round in 0..self.rounds {
             if round > 0 {

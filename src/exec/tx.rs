@@ -140,6 +140,7 @@ fn purpose_name(p: TxPurpose) -> &'static str {
         TxPurpose::ApprovalReset => "approval_reset",
         TxPurpose::Approval => "approval",
         TxPurpose::Swap => "swap",
+        TxPurpose::Cancel => "cancel",
     }
 }
 
@@ -254,6 +255,7 @@ impl<B: Backend> TxSender<'_, B> {
             // bumps a swap past it either.
             past_deadline: now_ms() / 1000
                 >= newest.and_then(|t| t.deadline).unwrap_or(self.deadline),
+            cancelling: newest.is_some_and(|t| t.purpose == TxPurpose::Cancel),
             foreign_polls,
         }
     }
@@ -496,13 +498,27 @@ impl<B: Backend> TxSender<'_, B> {
                 );
                 effect = self.broadcast(rec, nonce, foreign_polls).await?.effect;
             }
-            if effect == Effect::Replace {
-                effect = self.replace(rec, nonce, foreign_polls).await?;
+            if matches!(effect, Effect::Replace | Effect::Cancel) {
+                effect = self
+                    .supersede(rec, nonce, foreign_polls, effect == Effect::Cancel)
+                    .await?;
             }
             match effect {
                 Effect::GiveUp(why) => return Err(self.pending(rec, nonce, why)),
                 Effect::Done => {
                     return match (rec.tx_state(nonce), receipt) {
+                        (TxState::Confirmed { hash, .. }, Some(_))
+                            if rec
+                                .txs
+                                .iter()
+                                .any(|t| t.hash == hash && t.purpose == TxPurpose::Cancel) =>
+                        {
+                            Err(ExecError::Cancelled {
+                                what,
+                                nonce,
+                                tx_hash: hash,
+                            })
+                        }
                         (TxState::Confirmed { .. }, Some(r)) => {
                             let span = tracing::Span::current();
                             span.record("tx_hash", tracing::field::display(r.transaction_hash));
@@ -535,7 +551,7 @@ impl<B: Backend> TxSender<'_, B> {
                         ))),
                     };
                 }
-                Effect::Wait | Effect::Rebroadcast | Effect::Replace => {}
+                Effect::Wait | Effect::Rebroadcast | Effect::Replace | Effect::Cancel => {}
             }
             if self.waited_enough() {
                 return Err(self.pending(rec, nonce, GiveUp::Deadline));
@@ -578,39 +594,58 @@ impl<B: Backend> TxSender<'_, B> {
         }
     }
 
-    /// Signs the newest attempt's call again at the same nonce with fees
-    /// raised by [`REPLACEMENT_BUMP_PERCENT`] (within the caps), journals
-    /// it (REPLACED for a swap), broadcasts it. Returns what the machine
-    /// says of the broadcast.
-    async fn replace(
+    /// A new attempt at `nonce` in place of the newest one, fees raised by
+    /// [`REPLACEMENT_BUMP_PERCENT`] (within the caps): the same call again
+    /// ([`Effect::Replace`]), or with `cancel` a cancellation: a 0-value
+    /// transfer to the wallet itself, 21,000 gas ([`Effect::Cancel`]; once
+    /// it mines the nonce is used and nothing was swapped,
+    /// [`ExecError::Cancelled`]; if the call mines first, the receipts say
+    /// so). Journals it (REPLACED for a swap's replacement; a cancellation
+    /// leaves the conversion naming its swap), broadcasts it. Returns what
+    /// the machine says of the broadcast.
+    async fn supersede(
         &mut self,
         rec: &mut ConversionRecord,
         nonce: u64,
         foreign_polls: u32,
+        cancel: bool,
     ) -> Result<Effect, ExecError> {
         let Some(current) = rec.newest_attempt(nonce).cloned() else {
             return Ok(Effect::Wait);
         };
         let Some((max_fee, tip)) = self.bumped_fees(&current) else {
-            return Ok(Effect::GiveUp(GiveUp::FeeCap));
+            return Ok(Effect::GiveUp(if cancel {
+                GiveUp::Deadline
+            } else {
+                GiveUp::FeeCap
+            }));
         };
-        // The same call, re-derived from the journaled bytes.
-        let (to, data) = decode_call(&current.raw)
-            .ok_or_else(|| ExecError::Signing("cannot decode a journaled transaction".into()))?;
-        let call = Call {
-            what: current.what.clone(),
-            to,
-            data,
+        let (purpose, call, gas_limit) = if cancel {
+            let call = Call {
+                what: format!("cancellation of {}", current.what),
+                to: self.key.address(),
+                data: Bytes::new(),
+            };
+            (TxPurpose::Cancel, call, CANCEL_GAS)
+        } else {
+            // The same call, re-derived from the journaled bytes.
+            let (to, data) = decode_call(&current.raw).ok_or_else(|| {
+                ExecError::Signing("cannot decode a journaled transaction".into())
+            })?;
+            let call = Call {
+                what: current.what.clone(),
+                to,
+                data,
+            };
+            (current.purpose, call, current.gas_limit)
         };
-        let (hash, raw) = match self
-            .sign(&call, nonce, current.gas_limit, max_fee, tip)
-            .await
-        {
+        let (hash, raw) = match self.sign(&call, nonce, gas_limit, max_fee, tip).await {
             Ok(signed) => signed,
             // The signer is down: the attempt in the pool stays what it is
-            // (it may still mine); the bump is tried again at the next poll.
+            // (it may still mine); the bump or the cancellation is tried
+            // again at a later poll.
             Err(e) => {
-                tracing::warn!(chain = self.chain.name(), nonce, error = %e, "could not sign the replacement of a stuck transaction; still watching the current one");
+                tracing::warn!(chain = self.chain.name(), nonce, cancel, error = %e, "could not sign the replacement of a stuck transaction; still watching the current one");
                 return Ok(Effect::Wait);
             }
         };
@@ -618,19 +653,19 @@ impl<B: Backend> TxSender<'_, B> {
             t.replaced = true;
         }
         rec.txs.push(TxRecord {
-            purpose: current.purpose,
-            what: current.what.clone(),
+            purpose,
+            what: call.what,
             nonce,
             hash,
             raw,
             max_fee_per_gas: max_fee,
             max_priority_fee_per_gas: tip,
-            gas_limit: current.gas_limit,
+            gas_limit,
             signed_ms: now_ms(),
             replaced: false,
             deadline: current.deadline,
         });
-        let event = if current.purpose == TxPurpose::Swap {
+        let event = if purpose == TxPurpose::Swap {
             rec.report.state = ConversionState::Replaced;
             rec.report.tx_hash = Some(hash);
             Some((ConversionState::Replaced, Some(hash)))
@@ -639,15 +674,22 @@ impl<B: Backend> TxSender<'_, B> {
         };
         self.commit(rec, event)?;
         fault::transition();
-        tracing::warn!(chain = self.chain.name(), old = %current.hash, new = %hash, nonce, "stuck transaction replaced with higher fees");
+        if cancel {
+            tracing::warn!(chain = self.chain.name(), stuck = %current.hash, cancel = %hash, nonce, "past its deadline, unmined: cancelled with a 0-value self-transfer at its nonce");
+        } else {
+            tracing::warn!(chain = self.chain.name(), old = %current.hash, new = %hash, nonce, "stuck transaction replaced with higher fees");
+        }
         let t = self.broadcast(rec, nonce, foreign_polls).await?;
         Ok(match t.effect {
             // Another bump right away would not be accepted either.
-            Effect::Replace => Effect::Wait,
+            Effect::Replace | Effect::Cancel => Effect::Wait,
             e => e,
         })
     }
 }
+
+/// Gas of a cancellation: a plain transfer.
+const CANCEL_GAS: u64 = 21_000;
 
 /// The destination and input of a signed EIP-1559 transaction.
 fn decode_call(raw: &[u8]) -> Option<(Address, Bytes)> {
