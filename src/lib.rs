@@ -8,7 +8,7 @@
 //! Imports go one way too: a module uses only modules of lower layers
 //! (`tests/layers.rs` checks every `crate::` path), lowest first:
 //!
-//! `money` < `domain` < `plan`, `telemetry` < `config`, `keys` <
+//! `money` < `domain` < `plan`, `telemetry` < `config` < `keys` <
 //! `chain`, `journal` < `exec` < `balancer` < `pb` (generated) < `api` <
 //! `server` < `cli`
 //!
@@ -19,7 +19,7 @@
 //! | [`plan`]      | decide: the pure planner, integer money math                   | none         |
 //! | [`telemetry`] | logs, traces (OTLP, W3C context), Prometheus metrics, redaction, shutdown signal | network |
 //! | [`config`]    | config file, env overrides, shipped chain presets              | file         |
-//! | [`keys`]      | the wallet key and the bearer token: file or env, never printed | file        |
+//! | [`keys`]      | the wallet's signer (a local key, or AWS KMS / GCP KMS / Turnkey: the key never in the process; retries, timeouts) and the bearer token | file, KMS |
 //! | [`chain`]     | read: pooled failover provider, one-call snapshot, feeds, quotes | chain reads |
 //! | [`journal`]   | record: requests, signed txs, conversion states, event log     | disk         |
 //! | [`exec`]      | act: `Executor::execute` (approvals, unwraps, swaps; sign, send, confirm, replace) and `Executor::recover` | chain writes |

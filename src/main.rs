@@ -11,7 +11,12 @@ use std::{path::PathBuf, process::ExitCode, sync::Arc};
 
 use clap::{Parser, Subcommand, builder::BoolishValueParser};
 use tokio::net::TcpListener;
-use wallet_balancer::{cli, config::Config, keys::WalletKey, server, telemetry};
+use wallet_balancer::{
+    cli,
+    config::Config,
+    keys::{KeyError, WalletKey},
+    server, telemetry,
+};
 
 /// EX_USAGE: the configuration is wrong.
 const EXIT_CONFIG: u8 = 64;
@@ -141,11 +146,17 @@ async fn serve(config_path: PathBuf, log_json: bool) -> ExitCode {
         // From the OTEL_* variables: the config itself was checked.
         Err(e) => return fatal(json, "invalid configuration", &e, EXIT_CONFIG),
     };
-    let key = match WalletKey::load(
-        config.wallet.private_key_file.as_deref(),
+    // Built once for the whole process (a KMS: one GetPublicKey and a
+    // probe signature), then shared by every chain.
+    // Boxed: the SDK's loading future is too deep to inline into main's.
+    let key = match Box::pin(WalletKey::from_config(
+        &config.wallet,
         std::env::var(wallet_balancer::keys::KEY_ENV).ok(),
-    ) {
+    ))
+    .await
+    {
         Ok(k) => k,
+        Err(e @ KeyError::Signer { .. }) => return fatal(json, "the signer is unusable", &e, 1),
         Err(e) => return fatal(json, "invalid configuration", &e, EXIT_CONFIG),
     };
     if let Some(Err(e)) = config

@@ -524,6 +524,7 @@ async fn traces_continue_the_callers_trace_down_to_each_json_rpc_call() {
         "quotes",
         "leg",
         "tx.send",
+        "signer.sign",
         "tx.confirm",
         "eth_call",
         "eth_estimateGas",

@@ -16,6 +16,7 @@
 //! | spend limits                            | ResourceExhausted   | REQUEST_LIMIT, HOURLY_LIMIT |
 //! | amounts out of range                    | InvalidArgument     | AMOUNT_OUT_OF_RANGE   |
 //! | fee cap below the base fee              | Unavailable         | FEE_CAP_EXCEEDED      |
+//! | the signer (KMS) failed or refused; nothing sent | Unavailable | SIGNER_UNAVAILABLE |
 //! | sent, not mined in time (stuck at the cap / past the deadline; still watched) | Unavailable | FEE_CAP_EXCEEDED / STUCK |
 //! | tx reverted on chain                    | Aborted             | REVERTED              |
 //! | still short after converting            | Aborted             | STILL_SHORT           |
@@ -193,6 +194,12 @@ fn exec_failure(e: &ExecError, message: String) -> Failure {
         ExecError::NonceTaken { .. } | ExecError::NonceConflict { .. } => {
             Failure::new(Kind::Aborted, "NONCE_CONFLICT", message)
         }
+        ExecError::Signer(e) => Failure::new(Kind::Unavailable, "SIGNER_UNAVAILABLE", message)
+            .with([
+                ("signer", e.backend.to_string()),
+                ("signer_error_code", e.code.clone()),
+                ("attempts", e.attempts.to_string()),
+            ]),
         ExecError::Journal(_) | ExecError::Signing(_) => {
             Failure::new(Kind::Internal, "INTERNAL", message)
         }

@@ -65,13 +65,57 @@ impl Config {
                 ),
             ]),
         );
-        out.insert(
-            "wallet".into(),
-            table([(
-                "private_key_file",
-                self.wallet.private_key_file.as_deref().map(path),
-            )]),
-        );
+        let w = &self.wallet;
+        let mut wallet = table([
+            ("signer", Some(s(w.signer.name()))),
+            ("private_key_file", w.private_key_file.as_deref().map(path)),
+            (
+                "sign_attempt_timeout_ms",
+                Some(millis(w.signing.attempt_timeout)),
+            ),
+            ("sign_timeout_ms", Some(millis(w.signing.total_timeout))),
+            (
+                "sign_max_attempts",
+                Some(int(w.signing.max_attempts.into())),
+            ),
+            ("sign_backoff_ms", Some(millis(w.signing.backoff))),
+        ]);
+        let backend = match &w.signer {
+            SignerConfig::Local => None,
+            SignerConfig::AwsKms(a) => Some((
+                "aws_kms",
+                table([
+                    ("key_id", Some(s(&a.key_id))),
+                    ("region", a.region.as_ref().map(s)),
+                    (
+                        "endpoint_url",
+                        a.endpoint_url.as_ref().map(|u| s(redact::url(u))),
+                    ),
+                ]),
+            )),
+            SignerConfig::GcpKms(g) => Some((
+                "gcp_kms",
+                table([
+                    ("project_id", Some(s(&g.project_id))),
+                    ("location", Some(s(&g.location))),
+                    ("key_ring", Some(s(&g.key_ring))),
+                    ("key_id", Some(s(&g.key_id))),
+                    ("key_version", Some(int(g.key_version))),
+                ]),
+            )),
+            SignerConfig::Turnkey(t) => Some((
+                "turnkey",
+                table([
+                    ("organization_id", Some(s(&t.organization_id))),
+                    ("address", Some(s(t.address))),
+                    ("api_key_file", Some(path(&t.api_key_file))),
+                ]),
+            )),
+        };
+        if let (Some((name, section)), Value::Table(wt)) = (backend, &mut wallet) {
+            wt.insert(name.into(), section);
+        }
+        out.insert("wallet".into(), wallet);
         out.insert(
             "policy".into(),
             table([

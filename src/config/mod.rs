@@ -170,8 +170,104 @@ pub struct TlsConfig {
 
 #[derive(Clone, Debug)]
 pub struct WalletConfig {
-    /// File holding the 0x-hex private key (else `WB_PRIVATE_KEY`).
+    /// File holding the 0x-hex private key (else `WB_PRIVATE_KEY`); only
+    /// with the local signer.
     pub private_key_file: Option<PathBuf>,
+    /// Who holds the key and signs (`wallet.signer`).
+    pub signer: SignerConfig,
+    /// Timeouts and retries of one signing (remote signers).
+    pub signing: SigningPolicy,
+}
+
+/// `wallet.signer`: where the wallet's key lives. Only `local` puts the
+/// key in the process; the others keep it in a KMS and send it digests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SignerConfig {
+    /// The key from `wallet.private_key_file` or `WB_PRIVATE_KEY`.
+    Local,
+    /// AWS KMS (`[wallet.aws_kms]`; cargo feature `aws-kms`, on by default).
+    AwsKms(AwsKmsConfig),
+    /// Google Cloud KMS (`[wallet.gcp_kms]`; cargo feature `gcp-kms`).
+    GcpKms(GcpKmsConfig),
+    /// Turnkey (`[wallet.turnkey]`; cargo feature `turnkey`).
+    Turnkey(TurnkeyConfig),
+}
+
+impl SignerConfig {
+    /// The backend's name, as in `wallet.signer` and in metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            SignerConfig::Local => "local",
+            SignerConfig::AwsKms(_) => "aws_kms",
+            SignerConfig::GcpKms(_) => "gcp_kms",
+            SignerConfig::Turnkey(_) => "turnkey",
+        }
+    }
+}
+
+/// `[wallet.aws_kms]`. Credentials and region come from the standard AWS
+/// chain (environment, web identity / IRSA, profile, instance role), never
+/// from this file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AwsKmsConfig {
+    /// Key id or ARN (an `ECC_SECG_P256K1`, `SIGN_VERIFY` key). Prefer the
+    /// key ARN to an alias: the address is derived once, at start.
+    pub key_id: String,
+    /// Region; else `AWS_REGION` / the profile's.
+    pub region: Option<String>,
+    /// KMS endpoint (a VPC endpoint); else `AWS_ENDPOINT_URL_KMS` /
+    /// `AWS_ENDPOINT_URL` / the region's public endpoint.
+    pub endpoint_url: Option<Url>,
+}
+
+/// `[wallet.gcp_kms]`: one key version of a key ring. Credentials from
+/// Application Default Credentials (workload identity on GKE).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GcpKmsConfig {
+    pub project_id: String,
+    pub location: String,
+    pub key_ring: String,
+    pub key_id: String,
+    pub key_version: u64,
+}
+
+/// `[wallet.turnkey]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TurnkeyConfig {
+    pub organization_id: String,
+    /// The Ethereum address of the Turnkey private key or wallet account
+    /// that signs (Turnkey's `signWith`).
+    pub address: Address,
+    /// File (mode 0600) holding the hex P-256 API private key that stamps
+    /// requests; it authenticates to Turnkey and cannot sign transactions.
+    pub api_key_file: PathBuf,
+}
+
+/// Timeouts and retries of one signing request to a remote signer.
+/// Throttling and transient errors are retried with exponential backoff;
+/// a signing that still fails is answered `SIGNER_UNAVAILABLE`, before
+/// anything is broadcast.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SigningPolicy {
+    /// One attempt (`wallet.sign_attempt_timeout_ms`).
+    pub attempt_timeout: Duration,
+    /// The whole signing, retries included (`wallet.sign_timeout_ms`).
+    pub total_timeout: Duration,
+    /// Attempts at most, the first included (`wallet.sign_max_attempts`).
+    pub max_attempts: u32,
+    /// First backoff, doubled after each retry (`wallet.sign_backoff_ms`).
+    pub backoff: Duration,
+}
+
+impl Default for SigningPolicy {
+    fn default() -> Self {
+        SigningPolicy {
+            attempt_timeout: Duration::from_secs(3),
+            total_timeout: Duration::from_secs(15),
+            max_attempts: 4,
+            backoff: Duration::from_millis(100),
+        }
+    }
 }
 
 #[derive(Clone, Debug)]

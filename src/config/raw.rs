@@ -107,6 +107,40 @@ pub(super) struct RawServer {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawWallet {
     pub(super) private_key_file: Option<PathBuf>,
+    pub(super) signer: Option<String>,
+    pub(super) sign_attempt_timeout_ms: Option<u64>,
+    pub(super) sign_timeout_ms: Option<u64>,
+    pub(super) sign_max_attempts: Option<u32>,
+    pub(super) sign_backoff_ms: Option<u64>,
+    pub(super) aws_kms: Option<RawAwsKms>,
+    pub(super) gcp_kms: Option<RawGcpKms>,
+    pub(super) turnkey: Option<RawTurnkey>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAwsKms {
+    pub(super) key_id: Option<String>,
+    pub(super) region: Option<String>,
+    pub(super) endpoint_url: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawGcpKms {
+    pub(super) project_id: Option<String>,
+    pub(super) location: Option<String>,
+    pub(super) key_ring: Option<String>,
+    pub(super) key_id: Option<String>,
+    pub(super) key_version: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTurnkey {
+    pub(super) organization_id: Option<String>,
+    pub(super) address: Option<String>,
+    pub(super) api_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -602,3 +602,91 @@ fn submit_urls_are_optional_and_checked_like_rpc_urls() {
     let e = Config::from_toml(&with("[\"wss://relay.example\"]")).unwrap_err();
     assert_eq!(e.key, "chains.devnet.submit_urls[0]", "{e}");
 }
+
+#[test]
+fn the_signer_is_local_unless_said_and_each_remote_one_needs_its_section() {
+    let c = Config::from_toml(MINIMAL).unwrap();
+    assert_eq!(c.wallet.signer, SignerConfig::Local);
+    assert_eq!(c.wallet.signing, SigningPolicy::default());
+
+    let aws = format!(
+        "[wallet]\nsigner = \"aws_kms\"\nsign_max_attempts = 6\nsign_timeout_ms = 20000\n\
+         [wallet.aws_kms]\nkey_id = \"arn:aws:kms:eu-west-1:111122223333:key/k\"\n\
+         region = \"eu-west-1\"\nendpoint_url = \"https://vpce-1.kms.eu-west-1.vpce.amazonaws.com/secret\"\n{MINIMAL}"
+    );
+    let c = Config::from_toml(&aws).unwrap();
+    let SignerConfig::AwsKms(a) = &c.wallet.signer else {
+        panic!("{:?}", c.wallet.signer)
+    };
+    assert_eq!(a.key_id, "arn:aws:kms:eu-west-1:111122223333:key/k");
+    assert_eq!(a.region.as_deref(), Some("eu-west-1"));
+    assert_eq!(c.wallet.signing.max_attempts, 6);
+    assert_eq!(c.wallet.signing.total_timeout, Duration::from_secs(20));
+    // check-config shows the section, the endpoint reduced to its host.
+    let shown = c.effective().to_string();
+    assert!(shown.contains("signer = \"aws_kms\""), "{shown}");
+    assert!(shown.contains("[wallet.aws_kms]"), "{shown}");
+    assert!(!shown.contains("/secret"), "{shown}");
+    // The same from the environment (a Kubernetes Secret or ConfigMap).
+    let c = Config::from_toml_with_env(
+        MINIMAL,
+        [
+            ("WB__WALLET__SIGNER".to_string(), "aws_kms".to_string()),
+            ("WB__WALLET__AWS_KMS__KEY_ID".to_string(), "k".to_string()),
+        ],
+    )
+    .unwrap();
+    assert_eq!(c.wallet.signer.name(), "aws_kms");
+
+    let key = |toml: &str| Config::from_toml(toml).unwrap_err().key;
+    assert_eq!(
+        key(&format!("[wallet]\nsigner = \"aws_kms\"\n{MINIMAL}")),
+        "wallet.aws_kms"
+    );
+    assert_eq!(
+        key(&format!(
+            "[wallet]\nsigner = \"aws_kms\"\n[wallet.aws_kms]\nregion = \"x\"\n{MINIMAL}"
+        )),
+        "wallet.aws_kms.key_id"
+    );
+    assert_eq!(
+        key(&format!(
+            "[wallet]\nsigner = \"aws_kms\"\nprivate_key_file = \"/k\"\n[wallet.aws_kms]\nkey_id = \"k\"\n{MINIMAL}"
+        )),
+        "wallet.private_key_file"
+    );
+    assert_eq!(
+        key(&format!("[wallet]\nsigner = \"vault\"\n{MINIMAL}")),
+        "wallet.signer"
+    );
+    assert_eq!(
+        key(&format!("[wallet.aws_kms]\nkey_id = \"k\"\n{MINIMAL}")),
+        "wallet.aws_kms"
+    );
+    assert_eq!(
+        key(&format!(
+            "[wallet]\nsigner = \"gcp_kms\"\n[wallet.gcp_kms]\nproject_id = \"p\"\nlocation = \"global\"\nkey_ring = \"r\"\nkey_id = \"k\"\nkey_version = 0\n{MINIMAL}"
+        )),
+        "wallet.gcp_kms.key_version"
+    );
+    assert_eq!(
+        key(&format!(
+            "[wallet]\nsign_attempt_timeout_ms = 5000\nsign_timeout_ms = 1000\n{MINIMAL}"
+        )),
+        "wallet.sign_timeout_ms"
+    );
+    // A backend not compiled in is refused before anything starts.
+    let turnkey = format!(
+        "[wallet]\nsigner = \"turnkey\"\n[wallet.turnkey]\norganization_id = \"o\"\n\
+         address = \"0x5FbDB2315678afecb367f032d93F642f64180aa3\"\napi_key_file = \"/k\"\n{MINIMAL}"
+    );
+    let built_with_turnkey = cfg!(feature = "turnkey");
+    match Config::from_toml(&turnkey) {
+        Ok(c) => assert!(built_with_turnkey, "{:?}", c.wallet.signer),
+        Err(e) => {
+            assert!(!built_with_turnkey, "{e}");
+            assert_eq!(e.key, "wallet.signer");
+            assert!(e.message.contains("cargo feature \"turnkey\""), "{e}");
+        }
+    }
+}

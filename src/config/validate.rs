@@ -167,9 +167,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
 
     Ok(Config {
         server,
-        wallet: WalletConfig {
-            private_key_file: raw.wallet.private_key_file,
-        },
+        wallet: validate_wallet(raw.wallet)?,
         policy,
         max_usd_per_hour,
         swap_deadline,
@@ -187,6 +185,153 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             )?),
         },
         telemetry: validate_telemetry(raw.telemetry)?,
+    })
+}
+
+fn validate_wallet(raw: RawWallet) -> Result<WalletConfig, ConfigError> {
+    let text = |key: &str, v: Option<String>| -> Result<String, ConfigError> {
+        v.map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| ConfigError::new(key, "is required"))
+    };
+    let name = raw.signer.as_deref().unwrap_or("local");
+    let section = |present: bool, key: &str| {
+        if present {
+            Ok(())
+        } else {
+            Err(ConfigError::new(
+                key,
+                format!("is required with wallet.signer = {name:?}"),
+            ))
+        }
+    };
+    // A section of another signer is a mistake (a half-edited file).
+    for (present, key, signer) in [
+        (raw.aws_kms.is_some(), "wallet.aws_kms", "aws_kms"),
+        (raw.gcp_kms.is_some(), "wallet.gcp_kms", "gcp_kms"),
+        (raw.turnkey.is_some(), "wallet.turnkey", "turnkey"),
+    ] {
+        if present && name != signer {
+            return Err(ConfigError::new(
+                key,
+                format!("is set but wallet.signer is {name:?}"),
+            ));
+        }
+    }
+    let signer = match name {
+        "local" => SignerConfig::Local,
+        "aws_kms" => {
+            section(raw.aws_kms.is_some(), "wallet.aws_kms")?;
+            let a = raw.aws_kms.unwrap_or_default();
+            SignerConfig::AwsKms(AwsKmsConfig {
+                key_id: text("wallet.aws_kms.key_id", a.key_id)?,
+                region: a.region.filter(|r| !r.trim().is_empty()),
+                endpoint_url: a
+                    .endpoint_url
+                    .filter(|u| !u.trim().is_empty())
+                    .map(|u| {
+                        Url::parse(&u).map_err(|e| {
+                            ConfigError::new("wallet.aws_kms.endpoint_url", format!("{u:?}: {e}"))
+                        })
+                    })
+                    .transpose()?,
+            })
+        }
+        "gcp_kms" => {
+            section(raw.gcp_kms.is_some(), "wallet.gcp_kms")?;
+            let g = raw.gcp_kms.unwrap_or_default();
+            SignerConfig::GcpKms(GcpKmsConfig {
+                project_id: text("wallet.gcp_kms.project_id", g.project_id)?,
+                location: text("wallet.gcp_kms.location", g.location)?,
+                key_ring: text("wallet.gcp_kms.key_ring", g.key_ring)?,
+                key_id: text("wallet.gcp_kms.key_id", g.key_id)?,
+                key_version: positive(
+                    "wallet.gcp_kms.key_version",
+                    g.key_version.ok_or_else(|| {
+                        ConfigError::new("wallet.gcp_kms.key_version", "is required")
+                    })?,
+                )?,
+            })
+        }
+        "turnkey" => {
+            section(raw.turnkey.is_some(), "wallet.turnkey")?;
+            let t = raw.turnkey.unwrap_or_default();
+            SignerConfig::Turnkey(TurnkeyConfig {
+                organization_id: text("wallet.turnkey.organization_id", t.organization_id)?,
+                address: address(
+                    "wallet.turnkey.address",
+                    &text("wallet.turnkey.address", t.address)?,
+                )?,
+                api_key_file: t.api_key_file.ok_or_else(|| {
+                    ConfigError::new("wallet.turnkey.api_key_file", "is required")
+                })?,
+            })
+        }
+        other => {
+            return Err(ConfigError::new(
+                "wallet.signer",
+                format!("{other:?} is not one of \"local\", \"aws_kms\", \"gcp_kms\", \"turnkey\""),
+            ));
+        }
+    };
+    let feature = match signer {
+        SignerConfig::Local => None,
+        SignerConfig::AwsKms(_) => (!cfg!(feature = "aws-kms")).then_some("aws-kms"),
+        SignerConfig::GcpKms(_) => (!cfg!(feature = "gcp-kms")).then_some("gcp-kms"),
+        SignerConfig::Turnkey(_) => (!cfg!(feature = "turnkey")).then_some("turnkey"),
+    };
+    if let Some(feature) = feature {
+        return Err(ConfigError::new(
+            "wallet.signer",
+            format!("{name:?} needs a build with the cargo feature {feature:?}; this one has not"),
+        ));
+    }
+    if signer != SignerConfig::Local && raw.private_key_file.is_some() {
+        return Err(ConfigError::new(
+            "wallet.private_key_file",
+            format!("only with wallet.signer = \"local\" (it is {name:?}): the key is in the KMS"),
+        ));
+    }
+    let defaults = SigningPolicy::default();
+    let ms = |key: &str, v: Option<u64>, d: Duration| -> Result<Duration, ConfigError> {
+        match v {
+            None => Ok(d),
+            Some(v) => positive(key, v).map(Duration::from_millis),
+        }
+    };
+    let signing = SigningPolicy {
+        attempt_timeout: ms(
+            "wallet.sign_attempt_timeout_ms",
+            raw.sign_attempt_timeout_ms,
+            defaults.attempt_timeout,
+        )?,
+        total_timeout: ms(
+            "wallet.sign_timeout_ms",
+            raw.sign_timeout_ms,
+            defaults.total_timeout,
+        )?,
+        max_attempts: u32::try_from(positive(
+            "wallet.sign_max_attempts",
+            raw.sign_max_attempts
+                .map_or(defaults.max_attempts.into(), u64::from),
+        )?)
+        .unwrap_or(u32::MAX),
+        backoff: ms(
+            "wallet.sign_backoff_ms",
+            raw.sign_backoff_ms,
+            defaults.backoff,
+        )?,
+    };
+    if signing.total_timeout < signing.attempt_timeout {
+        return Err(ConfigError::new(
+            "wallet.sign_timeout_ms",
+            "is shorter than wallet.sign_attempt_timeout_ms (one attempt)",
+        ));
+    }
+    Ok(WalletConfig {
+        private_key_file: raw.private_key_file,
+        signer,
+        signing,
     })
 }
 

@@ -508,6 +508,52 @@ max_priority_fee_per_gas_wei = "2000000000"
         assert_eq!(rec.report.state, ConversionState::Replaced);
     }
 
+    /// The signer (a KMS) is down: nothing journaled, nothing sent, the
+    /// nonce unused; the error says so with the KMS's code.
+    #[tokio::test]
+    async fn a_signing_failure_sends_and_journals_nothing() {
+        let mut w = world(|_| {});
+        w.key = WalletKey::failing_after(KEY, 0);
+        let mock = Mock::new(&[], |_, _| {});
+        let mut sender = sender(&w, &mock, LONG, LATER);
+        let mut rec = record();
+        let r = sender
+            .send(
+                &call(),
+                TxPurpose::Swap,
+                U256::from(10_000_000_000u64),
+                &mut rec,
+            )
+            .await;
+        let Err(ExecError::Signer(e)) = r else {
+            panic!("{r:?}")
+        };
+        assert_eq!(e.code, "DisabledException");
+        assert!(e.to_string().contains("nothing was sent"), "{e}");
+        assert!(rec.txs.is_empty() && rec.tx_states.is_empty());
+        assert_eq!(sender.nonce, 0, "the nonce stays unused");
+        assert!(mock.with(|s| s.sent.is_empty()), "nothing broadcast");
+        assert!(w.journal.get_conversion("r#1/0").unwrap().is_none());
+    }
+
+    /// A stuck transaction whose fee bump the signer cannot sign stays in
+    /// the pool, watched: it mines, and the conversion is not failed.
+    #[tokio::test]
+    async fn a_replacement_the_signer_cannot_sign_leaves_the_transaction_watched() {
+        let mut w = world(|_| {});
+        w.key = WalletKey::failing_after(KEY, 1);
+        let mock = Mock::new(&[], |s, i| {
+            if i == 3 {
+                s.mine();
+            }
+        });
+        let (r, rec) = run(&w, &mock, Duration::ZERO, LATER).await;
+        let r = r.unwrap();
+        assert_eq!(rec.txs.len(), 1, "no replacement signed");
+        assert_eq!(r.transaction_hash, rec.txs[0].hash);
+        assert!(matches!(rec.tx_state(0), TxState::Confirmed { .. }));
+    }
+
     #[tokio::test]
     async fn at_the_fee_cap_the_caller_is_answered_and_the_transaction_stays_open() {
         // The cap is what the first attempt already pays: no room to bump.

@@ -74,6 +74,9 @@ pub enum ExecError {
     FeeCapExceeded { base_fee_wei: u128, cap_wei: u128 },
     #[error("signing failed: {0}")]
     Signing(String),
+    /// The signer (a KMS) failed or refused; nothing was sent.
+    #[error(transparent)]
+    Signer(crate::keys::SignError),
     #[error("journal: {0}")]
     Journal(String),
     #[error("{what}: the nonce kept being taken by other transactions from this key")]

@@ -22,7 +22,6 @@ use std::{
 use alloy::{
     eips::BlockId,
     primitives::{Address, B256, U256, keccak256},
-    signers::Signer,
     sol_types::{Eip712Domain, SolCall, SolStruct},
 };
 
@@ -249,11 +248,13 @@ pub async fn sign_dai(
 
 /// The one place a permit digest is signed with the wallet key.
 async fn signed(key: &WalletKey, hash: B256, value: U256) -> Result<SignedPermit, ExecError> {
-    let sig = key
-        .signer()
-        .sign_hash(&hash)
+    // Through the configured signer (local key or KMS): its retries,
+    // timeouts, recovery check, span and metrics.
+    // Boxed: the signer's future is deep (retries, timeouts, a KMS client),
+    // and it is awaited deep inside the owner's.
+    let sig = Box::pin(key.sign_hash(&hash))
         .await
-        .map_err(|e| ExecError::Signing(e.to_string()))?;
+        .map_err(ExecError::Signer)?;
     Ok(SignedPermit {
         value,
         v: 27 + u8::from(sig.v()),

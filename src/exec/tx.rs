@@ -12,7 +12,6 @@ use std::time::Duration;
 use alloy::{
     consensus::{SignableTransaction, TxEip1559, TxEnvelope},
     eips::Encodable2718,
-    network::TxSignerSync,
     primitives::{Address, B256, Bytes, TxKind, U256},
 };
 use serde::Deserialize;
@@ -182,7 +181,10 @@ impl<B: Backend> TxSender<'_, B> {
         Ok((max_fee, tip))
     }
 
-    fn sign(
+    /// Signs through the configured signer (a KMS: a network call, retried
+    /// on throttling). Nothing is journaled or sent before it succeeds: a
+    /// failure leaves the nonce unused.
+    async fn sign(
         &self,
         call: &Call,
         nonce: u64,
@@ -190,7 +192,7 @@ impl<B: Backend> TxSender<'_, B> {
         max_fee: u128,
         tip: u128,
     ) -> Result<(B256, Bytes), ExecError> {
-        let mut tx = TxEip1559 {
+        let tx = TxEip1559 {
             chain_id: self.chain.config().chain_id,
             nonce,
             gas_limit,
@@ -201,11 +203,12 @@ impl<B: Backend> TxSender<'_, B> {
             access_list: Default::default(),
             input: call.data.clone(),
         };
-        let sig = self
-            .key
-            .signer()
-            .sign_transaction_sync(&mut tx)
-            .map_err(|e| ExecError::Signing(e.to_string()))?;
+        // The hash commits to the chain id: one signer serves every chain.
+        // Boxed: the signing future (retries, timeouts, a KMS client) would
+        // otherwise be inlined into every caller's state machine.
+        let sig = Box::pin(self.key.sign_hash(&tx.signature_hash()))
+            .await
+            .map_err(ExecError::Signer)?;
         let envelope = TxEnvelope::from(tx.into_signed(sig));
         Ok((*envelope.tx_hash(), envelope.encoded_2718().into()))
     }
@@ -340,7 +343,7 @@ impl<B: Backend> TxSender<'_, B> {
         span.record("max_fee_per_gas", max_fee);
         span.record("max_priority_fee_per_gas", tip);
         let nonce = self.nonce;
-        let (hash, raw) = self.sign(call, nonce, gas_limit, max_fee, tip)?;
+        let (hash, raw) = self.sign(call, nonce, gas_limit, max_fee, tip).await?;
         span.record("tx_hash", tracing::field::display(hash));
         rec.txs.push(TxRecord {
             purpose,
@@ -636,7 +639,16 @@ impl<B: Backend> TxSender<'_, B> {
             };
             (current.purpose, call, current.gas_limit)
         };
-        let (hash, raw) = self.sign(&call, nonce, gas_limit, max_fee, tip)?;
+        let (hash, raw) = match self.sign(&call, nonce, gas_limit, max_fee, tip).await {
+            Ok(signed) => signed,
+            // The signer is down: the attempt in the pool stays what it is
+            // (it may still mine); the bump or the cancellation is tried
+            // again at a later poll.
+            Err(e) => {
+                tracing::warn!(chain = self.chain.name(), nonce, cancel, error = %e, "could not sign the replacement of a stuck transaction; still watching the current one");
+                return Ok(Effect::Wait);
+            }
+        };
         for t in rec.txs.iter_mut().filter(|t| t.nonce == nonce) {
             t.replaced = true;
         }

@@ -39,6 +39,12 @@ const RPC_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// Buckets of one signing (retries included): a local key takes
+/// microseconds, a KMS tens of milliseconds, a throttled one seconds.
+const SIGN_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
 /// Every metric of the sidecar.
 pub struct Metrics {
     registry: Registry,
@@ -64,6 +70,9 @@ pub struct Metrics {
     chain_up: IntGaugeVec,
     open_conversions: IntGaugeVec,
     in_flight: IntGauge,
+    sign_seconds: HistogramVec,
+    signer_retries: IntCounterVec,
+    signer_throttles: IntCounterVec,
 }
 
 /// The process-wide metrics (created on first use).
@@ -260,6 +269,22 @@ impl Metrics {
                 ))
                 .expect("metric"),
             ),
+            sign_seconds: histogram(
+                "signer_sign_duration_seconds",
+                "Time to sign one transaction, retries included, by signer backend (local, aws_kms, gcp_kms, turnkey) and outcome (ok, throttled, timeout, error).",
+                &["backend", "outcome"],
+                SIGN_BUCKETS,
+            ),
+            signer_retries: counter(
+                "signer_retries_total",
+                "Calls to a remote signer retried, by backend and why (throttled, timeout, transient).",
+                &["backend", "reason"],
+            ),
+            signer_throttles: counter(
+                "signer_throttles_total",
+                "Throttling answers from a remote signer (ThrottlingException, RESOURCE_EXHAUSTED), by backend.",
+                &["backend"],
+            ),
             registry,
         }
     }
@@ -291,6 +316,30 @@ pub fn grpc_handled(service: &str, method: &str, code: &str, elapsed: Duration) 
     m.grpc_seconds
         .with_label_values(&[service, method])
         .observe(elapsed.as_secs_f64());
+}
+
+/// One signing (retries included).
+pub fn signing(backend: &str, outcome: &str, elapsed: Duration) {
+    metrics()
+        .sign_seconds
+        .with_label_values(&[backend, outcome])
+        .observe(elapsed.as_secs_f64());
+}
+
+/// A remote signer's call retried.
+pub fn signer_retry(backend: &str, reason: &str) {
+    metrics()
+        .signer_retries
+        .with_label_values(&[backend, reason])
+        .inc();
+}
+
+/// A remote signer said "too many requests".
+pub fn signer_throttled(backend: &str) {
+    metrics()
+        .signer_throttles
+        .with_label_values(&[backend])
+        .inc();
 }
 
 /// One JSON-RPC call to one endpoint.

@@ -40,6 +40,10 @@
 //! 429, resets, held requests, answers lost after the node accepted the call, JSON-RPC errors,
 //! a lagging node).
 //!
+//! [`kms::FakeKms`] stands in for AWS KMS (the real JSON protocol of `GetPublicKey` and `Sign`,
+//! throttling and the other errors on demand, moto's sha256(digest) on demand) for the tests of
+//! the sidecar's `aws_kms` signer.
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), wb_devnet::DevnetError> {
 //! use wb_devnet::{Devnet, DevnetOptions};
@@ -56,6 +60,7 @@ pub mod bindings;
 mod cli;
 mod deploy;
 mod error;
+pub mod kms;
 pub mod math;
 mod node;
 pub mod proxy;

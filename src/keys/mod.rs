@@ -1,11 +1,42 @@
-//! The wallet's private key: read from a file (refused when group- or
-//! world-readable) or from `WB_PRIVATE_KEY`, never from a command-line flag.
-//! The signer prints as `REDACTED` and its key material is zeroized on drop
-//! by the underlying k256 key.
+//! The wallet's signer and the API's bearer token.
+//!
+//! The signer ([`WalletKey`]) is built once per process, before anything
+//! binds, and shared by every chain (a transaction carries its own chain
+//! id: one signer signs for all). Where the key lives is
+//! `wallet.signer`:
+//!
+//! - `local`: the key is read from a file (refused when group- or
+//!   world-readable) or from `WB_PRIVATE_KEY`, never from a command-line
+//!   flag; it prints as `REDACTED` and is zeroized on drop (k256).
+//! - `aws_kms` ([`aws`]), `gcp_kms` ([`gcp`]), `turnkey` ([`turnkey`]):
+//!   the key never enters the process. Building the signer reads the public
+//!   key once (one `GetPublicKey`), derives the address, then signs a fixed
+//!   probe digest and checks that the signature recovers to that address:
+//!   a key that cannot sign (no `kms:Sign`, a wrong key spec, a KMS that
+//!   hashes the digest again) fails the start, not the first conversion.
+//!   After that the KMS is called only to sign.
+//!
+//! Each remote signing runs under [`SigningPolicy`]: a timeout per attempt
+//! and overall, retries with exponential backoff on throttling and
+//! transient errors, and every signature is checked to recover to the
+//! wallet's address before it is used. A failure is a [`SignError`]
+//! (answered `SIGNER_UNAVAILABLE`, with the KMS's error code). Metrics:
+//! `wallet_balancer_signer_*`; a `signer.sign` span per signing.
 
-use std::{fmt, path::Path};
+#[cfg(feature = "aws-kms")]
+pub mod aws;
+#[cfg(feature = "gcp-kms")]
+pub mod gcp;
+mod sign;
+#[cfg(feature = "turnkey")]
+pub mod turnkey;
+
+use std::{fmt, path::Path, sync::Arc};
 
 use alloy::{primitives::Address, signers::local::PrivateKeySigner};
+
+use crate::config::{SignerConfig, SigningPolicy, WalletConfig};
+pub use sign::{Attempt, SignError};
 
 /// Environment variable that may hold the 0x-hex private key.
 pub const KEY_ENV: &str = "WB_PRIVATE_KEY";
@@ -20,26 +51,53 @@ pub enum KeyError {
     Missing,
     #[error("both wallet.private_key_file and {KEY_ENV} are set: choose one")]
     Both,
+    #[error("{KEY_ENV} is set but wallet.signer is {0:?}: the key is in the KMS; unset it")]
+    EnvWithRemote(&'static str),
     #[error("server.auth_token_file {path}: {reason}")]
     Token { path: String, reason: String },
+    /// A remote signer could not be built (its public key unreadable, the
+    /// probe signature refused or wrong).
+    #[error("wallet.signer {backend}: {message}")]
+    Signer {
+        backend: &'static str,
+        message: String,
+    },
 }
 
-/// The wallet's signer. `Debug` and `Display` never show the key.
+/// The wallet's signer, cheap to clone (shared). `Debug` never shows a key.
 #[derive(Clone)]
-pub struct WalletKey(PrivateKeySigner);
+pub struct WalletKey(Arc<Inner>);
+
+struct Inner {
+    address: Address,
+    backend: sign::Backend,
+    policy: SigningPolicy,
+}
 
 impl WalletKey {
     pub fn address(&self) -> Address {
-        self.0.address()
+        self.0.address
     }
 
-    pub fn signer(&self) -> &PrivateKeySigner {
-        &self.0
+    /// The backend's name (`local`, `aws_kms`, ...), as in metrics.
+    pub fn backend(&self) -> &'static str {
+        self.0.backend.name()
+    }
+
+    fn local(signer: PrivateKeySigner) -> WalletKey {
+        WalletKey(Arc::new(Inner {
+            address: signer.address(),
+            backend: sign::Backend::Local(signer),
+            policy: SigningPolicy::default(),
+        }))
     }
 
     /// Parses a 0x-hex key (surrounding whitespace ignored).
     pub fn parse(text: &str) -> Option<WalletKey> {
-        text.trim().parse::<PrivateKeySigner>().ok().map(WalletKey)
+        text.trim()
+            .parse::<PrivateKeySigner>()
+            .ok()
+            .map(WalletKey::local)
     }
 
     /// Loads the key from `file` or from the environment (exactly one).
@@ -59,10 +117,52 @@ impl WalletKey {
             }
         }
     }
+
+    /// The configured signer (`wallet.signer`), built once: a local key
+    /// from its file or `env` (the value of [`KEY_ENV`]); a remote one from
+    /// its public key (one request) and checked with a probe signature.
+    // Built without any remote signer, every arm below returns early.
+    #[cfg_attr(
+        not(any(feature = "aws-kms", feature = "gcp-kms", feature = "turnkey")),
+        allow(unreachable_code, unused_variables)
+    )]
+    pub async fn from_config(
+        wallet: &WalletConfig,
+        env: Option<String>,
+    ) -> Result<WalletKey, KeyError> {
+        // Boxed: the SDKs' futures are deep; inlined they overflow the
+        // layout depth of every caller's future.
+        let (backend, address): (sign::Backend, Address) = match &wallet.signer {
+            SignerConfig::Local => return WalletKey::load(wallet.private_key_file.as_deref(), env),
+            other if env.is_some() => return Err(KeyError::EnvWithRemote(other.name())),
+            #[cfg(feature = "aws-kms")]
+            SignerConfig::AwsKms(c) => Box::pin(aws::build(c, &wallet.signing)).await?,
+            #[cfg(feature = "gcp-kms")]
+            SignerConfig::GcpKms(c) => Box::pin(gcp::build(c, &wallet.signing)).await?,
+            #[cfg(feature = "turnkey")]
+            SignerConfig::Turnkey(c) => Box::pin(turnkey::build(c, &wallet.signing)).await?,
+            #[allow(unreachable_patterns)]
+            other => {
+                // Config validation refuses these first.
+                return Err(KeyError::Signer {
+                    backend: other.name(),
+                    message: "not compiled into this build".into(),
+                });
+            }
+        };
+        let key = WalletKey(Arc::new(Inner {
+            address,
+            backend,
+            policy: wallet.signing.clone(),
+        }));
+        key.probe().await?;
+        tracing::info!(signer = key.backend(), wallet = %key.address(), "signer ready");
+        Ok(key)
+    }
 }
 
 /// Reads a secret file, refusing one that is readable by group or others.
-fn read_secret_file(path: &Path) -> Result<String, String> {
+pub(crate) fn read_secret_file(path: &Path) -> Result<String, String> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -82,7 +182,12 @@ fn read_secret_file(path: &Path) -> Result<String, String> {
 
 impl fmt::Debug for WalletKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "WalletKey(REDACTED, address {})", self.0.address())
+        write!(
+            f,
+            "WalletKey({}, REDACTED, address {})",
+            self.backend(),
+            self.address()
+        )
     }
 }
 
