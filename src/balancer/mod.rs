@@ -31,7 +31,7 @@ use alloy::{
 };
 use tracing::Instrument;
 
-pub use error::BalancerError;
+pub use error::{BalancerError, RETRY_AT};
 use owner::{Job, OwnerHandle};
 
 use crate::{
