@@ -97,6 +97,7 @@ pub fn status(f: &Failure) -> Status {
 }
 
 fn status_at(f: &Failure, now_ms: u64) -> Status {
+    crate::telemetry::metrics::failure(&f.reason);
     let metadata: HashMap<String, String> = f
         .metadata
         .iter()
