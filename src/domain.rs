@@ -59,7 +59,14 @@ pub struct ConversionReport {
     pub venue: VenueLabel,
     pub venue_name: String,
     pub fee_tier: u32,
+    /// ETH the conversion brings: planned, then what arrived (from the
+    /// receipt) once confirmed.
     pub eth_out: U256,
+    /// ETH the plan asked for: what the hourly spend limit counts (at
+    /// `eth_price`), whatever the receipt shows. Zero in records journaled
+    /// before it existed (then `eth_out` stands in).
+    #[serde(default)]
+    pub planned_eth_out: U256,
     pub max_amount_in: U256,
     pub quoted_amount_in: U256,
     /// Tokens actually sold (from the receipt); `None` until confirmed.
@@ -74,6 +81,11 @@ pub struct ConversionReport {
     pub block_number: u64,
     pub error: Option<String>,
 }
+
+/// The unsigned size the L1 data fee of a conversion's transaction is
+/// bounded at: above the largest we send (a SwapRouter02 `multicall` of an
+/// exact-output swap and an unwrap is about 600 bytes; an approval ~70).
+pub const CONVERSION_TX_BYTES: u64 = 1024;
 
 /// The answer to EnsureEth.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -150,6 +162,10 @@ pub struct Snapshot {
     pub at_pending: bool,
     pub block_timestamp: u64,
     pub base_fee_wei: U256,
+    /// OP-stack chains (`l1_fee_oracle` set): the GasPriceOracle's upper
+    /// bound of the L1 data fee of one of our transactions
+    /// ([`CONVERSION_TX_BYTES`] unsigned bytes); 0 elsewhere.
+    pub l1_fee_per_tx_wei: U256,
     pub eth_balance: U256,
     pub eth_price: Price,
     /// Per configured token, in configuration order.

@@ -161,13 +161,15 @@ async fn write_up_scenario_converts_dai_and_reports_the_chain() {
     // The reserve ($25 of DAI) is intact.
     assert!(dai_after >= U256::from(25u64) * U256::from(10u64).pow(U256::from(18)));
 
-    // Now the ETH suffices: answered from one snapshot, nothing sent.
+    // Now the ETH suffices: answered from one snapshot (the latest header
+    // and one call at `pending`, sent together), nothing sent.
     let nonce = h.nonce().await;
     h.proxy.reset();
     let r = h.ensure(milli_eth(50), "trade-2", false).await.unwrap();
     assert_eq!(r.outcome, EnsureOutcome::Sufficient as i32);
     assert!(r.conversions.is_empty());
-    assert_eq!(h.proxy.requests(), 1, "{:?}", h.proxy.methods());
+    assert_eq!(h.proxy.requests(), 2, "{:?}", h.proxy.methods());
+    assert_eq!(h.proxy.count("eth_call"), 1, "{:?}", h.proxy.methods());
     assert_eq!(h.nonce().await, nonce);
     h.stop().await;
 }
@@ -176,8 +178,8 @@ async fn write_up_scenario_converts_dai_and_reports_the_chain() {
 /// more than the $5 buffer, the conversion still brings enough to pay it:
 /// the wallet ends with what was asked. On geth-family nodes (the Hardhat
 /// node here) a contract reads BASEFEE 0 inside `eth_call`, so the plan
-/// must price its gas from the block header, not from the snapshot's
-/// `getBasefee()`.
+/// must price its gas from the block header, never from `getBasefee()`
+/// inside the snapshot's `eth_call`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_conversion_pays_its_own_gas_at_a_high_base_fee() {
     let mut h = Harness::start().await;

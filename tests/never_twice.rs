@@ -400,6 +400,126 @@ async fn a_stuck_transaction_is_replaced_within_its_fee_cap() {
     h.stop().await;
 }
 
+/// A swap (here the unwrap) stuck past its deadline is never bumped: it is
+/// cancelled by a 0-value self-transfer at its nonce paying 10% more, the
+/// caller is answered in time (STUCK), and once the cancellation mines the
+/// conversion is FAILED with nothing converted and the nonce used once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_stuck_past_its_deadline_is_cancelled_at_its_nonce() {
+    let mut h = Harness::start_with(|c| {
+        weth_only(c);
+        // Stuck (no receipt for 3 s) only once past its deadline (1 s).
+        c.swap_deadline = Duration::from_secs(1);
+        c.chains.get_mut(CHAIN).unwrap().replace_after = Duration::from_secs(3);
+    })
+    .await;
+    let wallet = h.wallet();
+    let weth = h.devnet.addresses.weth;
+    let weth_before = h.token_balance(weth).await;
+    let nonce_before = h.nonce().await;
+    let _: serde_json::Value = h.anvil("evm_setAutomine", (false,)).await;
+    let mut client = h.client.clone();
+    let call = tokio::spawn(async move {
+        client
+            .ensure_eth(pb::EnsureEthRequest {
+                chain: CHAIN.into(),
+                required_wei: milli_eth(50).to_string(),
+                request_id: "cancel-1".into(),
+                dry_run: false,
+            })
+            .await
+    });
+    let mut first: Option<serde_json::Value> = None;
+    for _ in 0..100 {
+        let pool = h.devnet.pending_transactions().await.unwrap();
+        first = pool.into_iter().find(|tx| {
+            tx["from"]
+                .as_str()
+                .is_some_and(|f| f.eq_ignore_ascii_case(&wallet.to_string()))
+        });
+        if first.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let first = first.expect("the unwrap never reached the pool");
+    let hex = |v: &serde_json::Value| {
+        u128::from_str_radix(v.as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
+    };
+    let first_max_fee = hex(&first["maxFeePerGas"]);
+    // The base fee 5% above what the unwrap pays: it can never be mined;
+    // a >= 10% cancellation can.
+    let high = first_max_fee * 105 / 100;
+    let until = tokio::time::Instant::now() + Duration::from_secs(90);
+    while h.nonce().await == nonce_before && tokio::time::Instant::now() < until {
+        let _: serde_json::Value = h
+            .anvil(
+                h.devnet.control("setNextBlockBaseFeePerGas"),
+                (U256::from(high),),
+            )
+            .await;
+        h.mine().await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let err = call.await.unwrap().expect_err("answered STUCK, in time");
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    // What mined at the nonce: a 0-value transfer to the wallet itself.
+    assert_eq!(h.nonce().await, nonce_before + 1, "the nonce used once");
+    let events = h
+        .events(0, |ev| {
+            ev.iter().any(|e| e.state == ConversionState::Failed as i32)
+        })
+        .await;
+    let failed = events
+        .iter()
+        .find(|e| e.state == ConversionState::Failed as i32)
+        .unwrap();
+    let detail = format!("{failed:?}");
+    assert!(detail.contains("cancelled"), "{detail}");
+    assert!(
+        !events
+            .iter()
+            .any(|e| e.state == ConversionState::Confirmed as i32)
+    );
+    let block = h
+        .chain()
+        .get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
+        .full()
+        .await
+        .unwrap()
+        .unwrap();
+    let mut cancels = 0;
+    for n in (0..=block.header.number).rev().take(200) {
+        let b = h
+            .chain()
+            .get_block_by_number(n.into())
+            .full()
+            .await
+            .unwrap()
+            .unwrap();
+        for tx in b.transactions.txns() {
+            if tx.inner.signer() == wallet {
+                use alloy::consensus::Transaction;
+                assert_eq!(tx.to(), Some(wallet), "only the cancellation mined");
+                assert_eq!(tx.value(), U256::ZERO);
+                assert!(tx.max_fee_per_gas() * 100 >= first_max_fee * 110);
+                cancels += 1;
+            }
+        }
+        if n + 5 < block.header.number && cancels > 0 {
+            break;
+        }
+    }
+    assert_eq!(cancels, 1);
+    assert_eq!(
+        h.token_balance(weth).await,
+        weth_before,
+        "nothing unwrapped"
+    );
+    let _: serde_json::Value = h.anvil("evm_setAutomine", (true,)).await;
+    h.stop().await;
+}
+
 /// A transaction the executor sent from the same key before the request
 /// (already mined) is counted: the conversion starts at the next nonce.
 /// (A nonce taken while our transaction is pending is

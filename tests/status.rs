@@ -8,11 +8,22 @@ use alloy::{
     primitives::{Address, I256, U256},
     providers::Provider,
 };
+use std::sync::Arc;
 use support::{CHAIN, Harness, parse};
 use tonic::Code;
+
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+use tonic_types::StatusExt;
 use wallet_balancer::{
-    chain::abi::{AggregatorV3Interface, IERC20},
-    pb,
+    balancer::BalancerError,
+    chain::{
+        ChainClient, ChainError,
+        abi::{AggregatorV3Interface, IERC20},
+    },
+    keys::WalletKey,
+    pb, server,
 };
 use wb_devnet::{DEPLOYER_KEY, bindings::IMockAggregatorV3};
 
@@ -24,17 +35,19 @@ fn usd8(v: U256) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn status_matches_the_chain_in_one_request() {
+async fn status_matches_the_chain_in_one_header_and_one_call() {
     let mut h = Harness::start().await;
-    // Warm: decimals were read at start-up; from now on a status is one call.
+    // Warm: decimals were read at start-up; from now on a status is the
+    // latest header, then one call at its block.
     h.proxy.reset();
     let s = h.status().await;
     assert_eq!(
         h.proxy.requests(),
-        1,
+        2,
         "GetStatus used {:?}",
         h.proxy.methods()
     );
+    assert_eq!(h.proxy.count("eth_getBlockByNumber"), 1);
     assert_eq!(h.proxy.count("eth_call"), 1);
 
     let chain = h.chain();
@@ -245,6 +258,41 @@ async fn a_stale_or_broken_token_feed_marks_that_token_unusable() {
     h.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_feed_is_held_to_its_own_staleness_limit() {
+    // DAI's feed beats hourly here (feed_max_age_secs 600 s), USDC's daily
+    // (the chain's 86400 s): both updated 20 minutes ago, only DAI is stale.
+    let mut h = Harness::start_with(|c| {
+        let chain = c.chains.get_mut(CHAIN).unwrap();
+        let dai = chain.tokens.iter_mut().find(|t| t.symbol == "DAI").unwrap();
+        dai.feed_max_age = Duration::from_secs(600);
+    })
+    .await;
+    let now = chain_now(&h).await;
+    let a = &h.devnet.addresses;
+    set_feed(&h, a.usdc_usd_feed, 100_000_000, now - 1_200).await;
+    set_feed(&h, a.dai_usd_feed, 100_000_000, now - 1_200).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let st = h.status().await;
+        let token = |s: &str| st.tokens.iter().find(|t| t.symbol == s).unwrap().clone();
+        let dai = token("DAI");
+        if !dai.price_error.is_empty() {
+            assert!(
+                dai.price_error.contains("DAI/USD") && dai.price_error.contains("limit 600s"),
+                "{dai:?}"
+            );
+            let usdc = token("USDC");
+            assert!(usdc.price_error.is_empty(), "{usdc:?}");
+            assert_ne!(usdc.value_usd, "0.00000000", "{usdc:?}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{dai:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    h.stop().await;
+}
+
 /// No price is needed to say "sufficient", and a stale token feed only
 /// leaves that token out: with the DAI feed stale, EnsureEth for what the
 /// wallet holds answers SUFFICIENT, and one that needs a conversion plans
@@ -411,6 +459,103 @@ async fn reflection_lists_the_service_for_grpcurl() {
         names.contains(&"grpc.health.v1.Health".to_string()),
         "{names:?}"
     );
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_pointed_at_another_pairs_feed_is_refused_at_start_naming_it() {
+    // USDT's usd_feed set to the DAI/USD feed: it answers, with a price near
+    // USDT's, so nothing would look wrong until the day DAI and USDT part.
+    // At start-up every feed's description() is read: "DAI / USD" is not
+    // "USDT / USD", so the chain is refused, naming the token; it stays not
+    // ready, health stays NOT_SERVING and GetStatus says why.
+    let h = Harness::start().await;
+    let mut config = (*h.config).clone();
+    config.journal.path = h.dir().join("misconfigured.redb");
+    let dai_feed = h.devnet.addresses.dai_usd_feed;
+    let chain = config.chains.get_mut(CHAIN).unwrap();
+    let usdt = chain
+        .tokens
+        .iter_mut()
+        .find(|t| t.symbol == "USDT")
+        .unwrap();
+    usdt.usd_feed = dai_feed;
+
+    let client = ChainClient::new(chain.clone(), h.wallet()).unwrap();
+    let e = client.initialise().await.unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        matches!(&e, ChainError::FeedMismatch { token: Some(t), address, .. }
+            if t == "USDT" && *address == dai_feed),
+        "{e:?}"
+    );
+    assert!(
+        msg.contains("USDT") && msg.contains("\"DAI / USD\"") && msg.contains("\"USDT / USD\""),
+        "{msg}"
+    );
+    assert!(client.meta().is_err(), "not ready after a mismatch");
+    let failure = BalancerError::from(e).failure();
+    assert_eq!(failure.reason, "CHAIN_MISCONFIGURED");
+    assert_eq!(
+        failure.metadata.get("token").map(String::as_str),
+        Some("USDT")
+    );
+
+    // The ETH/USD feed is checked too: the USDC feed in its place.
+    let mut eth_wrong = h.config.chain(CHAIN).unwrap().clone();
+    eth_wrong.eth_usd_feed = h.devnet.addresses.usdc_usd_feed;
+    let e = ChainClient::new(eth_wrong, h.wallet())
+        .unwrap()
+        .initialise()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, ChainError::FeedMismatch { token: None, actual, .. } if actual == "USDC / USD"),
+        "{e:?}"
+    );
+
+    // The sidecar served with that config: never SERVING, and a request
+    // is answered CHAIN_MISCONFIGURED naming USDT.
+    let key = WalletKey::load(Some(h.key_path()), None).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(server::serve(Arc::new(config), key, listener, async {
+        let _ = stopped.await;
+    }));
+    let channel = tonic::transport::Channel::from_shared(addr)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut api = pb::wallet_balancer_client::WalletBalancerClient::new(channel.clone());
+    let e = api
+        .get_status(pb::GetStatusRequest {
+            chain: CHAIN.into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition, "{}", e.message());
+    assert!(e.message().contains("token USDT"), "{}", e.message());
+    let info = e.get_details_error_info().expect("ErrorInfo");
+    assert_eq!(info.reason, "CHAIN_MISCONFIGURED");
+    assert_eq!(info.metadata.get("token").map(String::as_str), Some("USDT"));
+    let mut health = HealthClient::new(channel);
+    let status = health
+        .check(HealthCheckRequest {
+            service: server::SERVICE_NAME.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status;
+    assert_ne!(
+        status,
+        ServingStatus::Serving as i32,
+        "a misconfigured chain is not ready"
+    );
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
     h.stop().await;
 }
 

@@ -14,7 +14,7 @@ const SRC_DIR = path.join(ROOT, 'contracts');
 const OUT_DIR = path.join(ROOT, 'build');
 // Contracts whose *runtime* bytecode is injected with anvil_setCode: they must not rely on a
 // constructor, so they may not have immutables.
-const SETCODE_CONTRACTS = new Set(['Multicall3']);
+const SETCODE_CONTRACTS = new Set(['Multicall3', 'ArbitrumMulticall3', 'OpGasPriceOracle']);
 
 function main() {
   const files = fs

@@ -28,6 +28,10 @@ module.exports = {
         count: 2,
       },
       mining: { auto: true, interval: 0 },
+      // Blocks mined within one second share its timestamp, as on anvil: otherwise the
+      // deployment's ~60 automined blocks push the chain's clock a minute ahead of the wall
+      // clock, and every deadline (chain time) would fall a minute late.
+      allowBlocksWithSameTimestamp: true,
       // Every RPC call logged (and its traces decoded) costs time on 2 cores; the devnet log
       // still gets start-up and errors.
       loggingEnabled: false,

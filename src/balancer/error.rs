@@ -9,7 +9,7 @@
 //! | no RPC endpoint answers, chain not ready | Unavailable        | CHAIN_UNAVAILABLE     |
 //! | stale/broken feed                       | FailedPrecondition  | PRICE_FEED_UNUSABLE   |
 //! | sequencer down                          | FailedPrecondition  | SEQUENCER_DOWN        |
-//! | misconfigured chain                     | FailedPrecondition  | CHAIN_MISCONFIGURED   |
+//! | misconfigured chain (chain id, token decimals, a feed of another pair) | FailedPrecondition | CHAIN_MISCONFIGURED |
 //! | insufficient funds                      | FailedPrecondition  | INSUFFICIENT_FUNDS    |
 //! | price guard                             | FailedPrecondition  | PRICE_DEVIATION       |
 //! | swap simulation reverted                | FailedPrecondition  | SIMULATION_REVERTED   |
@@ -173,6 +173,12 @@ fn chain_failure(e: &ChainError, message: String) -> Failure {
             Failure::new(Kind::FailedPrecondition, "SEQUENCER_DOWN", message)
                 .with([("chain", chain.clone())])
         }
+        ChainError::FeedMismatch { chain, token, .. } => {
+            Failure::new(Kind::FailedPrecondition, "CHAIN_MISCONFIGURED", message).with(
+                std::iter::once(("chain", chain.clone()))
+                    .chain(token.iter().map(|t| ("token", t.clone()))),
+            )
+        }
         ChainError::ChainIdMismatch { chain, .. }
         | ChainError::DecimalsMismatch { chain, .. }
         | ChainError::CallFailed { chain, .. }
@@ -239,6 +245,15 @@ fn exec_failure(e: &ExecError, message: String) -> Failure {
         ]),
         ExecError::Reverted { tx_hash, what } => Failure::new(Kind::Aborted, "REVERTED", message)
             .with([("tx_hash", tx_hash.to_string()), ("what", what.clone())]),
+        ExecError::Cancelled {
+            what,
+            nonce,
+            tx_hash,
+        } => Failure::new(Kind::Aborted, "CANCELLED", message).with([
+            ("tx_hash", tx_hash.to_string()),
+            ("nonce", nonce.to_string()),
+            ("what", what.clone()),
+        ]),
     }
 }
 

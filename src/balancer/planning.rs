@@ -62,24 +62,6 @@ pub fn unpriced(client: &ChainClient, snapshot: &Snapshot) -> Vec<String> {
         .collect()
 }
 
-/// The gas price a plan prices the conversion's own gas at: the latest
-/// block header's base fee when higher than the snapshot's, read only when
-/// the ETH falls short of `need` (a conversion is coming). The snapshot reads
-/// `getBasefee()` inside an `eth_call`, which geth-family nodes (geth, reth,
-/// Nitro, Hardhat's EDR) run at BASEFEE 0: planned at 0, a conversion
-/// brings too little to pay its own gas once the base fee is high.
-async fn gas_price(
-    client: &ChainClient,
-    snapshot: &Snapshot,
-    need: U256,
-) -> Result<U256, BalancerError> {
-    if snapshot.eth_balance >= need {
-        return Ok(snapshot.base_fee_wei);
-    }
-    let header = U256::from(client.latest_base_fee().await?);
-    Ok(snapshot.base_fee_wei.max(header))
-}
-
 /// Plans a conversion for `required_wei` at `snapshot`: allocate, quote the
 /// legs (one batched call; a first round for `cheapest`), finalize. Pure
 /// planning plus reads; sends nothing. `None` when the ETH suffices.
@@ -111,13 +93,14 @@ pub async fn plan_conversion(
         tracing::Span::current().record("unpriced", tracing::field::display(&list));
     }
     let policy = &config.policy;
-    let need = required_wei.saturating_add(policy.gas_reserve_wei);
     let input = PlanInput {
         required_wei,
         eth_balance: snapshot.eth_balance,
         pending_eth_in: U256::ZERO,
         eth_price: snapshot.eth_price,
-        gas_price_wei: gas_price(client, snapshot, need).await?,
+        // The latest header's base fee (never a contract's BASEFEE).
+        gas_price_wei: snapshot.base_fee_wei,
+        l1_fee_per_tx_wei: snapshot.l1_fee_per_tx_wei,
         tokens: token_inputs(client, snapshot),
         hour_budget_remaining,
     };
@@ -261,6 +244,7 @@ pub fn planned_report(
         venue_name,
         fee_tier,
         eth_out: leg.eth_out,
+        planned_eth_out: leg.eth_out,
         max_amount_in: leg.max_in,
         quoted_amount_in: leg.amount_in,
         amount_in: None,

@@ -4,15 +4,23 @@ use alloy::sol;
 
 sol! {
     /// Multicall3 (canonical at 0xcA11bde05977b3631167028862bE2a173976CA11).
+    /// Not `getBlockNumber()` nor `getBasefee()`: on Arbitrum `block.number`
+    /// is an L1 block number, and geth-family nodes run `eth_call` at
+    /// BASEFEE 0; both come from the block header.
     #[sol(rpc)]
     interface IMulticall3 {
         struct Call3 { address target; bool allowFailure; bytes callData; }
         struct Result { bool success; bytes returnData; }
         function aggregate3(Call3[] calldata calls) external payable returns (Result[] memory returnData);
         function getEthBalance(address addr) external view returns (uint256 balance);
-        function getBlockNumber() external view returns (uint256 blockNumber);
         function getCurrentBlockTimestamp() external view returns (uint256 timestamp);
-        function getBasefee() external view returns (uint256 basefee);
+    }
+
+    /// The OP-stack GasPriceOracle predeploy (0x420000000000000000000000000000000000000F),
+    /// Fjord and later.
+    #[sol(rpc)]
+    interface IGasPriceOracle {
+        function getL1FeeUpperBound(uint256 _unsignedTxSize) external view returns (uint256);
     }
 
     /// ERC20, as far as the sidecar uses it. `approve`/`transfer` are called

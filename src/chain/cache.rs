@@ -15,9 +15,10 @@
 //!   caller joins a read at `latest`. Errors are never cached. The snapshot
 //!   always says which block it describes.
 //!
-//! Costs: a cold GetStatus is one `eth_call`; a GetStatus served from the
-//! cache is none; while GetStatus is asked, the follower adds one
-//! `eth_blockNumber` per poll plus one `eth_call` per new block, whatever the
+//! Costs: a cold GetStatus is two requests (the latest header, then one
+//! `eth_call` at its block); a GetStatus served from the cache is none; while
+//! GetStatus is asked, the follower adds one `eth_blockNumber` per poll plus
+//! one header and one `eth_call` per new block, whatever the
 //! number of callers. It stops [`FOLLOW_IDLE`] after the last GetStatus.
 //! `status_max_age_ms = 0` turns the cache off (every GetStatus reads).
 
@@ -197,8 +198,8 @@ impl StatusCache {
 }
 
 impl ChainClient {
-    /// The wallet snapshot at `block`, in one JSON-RPC request sent after
-    /// this call began. At `latest` and `pending`, concurrent callers share
+    /// The wallet snapshot at `block` (see [`snapshot::read`] for its
+    /// requests), read after this call began. At `latest` and `pending`, concurrent callers share
     /// one request (single-flight); other blocks are read directly.
     pub async fn snapshot(&self, block: BlockId) -> Result<Snapshot, ChainError> {
         let flight = match block {
@@ -276,8 +277,10 @@ impl ChainClient {
         let sent = Instant::now();
         match self.provider().get_block_number().await {
             Ok(head) => {
+                // The new head, read at its number: its header and the
+                // snapshot's `eth_call` go out together.
                 if reads.status.head_seen(head, sent)
-                    && let Err(e) = reads.latest.join(self.reader(BlockId::latest())).await
+                    && let Err(e) = reads.latest.join(self.reader(BlockId::number(head))).await
                 {
                     tracing::debug!(chain = self.name(), error = %e, "block follower: snapshot read failed");
                 }
@@ -303,6 +306,7 @@ mod tests {
             at_pending: false,
             block_timestamp: 0,
             base_fee_wei: U256::ZERO,
+            l1_fee_per_tx_wei: U256::ZERO,
             eth_balance: U256::from(block),
             eth_price: Price {
                 answer: U256::from(1u64),

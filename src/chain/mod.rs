@@ -78,10 +78,36 @@ pub enum ChainError {
         configured: u8,
         actual: u8,
     },
+    /// A configured feed prices another pair than the one it is given for
+    /// (its `description()` read at start-up): a token pointing at the
+    /// wrong feed would be valued at another asset's price.
+    #[error("chain {chain}: {}", feed_mismatch(.token.as_deref(), .address, .expected, .actual))]
+    FeedMismatch {
+        chain: String,
+        /// The token whose `usd_feed` it is; `None`: the ETH/USD feed.
+        token: Option<String>,
+        address: Address,
+        expected: String,
+        actual: String,
+    },
     #[error("chain {chain}: not initialised yet (the chain has not answered since start-up)")]
     NotReady { chain: String },
     #[error("chain {chain}: cannot build the RPC client: {reason}")]
     Setup { chain: String, reason: String },
+}
+
+/// [`ChainError::FeedMismatch`]'s message: what is wrong and which key to fix.
+fn feed_mismatch(token: Option<&str>, address: &Address, expected: &str, actual: &str) -> String {
+    let (key, hint) = match token {
+        Some(t) => (
+            format!("token {t}'s usd_feed"),
+            " (or set the token's feed_description when its feed names the asset otherwise)",
+        ),
+        None => ("eth_usd_feed".into(), ""),
+    };
+    format!(
+        "{key} {address} describes itself as {actual:?}, not {expected:?}: it prices another pair; point {key} at a {expected} feed{hint}"
+    )
 }
 
 impl ChainError {
@@ -239,8 +265,9 @@ impl ChainClient {
         })
     }
 
-    /// Checks the chain id and reads every token's and feed's decimals (one
-    /// multicall), checking token decimals against the config. Idempotent:
+    /// Checks the chain id and reads every token's and feed's decimals and
+    /// every feed's description (one multicall), checking token decimals
+    /// and feed pairs against the config. Idempotent:
     /// once it has succeeded it does nothing.
     pub async fn initialise(&self) -> Result<(), ChainError> {
         if self.inner.meta.get().is_some() {

@@ -6,17 +6,19 @@
 //! anonymously; a failure is always an error, never a zero.
 
 use alloy::{
-    eips::BlockId,
+    eips::{BlockId, BlockNumberOrTag},
     primitives::{Address, I256, U256},
+    providers::Provider,
     sol_types::SolCall,
 };
 
 use super::{
     ChainClient, ChainError,
-    abi::{AggregatorV3Interface, IERC20, IMulticall3},
+    abi::{AggregatorV3Interface, IERC20, IGasPriceOracle, IMulticall3},
 };
 use crate::{
-    domain::{Snapshot, TokenReading},
+    config::{ETH_USD_DESCRIPTION, feed_describes},
+    domain::{CONVERSION_TX_BYTES, Snapshot, TokenReading},
     money::Price,
 };
 
@@ -100,8 +102,11 @@ async fn run(
     })
 }
 
-/// Reads token and feed decimals (one multicall) and checks token decimals
-/// against the config: decimals are never guessed.
+/// Reads token and feed decimals and every feed's description (one
+/// multicall); checks token decimals against the config (decimals are never
+/// guessed) and that every feed prices the pair it is given for
+/// (`ETH / USD`, the token's `feed_description`): a token pointed at another
+/// token's feed is refused, named.
 pub(super) async fn read_meta(client: &ChainClient) -> Result<ChainMeta, ChainError> {
     let cfg = client.config();
     let mut b = Batch::new();
@@ -109,6 +114,11 @@ pub(super) async fn read_meta(client: &ChainClient) -> Result<ChainMeta, ChainEr
         cfg.eth_usd_feed,
         AggregatorV3Interface::decimalsCall {},
         "ETH/USD feed decimals()".into(),
+    );
+    let eth_feed_desc = b.push(
+        cfg.eth_usd_feed,
+        AggregatorV3Interface::descriptionCall {},
+        "ETH/USD feed description()".into(),
     );
     let mut idx = Vec::new();
     for t in &cfg.tokens {
@@ -122,12 +132,32 @@ pub(super) async fn read_meta(client: &ChainClient) -> Result<ChainMeta, ChainEr
             AggregatorV3Interface::decimalsCall {},
             format!("{}/USD feed decimals()", t.symbol),
         );
-        idx.push((td, fd));
+        let fdesc = b.push(
+            t.usd_feed,
+            AggregatorV3Interface::descriptionCall {},
+            format!("{}/USD feed description()", t.symbol),
+        );
+        idx.push((td, fd, fdesc));
     }
     let r = run(client, b, BlockId::latest()).await?;
+    let feed_is = |token: Option<&str>, address, expected: &str, i| {
+        let actual = r.decode::<AggregatorV3Interface::descriptionCall>(i)?;
+        if feed_describes(expected, &actual) {
+            Ok(())
+        } else {
+            Err(ChainError::FeedMismatch {
+                chain: client.name().into(),
+                token: token.map(str::to_string),
+                address,
+                expected: expected.into(),
+                actual,
+            })
+        }
+    };
+    feed_is(None, cfg.eth_usd_feed, ETH_USD_DESCRIPTION, eth_feed_desc)?;
     let eth_feed_decimals = r.decode::<AggregatorV3Interface::decimalsCall>(eth_feed)?;
     let mut token_feed_decimals = Vec::new();
-    for (t, (td, fd)) in cfg.tokens.iter().zip(idx) {
+    for (t, (td, fd, fdesc)) in cfg.tokens.iter().zip(idx) {
         let actual = r.decode::<IERC20::decimalsCall>(td)?;
         if actual != t.decimals {
             return Err(ChainError::DecimalsMismatch {
@@ -137,6 +167,7 @@ pub(super) async fn read_meta(client: &ChainClient) -> Result<ChainMeta, ChainEr
                 actual,
             });
         }
+        feed_is(Some(&t.symbol), t.usd_feed, &t.feed_description, fdesc)?;
         token_feed_decimals.push(r.decode::<AggregatorV3Interface::decimalsCall>(fd)?);
     }
     Ok(ChainMeta {
@@ -146,7 +177,8 @@ pub(super) async fn read_meta(client: &ChainClient) -> Result<ChainMeta, ChainEr
 }
 
 /// Validates one `latestRoundData` answer: positive, and not older than the
-/// chain's staleness limit at the snapshot's block time.
+/// feed's own staleness limit (its heartbeat plus a margin:
+/// `ChainConfig::feed_max_age_of`) at the snapshot's block time.
 fn feed_price(
     client: &ChainClient,
     feed: &str,
@@ -164,7 +196,7 @@ fn feed_price(
         });
     }
     let updated: u64 = round.updatedAt.try_into().unwrap_or(u64::MAX);
-    let max_age = client.config().feed_max_age.as_secs();
+    let max_age = client.config().feed_max_age_of(address).as_secs();
     let age = block_timestamp.saturating_sub(updated);
     if updated == 0 || age > max_age {
         return Err(ChainError::StaleFeed {
@@ -191,24 +223,48 @@ fn sequencer_up(answer: I256, started_at: u64, block_timestamp: u64, grace_secs:
         && block_timestamp.saturating_sub(started_at) >= grace_secs
 }
 
-/// Reads the snapshot at `block` in one `eth_call`.
+/// A block's number and base fee, from its header: the block number as
+/// JSON-RPC numbers it, and the base fee the chain really charges. Never
+/// `block.number` / `block.basefee` inside an `eth_call`: on Arbitrum
+/// `block.number` is an L1 block number, and geth-family nodes (geth, reth,
+/// Nitro, Hardhat's EDR) run calls at a base fee of 0.
+async fn head(client: &ChainClient, at: BlockNumberOrTag) -> Result<(u64, U256), ChainError> {
+    let header = client
+        .provider()
+        .get_block_by_number(at)
+        .await
+        .map_err(|e| client.rpc_err(e))?
+        .ok_or_else(|| ChainError::CallFailed {
+            chain: client.name().into(),
+            what: format!("eth_getBlockByNumber({at})"),
+            reason: "no such block".into(),
+        })?
+        .header;
+    Ok((
+        header.number,
+        U256::from(header.base_fee_per_gas.unwrap_or(0)),
+    ))
+}
+
+/// Reads the snapshot at `block` (`latest`, `pending` or a number): a block
+/// header (number, base fee) and one `eth_call` of Multicall3.
+/// - `latest` (or another tag): the header first, then the call at the
+///   header's number, so the snapshot describes exactly the block it names
+///   (two round trips);
+/// - a number: the header and the call at that number, sent together;
+/// - `pending`: the latest header and the call at `pending`, sent together;
+///   the pending block is the one after the header's.
 pub async fn read(client: &ChainClient, block: BlockId) -> Result<Snapshot, ChainError> {
     let cfg = client.config();
     let meta = client.meta()?;
     let wallet = client.wallet();
     let mc = cfg.multicall3;
     let mut b = Batch::new();
-    let i_block = b.push(
-        mc,
-        IMulticall3::getBlockNumberCall {},
-        "getBlockNumber()".into(),
-    );
     let i_time = b.push(
         mc,
         IMulticall3::getCurrentBlockTimestampCall {},
         "getCurrentBlockTimestamp()".into(),
     );
-    let i_fee = b.push(mc, IMulticall3::getBasefeeCall {}, "getBasefee()".into());
     let i_eth = b.push(
         mc,
         IMulticall3::getEthBalanceCall { addr: wallet },
@@ -219,6 +275,15 @@ pub async fn read(client: &ChainClient, block: BlockId) -> Result<Snapshot, Chai
         AggregatorV3Interface::latestRoundDataCall {},
         "ETH/USD feed latestRoundData()".into(),
     );
+    let i_l1_fee = cfg.l1_fee_oracle.map(|oracle| {
+        b.push(
+            oracle,
+            IGasPriceOracle::getL1FeeUpperBoundCall {
+                _unsignedTxSize: U256::from(CONVERSION_TX_BYTES),
+            },
+            "GasPriceOracle getL1FeeUpperBound()".into(),
+        )
+    });
     let i_seq = cfg.sequencer_uptime_feed.map(|f| {
         b.push(
             f,
@@ -258,12 +323,39 @@ pub async fn read(client: &ChainClient, block: BlockId) -> Result<Snapshot, Chai
         idx.push((bal, feed, allowances));
     }
 
-    let r = run(client, b, block).await?;
+    let (block_number, base_fee_wei, at_pending, r) = match block {
+        BlockId::Number(BlockNumberOrTag::Pending) => {
+            let ((number, base_fee), r) = tokio::try_join!(
+                head(client, BlockNumberOrTag::Latest),
+                run(client, b, block)
+            )?;
+            (number.saturating_add(1), base_fee, true, r)
+        }
+        BlockId::Number(at @ BlockNumberOrTag::Number(_)) => {
+            let ((number, base_fee), r) =
+                tokio::try_join!(head(client, at), run(client, b, block))?;
+            (number, base_fee, false, r)
+        }
+        BlockId::Number(tag) => {
+            let (number, base_fee) = head(client, tag).await?;
+            let r = run(client, b, BlockId::number(number)).await?;
+            (number, base_fee, false, r)
+        }
+        BlockId::Hash(_) => {
+            return Err(ChainError::CallFailed {
+                chain: client.name().into(),
+                what: "snapshot".into(),
+                reason: "read by block number or tag only".into(),
+            });
+        }
+    };
     let to_u64 = |v: U256| u64::try_from(v).unwrap_or(u64::MAX);
-    let block_number = to_u64(r.decode::<IMulticall3::getBlockNumberCall>(i_block)?);
     let block_timestamp = to_u64(r.decode::<IMulticall3::getCurrentBlockTimestampCall>(i_time)?);
-    let base_fee_wei = r.decode::<IMulticall3::getBasefeeCall>(i_fee)?;
     let eth_balance = r.decode::<IMulticall3::getEthBalanceCall>(i_eth)?;
+    let l1_fee_per_tx_wei = match i_l1_fee {
+        Some(i) => r.decode::<IGasPriceOracle::getL1FeeUpperBoundCall>(i)?,
+        None => U256::ZERO,
+    };
 
     if let (Some(i), Some(addr)) = (i_seq, cfg.sequencer_uptime_feed) {
         let round = r.decode::<AggregatorV3Interface::latestRoundDataCall>(i)?;
@@ -325,12 +417,10 @@ pub async fn read(client: &ChainClient, block: BlockId) -> Result<Snapshot, Chai
     }
     Ok(Snapshot {
         block_number,
-        at_pending: matches!(
-            block,
-            BlockId::Number(alloy::eips::BlockNumberOrTag::Pending)
-        ),
+        at_pending,
         block_timestamp,
         base_fee_wei,
+        l1_fee_per_tx_wei,
         eth_balance,
         eth_price,
         tokens,

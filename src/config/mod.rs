@@ -181,8 +181,17 @@ pub struct ChainConfig {
     pub multicall3: Address,
     pub weth: Address,
     pub eth_usd_feed: Address,
+    /// Staleness limit of the ETH/USD feed (its heartbeat plus a margin).
+    pub eth_usd_feed_max_age: Duration,
+    /// Staleness limit of a feed that sets none of its own
+    /// (`feed_max_age_secs`; the chain-wide limit of older configs).
     pub feed_max_age: Duration,
     pub sequencer_uptime_feed: Option<Address>,
+    /// OP-stack chains: the GasPriceOracle predeploy
+    /// (0x420000000000000000000000000000000000000F). Each transaction also
+    /// pays an L1 data fee, which a conversion must bring enough ETH for:
+    /// its upper bound is read with the snapshot.
+    pub l1_fee_oracle: Option<Address>,
     /// Time after the sequencer comes back up before its prices are trusted.
     pub sequencer_grace: Duration,
     pub confirmations: u64,
@@ -213,12 +222,50 @@ pub struct TokenConfig {
     pub address: Address,
     pub decimals: u8,
     pub usd_feed: Address,
+    /// Staleness limit of `usd_feed` (its heartbeat plus a margin).
+    pub feed_max_age: Duration,
+    /// What `usd_feed`'s `description()` must read (compared by
+    /// [`feed_describes`]): `<SYMBOL> / USD`, `ETH / USD` for WETH, or the
+    /// token's `feed_description`. Checked at start-up: a token pointing at
+    /// another pair's feed is refused.
+    pub feed_description: String,
     pub min_reserve_usd: Usd,
     pub priority: u32,
     /// USDT-style: the allowance must be set to 0 before a new non-zero value.
     pub approval_reset: bool,
     /// True for the chain's wrapped native token (converted by unwrapping).
     pub is_weth: bool,
+}
+
+/// What the ETH/USD feed's `description()` reads (Chainlink's pair name).
+pub const ETH_USD_DESCRIPTION: &str = "ETH / USD";
+
+/// Whether a feed describing itself as `actual` is the `expected` pair.
+/// Case and spaces do not count (`"ETH / USD"` is `"eth/usd"`); anything
+/// else does (`"USDT / USD"` is not `"USDT / ETH"`, nor `"USDC / USD"`).
+pub fn feed_describes(expected: &str, actual: &str) -> bool {
+    let norm = |s: &str| {
+        s.chars()
+            .filter(|c| !c.is_whitespace())
+            .flat_map(char::to_uppercase)
+            .collect::<String>()
+    };
+    !expected.trim().is_empty() && norm(expected) == norm(actual)
+}
+
+impl ChainConfig {
+    /// The staleness limit of the feed at `feed`: the ETH/USD feed's, a
+    /// token's feed's (validation gives one feed one limit), else the
+    /// chain's default.
+    pub fn feed_max_age_of(&self, feed: Address) -> Duration {
+        if feed == self.eth_usd_feed {
+            return self.eth_usd_feed_max_age;
+        }
+        self.tokens
+            .iter()
+            .find(|t| t.usd_feed == feed)
+            .map_or(self.feed_max_age, |t| t.feed_max_age)
+    }
 }
 
 #[derive(Clone, Debug)]

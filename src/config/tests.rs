@@ -127,73 +127,8 @@ fn env_overrides_single_keys() {
     assert_eq!(c.chain("devnet").unwrap().rpc_urls.len(), 2);
 }
 
-#[test]
-fn every_preset_parses_with_checksummed_distinct_addresses() {
-    for (name, text) in PRESETS {
-        let cfg = format!(
-            "[chains.{name}]\npreset = \"{name}\"\nrpc_urls = [\"http://127.0.0.1:8545\"]\n"
-        );
-        let c = Config::from_toml(&cfg).unwrap_or_else(|e| panic!("preset {name}: {e}"));
-        let ch = c.chain(name).unwrap();
-        assert!(!ch.tokens.is_empty(), "{name}: no tokens");
-        assert!(!ch.venues.is_empty(), "{name}: no venues");
-        assert!(
-            ch.tokens.iter().any(|t| t.is_weth),
-            "{name}: WETH not listed"
-        );
-        // Receipts are looked for once per block: each preset states
-        // its chain's block time.
-        let want_ms = match *name {
-            "arbitrum" => 250,
-            "base" | "optimism" => 2_000,
-            "ethereum" => 12_000,
-            other => panic!("unknown preset {other}"),
-        };
-        assert_eq!(ch.block_time, Duration::from_millis(want_ms), "{name}");
-
-        // Every 0x-address literal in the file is EIP-55 checksummed.
-        for word in text.split(|c: char| !c.is_ascii_alphanumeric()) {
-            if word.len() == 42 && word.starts_with("0x") {
-                Address::parse_checksummed(word, None)
-                    .unwrap_or_else(|e| panic!("{name}: {word} not checksummed: {e}"));
-            }
-        }
-        // Distinct roles. The only sharing allowed: WETH is listed as a
-        // token at the `weth` address and priced by the ETH/USD feed.
-        let mut roles = vec![
-            ("multicall3", ch.multicall3),
-            ("weth", ch.weth),
-            ("eth_usd_feed", ch.eth_usd_feed),
-        ];
-        roles.extend(
-            ch.sequencer_uptime_feed
-                .map(|a| ("sequencer_uptime_feed", a)),
-        );
-        for t in &ch.tokens {
-            if t.is_weth {
-                assert_eq!(
-                    t.usd_feed, ch.eth_usd_feed,
-                    "{name}: WETH priced by another feed"
-                );
-                continue;
-            }
-            roles.push(("token", t.address));
-            roles.push(("usd_feed", t.usd_feed));
-        }
-        for v in &ch.venues {
-            roles.push(("router", v.kind.router()));
-            if let VenueKind::UniswapV3 { quoter, .. } = &v.kind {
-                roles.push(("quoter", *quoter));
-            }
-        }
-        let mut seen = BTreeMap::new();
-        for (role, a) in roles {
-            if let Some(prev) = seen.insert(a, role) {
-                panic!("{name}: {a} is both {prev} and {role}");
-            }
-        }
-    }
-}
+// The shipped presets: tests/presets.rs (every address pinned with its
+// source, every feed's heartbeat, the rules).
 
 #[test]
 fn the_effective_config_is_a_config_that_means_the_same() {
@@ -438,4 +373,192 @@ fn booleans_are_1_0_true_false_from_variables_and_files() {
         ("telemetry.log_json", (2, 1)),
         "{msg}"
     );
+}
+
+// -- Feeds: a staleness limit and a pair per feed --------------------------
+
+/// MINIMAL with `chain` keys added and these `[[tokens]]` (TOML lines).
+fn with_tokens(chain: &str, tokens: &[&str]) -> String {
+    let mut text = MINIMAL.replace(
+        "eth_usd_feed = \"0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512\"\n",
+        &format!("eth_usd_feed = \"0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512\"\n{chain}"),
+    );
+    text.push_str(
+        "[[chains.devnet.venues]]\nkind = \"uniswap_v2\"\nname = \"v2\"\n\
+         router = \"0x0000000000000000000000000000000000000100\"\n",
+    );
+    for t in tokens {
+        text.push_str(&format!("[[chains.devnet.tokens]]\n{t}\n"));
+    }
+    text
+}
+
+const WETH: &str = "symbol = \"WETH\"\naddress = \"0x5FbDB2315678afecb367f032d93F642f64180aa3\"\n\
+    decimals = 18\nusd_feed = \"0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512\"\n\
+    min_reserve_usd = \"1\"\npriority = 1";
+const USDC: &str = "symbol = \"USDC\"\naddress = \"0x0000000000000000000000000000000000000a01\"\n\
+    decimals = 6\nusd_feed = \"0x0000000000000000000000000000000000000f01\"\n\
+    min_reserve_usd = \"1\"\npriority = 2";
+const USDT: &str = "symbol = \"USDT\"\naddress = \"0x0000000000000000000000000000000000000a02\"\n\
+    decimals = 6\nusd_feed = \"0x0000000000000000000000000000000000000f02\"\n\
+    min_reserve_usd = \"1\"\npriority = 3";
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+#[test]
+fn an_old_config_keeps_its_one_limit_for_every_feed() {
+    // No per-feed key: the chain-wide feed_max_age_secs (default 86400)
+    // holds for every feed, as before.
+    let c = Config::from_toml(&with_tokens("", &[WETH, USDC])).unwrap();
+    let ch = c.chain("devnet").unwrap();
+    assert_eq!(ch.feed_max_age, secs(86_400));
+    assert_eq!(ch.eth_usd_feed_max_age, secs(86_400));
+    assert!(ch.tokens.iter().all(|t| t.feed_max_age == secs(86_400)));
+
+    let c = Config::from_toml(&with_tokens("feed_max_age_secs = 600\n", &[WETH, USDC])).unwrap();
+    let ch = c.chain("devnet").unwrap();
+    assert_eq!(ch.eth_usd_feed_max_age, secs(600));
+    assert!(ch.tokens.iter().all(|t| t.feed_max_age == secs(600)));
+    assert_eq!(ch.feed_max_age_of(ch.eth_usd_feed), secs(600));
+}
+
+#[test]
+fn each_feed_has_its_own_limit() {
+    let usdc = format!("{USDC}\nfeed_max_age_secs = 95040");
+    let c = Config::from_toml(&with_tokens(
+        "eth_usd_feed_max_age_secs = 1500\nfeed_max_age_secs = 7000\n",
+        &[WETH, &usdc, USDT],
+    ))
+    .unwrap();
+    let ch = c.chain("devnet").unwrap();
+    let limit = |sym: &str| ch.tokens.iter().find(|t| t.symbol == sym).unwrap();
+    assert_eq!(ch.eth_usd_feed_max_age, secs(1_500));
+    // WETH is priced by the ETH/USD feed: that feed's limit.
+    assert_eq!(limit("WETH").feed_max_age, secs(1_500));
+    assert_eq!(limit("USDC").feed_max_age, secs(95_040));
+    // No limit of its own: the chain's default.
+    assert_eq!(limit("USDT").feed_max_age, secs(7_000));
+    // What the snapshot asks, by feed address.
+    assert_eq!(ch.feed_max_age_of(ch.eth_usd_feed), secs(1_500));
+    assert_eq!(ch.feed_max_age_of(limit("USDC").usd_feed), secs(95_040));
+    assert_eq!(ch.feed_max_age_of(limit("USDT").usd_feed), secs(7_000));
+    assert_eq!(ch.feed_max_age_of(Address::repeat_byte(9)), secs(7_000));
+    // The ETH/USD feed's own limit, with no token priced by it.
+    let c = Config::from_toml(&with_tokens(
+        "eth_usd_feed_max_age_secs = 1500
+",
+        &[USDC],
+    ))
+    .unwrap();
+    let ch = c.chain("devnet").unwrap();
+    assert_eq!(ch.feed_max_age_of(ch.eth_usd_feed), secs(1_500));
+}
+
+#[test]
+fn one_feed_gets_one_limit_and_every_limit_is_positive() {
+    // WETH's feed is the ETH/USD feed: a second, different limit is refused.
+    let weth = format!("{WETH}\nfeed_max_age_secs = 3600");
+    let e = Config::from_toml(&with_tokens("eth_usd_feed_max_age_secs = 1500\n", &[&weth]))
+        .unwrap_err();
+    assert_eq!(e.key, "chains.devnet.tokens[0].feed_max_age_secs", "{e}");
+    assert!(e.message.contains("eth_usd_feed_max_age_secs"), "{e}");
+    // The same limit twice is fine.
+    let weth = format!("{WETH}\nfeed_max_age_secs = 1500");
+    Config::from_toml(&with_tokens("eth_usd_feed_max_age_secs = 1500\n", &[&weth])).unwrap();
+    // Two tokens on one feed: the second inherits the first's limit, and may
+    // not contradict it.
+    let usdc = format!("{USDC}\nfeed_max_age_secs = 95040");
+    let twin = USDT.replace(
+        "0x0000000000000000000000000000000000000f02",
+        "0x0000000000000000000000000000000000000f01",
+    );
+    let c = Config::from_toml(&with_tokens("", &[&usdc, &twin])).unwrap();
+    assert_eq!(
+        c.chain("devnet").unwrap().tokens[1].feed_max_age,
+        secs(95_040)
+    );
+    let twin = format!("{twin}\nfeed_max_age_secs = 100");
+    let e = Config::from_toml(&with_tokens("", &[&usdc, &twin])).unwrap_err();
+    assert_eq!(e.key, "chains.devnet.tokens[1].feed_max_age_secs", "{e}");
+    assert!(e.message.contains("tokens[0].feed_max_age_secs"), "{e}");
+
+    for (chain, token, key) in [
+        (
+            "eth_usd_feed_max_age_secs = 0\n",
+            USDC.to_string(),
+            "chains.devnet.eth_usd_feed_max_age_secs",
+        ),
+        (
+            "feed_max_age_secs = 0\n",
+            USDC.to_string(),
+            "chains.devnet.feed_max_age_secs",
+        ),
+        (
+            "",
+            format!("{USDC}\nfeed_max_age_secs = 0"),
+            "chains.devnet.tokens[0].feed_max_age_secs",
+        ),
+    ] {
+        let e = Config::from_toml(&with_tokens(chain, &[&token])).unwrap_err();
+        assert_eq!(e.key, key, "{e}");
+    }
+}
+
+#[test]
+fn each_feed_must_describe_its_token_pair() {
+    let usdt0 = USDT.replace("symbol = \"USDT\"", "symbol = \"USDT0\"")
+        + "\nfeed_description = \"USDT / USD\"";
+    let c = Config::from_toml(&with_tokens("", &[WETH, USDC, &usdt0])).unwrap();
+    let ch = c.chain("devnet").unwrap();
+    let want: Vec<_> = ch
+        .tokens
+        .iter()
+        .map(|t| t.feed_description.as_str())
+        .collect();
+    // WETH: the ETH/USD pair; others: `<SYMBOL> / USD`, or what is set.
+    assert_eq!(want, ["ETH / USD", "USDC / USD", "USDT / USD"]);
+    let e = Config::from_toml(&with_tokens(
+        "",
+        &[&format!("{USDC}\nfeed_description = \" \"")],
+    ))
+    .unwrap_err();
+    assert_eq!(e.key, "chains.devnet.tokens[0].feed_description", "{e}");
+}
+
+#[test]
+fn a_feed_describes_its_pair_up_to_case_and_spaces() {
+    assert!(feed_describes("ETH / USD", "ETH / USD"));
+    assert!(feed_describes("ETH / USD", "eth/usd"));
+    assert!(feed_describes("USDT / USD", " USDT  /  USD "));
+    assert!(feed_describes("USD₮0 / USD", "usd₮0 / usd"));
+    // Another pair, another quote, a prefix or nothing at all: not it.
+    assert!(!feed_describes("USDT / USD", "DAI / USD"));
+    assert!(!feed_describes("USDT / USD", "USDT / ETH"));
+    assert!(!feed_describes("USDC / USD", "USDC.e / USD"));
+    assert!(!feed_describes("ETH / USD", "WETH / USD"));
+    assert!(!feed_describes("ETH / USD", ""));
+    assert!(!feed_describes("", ""));
+    assert!(!feed_describes(" ", " "));
+}
+
+#[test]
+fn the_effective_config_carries_every_feed_limit_and_pair() {
+    let usdc = format!("{USDC}\nfeed_max_age_secs = 95040");
+    let text = with_tokens("eth_usd_feed_max_age_secs = 1500\n", &[WETH, &usdc, USDT]);
+    let c = Config::from_toml(&text).unwrap();
+    let e = c.effective();
+    let ch = &e["chains"]["devnet"];
+    assert_eq!(ch["eth_usd_feed_max_age_secs"].as_integer(), Some(1_500));
+    assert_eq!(ch["feed_max_age_secs"].as_integer(), Some(86_400));
+    let t = ch["tokens"].as_array().unwrap();
+    let limits: Vec<_> = t
+        .iter()
+        .map(|t| t["feed_max_age_secs"].as_integer().unwrap())
+        .collect();
+    assert_eq!(limits, [1_500, 95_040, 86_400]);
+    assert_eq!(t[0]["feed_description"].as_str(), Some("ETH / USD"));
+    let again = Config::from_toml(&toml::to_string(&e).unwrap()).unwrap();
+    assert_eq!(again.effective(), e);
 }

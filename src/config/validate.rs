@@ -7,6 +7,9 @@ use super::*;
 /// checked for a reorg, when the chain's config does not say.
 pub const DEFAULT_REORG_WATCH_BLOCKS: u64 = 32;
 
+/// Staleness limit of a feed when neither it nor the chain sets one.
+pub const DEFAULT_FEED_MAX_AGE: Duration = Duration::from_secs(86_400);
+
 pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     let listen_text = raw
         .server
@@ -299,6 +302,27 @@ fn validate_chain(name: &str, mut table: toml::Table) -> Result<ChainConfig, Con
         }
     };
 
+    let eth_usd_feed = required("eth_usd_feed", raw.eth_usd_feed)?;
+    let limit = |field: &str, v: Option<u64>| -> Result<Option<Duration>, ConfigError> {
+        v.map(|secs| positive(field, secs).map(Duration::from_secs))
+            .transpose()
+    };
+    // One staleness limit per feed: its heartbeat plus a margin. The
+    // chain-wide `feed_max_age_secs` is the default of feeds that set none.
+    let feed_max_age =
+        limit(&k("feed_max_age_secs"), raw.feed_max_age_secs)?.unwrap_or(DEFAULT_FEED_MAX_AGE);
+    let eth_usd_feed_max_age = limit(
+        &k("eth_usd_feed_max_age_secs"),
+        raw.eth_usd_feed_max_age_secs,
+    )?
+    .unwrap_or(feed_max_age);
+    // Feed -> (its limit, the key that gave it): a feed shared by two roles
+    // (WETH and the ETH/USD feed; two tokens priced alike) has one heartbeat.
+    let mut feed_limits = BTreeMap::from([(
+        eth_usd_feed,
+        (eth_usd_feed_max_age, k("eth_usd_feed_max_age_secs")),
+    )]);
+
     let mut tokens = Vec::new();
     let mut seen = BTreeSet::new();
     for (i, t) in raw.tokens.into_iter().enumerate() {
@@ -313,16 +337,50 @@ fn validate_chain(name: &str, mut table: toml::Table) -> Result<ChainConfig, Con
         if t.decimals > 36 {
             return Err(ConfigError::new(tk("decimals"), "must be at most 36"));
         }
+        let usd_feed = self::address(&tk("usd_feed"), &t.usd_feed)?;
+        let own_limit = limit(&tk("feed_max_age_secs"), t.feed_max_age_secs)?;
+        let feed_max_age = match (own_limit, feed_limits.get(&usd_feed)) {
+            (None, Some((shared, _))) => *shared,
+            (None, None) => feed_max_age,
+            (Some(own), Some((shared, key))) if own != *shared => {
+                return Err(ConfigError::new(
+                    tk("feed_max_age_secs"),
+                    format!(
+                        "{}s, but this usd_feed ({usd_feed}) has {}s from `{key}`: one feed, one heartbeat, one limit",
+                        own.as_secs(),
+                        shared.as_secs()
+                    ),
+                ));
+            }
+            (Some(own), _) => own,
+        };
+        feed_limits
+            .entry(usd_feed)
+            .or_insert((feed_max_age, tk("feed_max_age_secs")));
+        let is_weth = address == weth;
+        let feed_description = match t.feed_description {
+            Some(d) if d.trim().is_empty() => {
+                return Err(ConfigError::new(
+                    tk("feed_description"),
+                    "must not be empty (leave it out for \"<SYMBOL> / USD\")",
+                ));
+            }
+            Some(d) => d.trim().to_string(),
+            None if is_weth => ETH_USD_DESCRIPTION.to_string(),
+            None => format!("{} / USD", t.symbol),
+        };
         tokens.push(TokenConfig {
             symbol: t.symbol,
             address,
             decimals: t.decimals,
-            usd_feed: self::address(&tk("usd_feed"), &t.usd_feed)?,
+            usd_feed,
+            feed_max_age,
+            feed_description,
             min_reserve_usd: Usd::parse(&t.min_reserve_usd)
                 .map_err(|e| ConfigError::new(tk("min_reserve_usd"), e))?,
             priority: t.priority,
             approval_reset: t.approval_reset,
-            is_weth: address == weth,
+            is_weth,
         });
     }
 
@@ -375,15 +433,18 @@ fn validate_chain(name: &str, mut table: toml::Table) -> Result<ChainConfig, Con
         rpc_retries: raw.rpc_retries.unwrap_or(2),
         multicall3: required("multicall3", raw.multicall3)?,
         weth,
-        eth_usd_feed: required("eth_usd_feed", raw.eth_usd_feed)?,
-        feed_max_age: Duration::from_secs(positive(
-            &k("feed_max_age_secs"),
-            raw.feed_max_age_secs.unwrap_or(86_400),
-        )?),
+        eth_usd_feed,
+        eth_usd_feed_max_age,
+        feed_max_age,
         sequencer_uptime_feed: raw
             .sequencer_uptime_feed
             .as_deref()
             .map(|s| address(&k("sequencer_uptime_feed"), s))
+            .transpose()?,
+        l1_fee_oracle: raw
+            .l1_fee_oracle
+            .as_deref()
+            .map(|s| address(&k("l1_fee_oracle"), s))
             .transpose()?,
         sequencer_grace: Duration::from_secs(raw.sequencer_grace_secs.unwrap_or(3_600)),
         confirmations: positive(&k("confirmations"), raw.confirmations.unwrap_or(1))?,

@@ -15,8 +15,13 @@
 //! Signed --"replacement underpriced" on a first attempt--> Blocked: a
 //!          transaction we did not sign holds the nonce; never outbid
 //! InPool/Signed --stuck, caps allow--> Replace (a new attempt, same nonce)
-//! InPool/Signed --stuck at the cap / past the deadline--> GiveUp: the caller
-//!                  is answered, the transaction stays watched
+//! InPool/Signed --stuck past the deadline, caps allow--> Cancel: a 0-value
+//!                  self-transfer at the same nonce (a new attempt), so a
+//!                  swap that can only revert does not hold the wallet's
+//!                  nonce; a stuck cancellation is replaced like any attempt
+//! InPool/Signed --stuck at the cap--> GiveUp: the caller is answered, the
+//!                  transaction stays watched (a cancellation needs the same
+//!                  10% more than the stuck attempt: at the cap there is none)
 //! final: Confirmed; Reverted (a status-0 receipt of OUR hash);
 //!        NonceTaken (our nonce used, none of our hashes has a receipt and
 //!        none is known to the node, on several polls in a row: a node
@@ -98,6 +103,8 @@ pub struct Context {
     pub can_bump: bool,
     /// The call is worthless once mined now (a swap past its deadline).
     pub past_deadline: bool,
+    /// The newest attempt is a cancellation (a 0-value self-transfer).
+    pub cancelling: bool,
     /// Polls in a row that saw our nonce used and no receipt of ours.
     pub foreign_polls: u32,
 }
@@ -120,6 +127,9 @@ pub enum Effect {
     Rebroadcast,
     /// Sign a new attempt at the same nonce with higher fees.
     Replace,
+    /// Sign a cancellation at the same nonce (a 0-value self-transfer) with
+    /// higher fees: the call is worthless now.
+    Cancel,
     /// Stop waiting for the caller; keep the transaction watched.
     GiveUp(GiveUp),
     /// The state is final.
@@ -181,15 +191,7 @@ pub fn next(state: &TxState, event: Event, ctx: Context) -> Transition {
                     }
                 }
             }
-            SendResult::FeeTooLow => {
-                if ctx.past_deadline {
-                    stay(Effect::GiveUp(GiveUp::Deadline))
-                } else if ctx.can_bump {
-                    stay(Effect::Replace)
-                } else {
-                    stay(Effect::GiveUp(GiveUp::FeeCap))
-                }
-            }
+            SendResult::FeeTooLow => stay(unmined(ctx)),
         },
         Event::Poll(p) => match p.receipt {
             Some(seen) => {
@@ -279,17 +281,23 @@ pub fn next(state: &TxState, event: Event, ctx: Context) -> Transition {
                     });
                 }
                 if p.stuck {
-                    return fresh(if ctx.past_deadline {
-                        Effect::GiveUp(GiveUp::Deadline)
-                    } else if ctx.can_bump {
-                        Effect::Replace
-                    } else {
-                        Effect::GiveUp(GiveUp::FeeCap)
-                    });
+                    return fresh(unmined(ctx));
                 }
                 fresh(Effect::Wait)
             }
         },
+    }
+}
+
+/// What to do with an attempt that is not getting mined (stuck, or below
+/// the base fee): bump it within the caps; past its deadline, cancel it
+/// (or bump the cancellation); at the cap, stop waiting for the caller.
+fn unmined(ctx: Context) -> Effect {
+    match (ctx.can_bump, ctx.past_deadline, ctx.cancelling) {
+        (false, true, _) => Effect::GiveUp(GiveUp::Deadline),
+        (false, false, _) => Effect::GiveUp(GiveUp::FeeCap),
+        (true, true, false) => Effect::Cancel,
+        (true, _, _) => Effect::Replace,
     }
 }
 
@@ -307,6 +315,7 @@ mod tests {
             attempts: 1,
             can_bump: true,
             past_deadline: false,
+            cancelling: false,
             foreign_polls: 0,
         }
     }
@@ -524,7 +533,7 @@ mod tests {
     }
 
     #[test]
-    fn a_stuck_transaction_is_replaced_or_given_up() {
+    fn a_stuck_transaction_is_replaced_cancelled_or_given_up() {
         let stuck = Poll {
             stuck: true,
             ..poll()
@@ -540,16 +549,40 @@ mod tests {
             },
         );
         assert_eq!(t.effect, Effect::GiveUp(GiveUp::FeeCap));
+        // Past its deadline: cancelled at its nonce, never bumped.
+        let past = Context {
+            past_deadline: true,
+            ..ctx()
+        };
+        let t = next(&TxState::InPool, Event::Poll(stuck), past);
+        assert_eq!(t.effect, Effect::Cancel);
+        assert_eq!(t.state, TxState::InPool, "still watched");
+        // A stuck cancellation is bumped like any attempt.
         let t = next(
             &TxState::InPool,
             Event::Poll(stuck),
             Context {
-                past_deadline: true,
-                ..ctx()
+                cancelling: true,
+                ..past
             },
         );
-        assert_eq!(t.effect, Effect::GiveUp(GiveUp::Deadline));
-        assert_eq!(t.state, TxState::InPool, "still watched");
+        assert_eq!(t.effect, Effect::Replace);
+        // Past the deadline at the cap: no cancellation fits (it needs 10%
+        // more than the stuck attempt); the caller is answered, the
+        // transaction stays watched.
+        for cancelling in [false, true] {
+            let t = next(
+                &TxState::InPool,
+                Event::Poll(stuck),
+                Context {
+                    can_bump: false,
+                    cancelling,
+                    ..past
+                },
+            );
+            assert_eq!(t.effect, Effect::GiveUp(GiveUp::Deadline));
+            assert_eq!(t.state, TxState::InPool, "still watched");
+        }
     }
 
     #[test]

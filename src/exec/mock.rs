@@ -315,6 +315,7 @@ max_priority_fee_per_gas_wei = "2000000000"
                 venue_name: "v2".into(),
                 fee_tier: 0,
                 eth_out: U256::from(1u64),
+                planned_eth_out: U256::from(1u64),
                 max_amount_in: U256::from(1u64),
                 quoted_amount_in: U256::from(1u64),
                 amount_in: None,
@@ -528,9 +529,46 @@ max_priority_fee_per_gas_wei = "2000000000"
         assert!(!rec.is_final(), "still open: watched, never called failed");
     }
 
+    /// Past its deadline a stuck swap can only revert if mined: it is
+    /// never bumped; a 0-value self-transfer at its nonce, paying 10% more,
+    /// cancels it. Once that mines the conversion is over: nothing swapped.
     #[tokio::test]
-    async fn past_its_deadline_a_stuck_swap_is_not_bumped() {
+    async fn past_its_deadline_a_stuck_swap_is_cancelled_not_bumped() {
         let w = world(|_| {});
+        let mock = Mock::new(&[], |s, i| {
+            if i == 1 {
+                s.mine();
+            }
+        });
+        let (r, rec) = run(&w, &mock, Duration::ZERO, 0).await;
+        let cancel = rec.txs.last().unwrap();
+        assert!(
+            matches!(r, Err(ExecError::Cancelled { nonce: 0, tx_hash, .. }) if tx_hash == cancel.hash),
+            "{r:?}"
+        );
+        assert_eq!(rec.txs.len(), 2, "the swap, then its cancellation");
+        let swap = &rec.txs[0];
+        assert_eq!(swap.purpose, TxPurpose::Swap);
+        assert_eq!(cancel.purpose, TxPurpose::Cancel);
+        assert_eq!(cancel.nonce, swap.nonce);
+        assert!(cancel.max_fee_per_gas * 100 >= swap.max_fee_per_gas * 110);
+        assert!(cancel.max_fee_per_gas <= w.chain.config().max_fee_per_gas_wei);
+        let env = TxEnvelope::decode_2718(&mut &cancel.raw[..]).unwrap();
+        assert_eq!(env.to(), Some(w.key.address()), "to the wallet itself");
+        assert_eq!(env.value(), U256::ZERO);
+        assert!(env.input().is_empty());
+        assert_eq!(env.gas_limit(), 21_000);
+        // The conversion still names its swap; the nonce is final.
+        assert_eq!(rec.report.tx_hash, Some(swap.hash));
+        assert!(matches!(rec.tx_state(0), TxState::Confirmed { hash, .. } if hash == cancel.hash));
+    }
+
+    /// Past its deadline at the fee cap no cancellation fits (it must pay
+    /// 10% more than the stuck attempt): the caller is answered and the
+    /// swap stays watched, not bumped, not cancelled.
+    #[tokio::test]
+    async fn past_its_deadline_at_the_cap_nothing_is_signed_again() {
+        let w = world(|c| c.max_fee_per_gas_wei = 21_000_000_000);
         let mock = Mock::new(&[], |_, _| {});
         let (r, rec) = run(&w, &mock, Duration::ZERO, 0).await;
         assert!(
@@ -543,7 +581,8 @@ max_priority_fee_per_gas_wei = "2000000000"
             ),
             "{r:?}"
         );
-        assert_eq!(rec.txs.len(), 1, "not bumped");
+        assert_eq!(rec.txs.len(), 1, "not bumped, not cancelled");
+        assert!(!rec.tx_state(0).is_final(), "still watched");
     }
 
     #[tokio::test]
@@ -609,7 +648,8 @@ max_priority_fee_per_gas_wei = "2000000000"
 
     #[tokio::test]
     async fn recovery_never_bumps_a_swap_past_its_own_deadline() {
-        let w = world(|_| {});
+        // At the cap: past the deadline no cancellation fits either.
+        let w = world(|c| c.max_fee_per_gas_wei = 21_000_000_000);
         let mock = Mock::new(&[OnSend::Lose], |_, _| {});
         let mut rec = record();
         // Signed by a process whose swap deadline has passed since.

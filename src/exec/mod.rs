@@ -56,6 +56,16 @@ pub enum ExecError {
     SimulationReverted { what: String, reason: String },
     #[error("{what} reverted on chain (tx {tx_hash})")]
     Reverted { what: String, tx_hash: B256 },
+    /// Past its deadline and unmined, the call was cancelled: a 0-value
+    /// self-transfer mined at its nonce. Nothing was swapped.
+    #[error(
+        "{what}: not mined by its deadline; cancelled at nonce {nonce} by {tx_hash}, nothing was swapped"
+    )]
+    Cancelled {
+        what: String,
+        nonce: u64,
+        tx_hash: B256,
+    },
     #[error("base fee {base_fee_wei} wei is above the configured max fee per gas {cap_wei} wei")]
     FeeCapExceeded { base_fee_wei: u128, cap_wei: u128 },
     #[error("signing failed: {0}")]

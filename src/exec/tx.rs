@@ -141,6 +141,7 @@ fn purpose_name(p: TxPurpose) -> &'static str {
         TxPurpose::ApprovalReset => "approval_reset",
         TxPurpose::Approval => "approval",
         TxPurpose::Swap => "swap",
+        TxPurpose::Cancel => "cancel",
     }
 }
 
@@ -251,6 +252,7 @@ impl<B: Backend> TxSender<'_, B> {
             // bumps a swap past it either.
             past_deadline: now_ms() / 1000
                 >= newest.and_then(|t| t.deadline).unwrap_or(self.deadline),
+            cancelling: newest.is_some_and(|t| t.purpose == TxPurpose::Cancel),
             foreign_polls,
         }
     }
@@ -496,10 +498,25 @@ impl<B: Backend> TxSender<'_, B> {
             if effect == Effect::Replace {
                 effect = self.replace(rec, nonce, foreign_polls).await?;
             }
+            if effect == Effect::Cancel {
+                effect = self.cancel(rec, nonce, foreign_polls).await?;
+            }
             match effect {
                 Effect::GiveUp(why) => return Err(self.pending(rec, nonce, why)),
                 Effect::Done => {
                     return match (rec.tx_state(nonce), receipt) {
+                        (TxState::Confirmed { hash, .. }, Some(_))
+                            if rec
+                                .txs
+                                .iter()
+                                .any(|t| t.hash == hash && t.purpose == TxPurpose::Cancel) =>
+                        {
+                            Err(ExecError::Cancelled {
+                                what,
+                                nonce,
+                                tx_hash: hash,
+                            })
+                        }
                         (TxState::Confirmed { .. }, Some(r)) => {
                             let span = tracing::Span::current();
                             span.record("tx_hash", tracing::field::display(r.transaction_hash));
@@ -532,7 +549,7 @@ impl<B: Backend> TxSender<'_, B> {
                         ))),
                     };
                 }
-                Effect::Wait | Effect::Rebroadcast | Effect::Replace => {}
+                Effect::Wait | Effect::Rebroadcast | Effect::Replace | Effect::Cancel => {}
             }
             if self.waited_enough() {
                 return Err(self.pending(rec, nonce, GiveUp::Deadline));
@@ -634,6 +651,62 @@ impl<B: Backend> TxSender<'_, B> {
         })
     }
 }
+
+impl<B: Backend> TxSender<'_, B> {
+    /// Signs a cancellation of the newest attempt at `nonce`: a 0-value
+    /// transfer to the wallet itself, 21,000 gas, fees raised by
+    /// [`REPLACEMENT_BUMP_PERCENT`] within the caps; journals it (the
+    /// conversion's swap hash stays the swap's), broadcasts it. Once mined,
+    /// the nonce is used and nothing was swapped
+    /// ([`ExecError::Cancelled`]); if the call mines first, it is what the
+    /// receipts show. Returns what the machine says of the broadcast.
+    async fn cancel(
+        &mut self,
+        rec: &mut ConversionRecord,
+        nonce: u64,
+        foreign_polls: u32,
+    ) -> Result<Effect, ExecError> {
+        let Some(current) = rec.newest_attempt(nonce).cloned() else {
+            return Ok(Effect::Wait);
+        };
+        let Some((max_fee, tip)) = self.bumped_fees(&current) else {
+            return Ok(Effect::GiveUp(GiveUp::Deadline));
+        };
+        let call = Call {
+            what: format!("cancellation of {}", current.what),
+            to: self.key.address(),
+            data: Bytes::new(),
+        };
+        let (hash, raw) = self.sign(&call, nonce, CANCEL_GAS, max_fee, tip)?;
+        for t in rec.txs.iter_mut().filter(|t| t.nonce == nonce) {
+            t.replaced = true;
+        }
+        rec.txs.push(TxRecord {
+            purpose: TxPurpose::Cancel,
+            what: call.what,
+            nonce,
+            hash,
+            raw,
+            max_fee_per_gas: max_fee,
+            max_priority_fee_per_gas: tip,
+            gas_limit: CANCEL_GAS,
+            signed_ms: now_ms(),
+            replaced: false,
+            deadline: current.deadline,
+        });
+        self.commit(rec, None)?;
+        fault::transition();
+        tracing::warn!(chain = self.chain.name(), stuck = %current.hash, cancel = %hash, nonce, "past its deadline, unmined: cancelled with a 0-value self-transfer at its nonce");
+        let t = self.broadcast(rec, nonce, foreign_polls).await?;
+        Ok(match t.effect {
+            Effect::Replace | Effect::Cancel => Effect::Wait,
+            e => e,
+        })
+    }
+}
+
+/// Gas of a cancellation: a plain transfer.
+const CANCEL_GAS: u64 = 21_000;
 
 /// The destination and input of a signed EIP-1559 transaction.
 fn decode_call(raw: &[u8]) -> Option<(Address, Bytes)> {

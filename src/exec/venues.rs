@@ -149,6 +149,8 @@ mod tests {
             address: address!("0x00000000000000000000000000000000000000aa"),
             decimals: 6,
             usd_feed: address!("0x00000000000000000000000000000000000000bb"),
+            feed_max_age: std::time::Duration::from_secs(86_400),
+            feed_description: "USDT / USD".into(),
             min_reserve_usd: Usd::from_dollars(50),
             priority: 3,
             approval_reset: reset,

@@ -86,6 +86,9 @@ pub enum TxPurpose {
     ApprovalReset,
     Approval,
     Swap,
+    /// A 0-value transfer to the wallet itself at the nonce of a call past
+    /// its deadline: frees the nonce; nothing is swapped.
+    Cancel,
 }
 
 /// One signed transaction, journaled before its broadcast.

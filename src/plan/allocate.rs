@@ -349,8 +349,13 @@ pub fn allocate(
     // The conversion pays its own gas out of the ETH it brings: the margin
     // above the shortage is the buffer, or the conversion's own gas (at the
     // snapshot's base fee, for the longest single-token path: reset +
-    // approve + swap) when that is more (L1 at tens of gwei).
-    let target = shortage.saturating_add(buffer_wei.max(own_gas_wei(policy, input.gas_price_wei)));
+    // approve + swap, each with its L1 data fee on OP-stack chains) when
+    // that is more (L1 at tens of gwei).
+    let target = shortage.saturating_add(buffer_wei.max(own_gas_wei(
+        policy,
+        input.gas_price_wei,
+        input.l1_fee_per_tx_wei,
+    )));
     let goal = target.min(limit_wei).min(convertible_wei);
     if goal < shortage {
         return Err(PlanError::Invariant {
@@ -587,9 +592,14 @@ impl Ctx<'_> {
 /// Gas of one ERC-20 approval (or reset), for the conversion's own gas.
 pub const APPROVAL_GAS: u64 = 50_000;
 
+/// Transactions of the longest single-token path: reset, approval, swap.
+pub const OWN_TXS: u64 = 3;
+
 /// The gas a conversion pays itself, in wei: a reset, an approval and a
-/// swap (`swap_gas_estimate`) at `gas_price_wei`.
-pub fn own_gas_wei(policy: &Policy, gas_price_wei: U256) -> U256 {
+/// swap (`swap_gas_estimate`) at `gas_price_wei`, plus each one's L1 data
+/// fee (`l1_fee_per_tx_wei`, OP-stack chains).
+pub fn own_gas_wei(policy: &Policy, gas_price_wei: U256, l1_fee_per_tx_wei: U256) -> U256 {
     U256::from(policy.swap_gas_estimate.saturating_add(2 * APPROVAL_GAS))
         .saturating_mul(gas_price_wei)
+        .saturating_add(l1_fee_per_tx_wei.saturating_mul(U256::from(OWN_TXS)))
 }

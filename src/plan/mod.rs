@@ -221,6 +221,9 @@ pub struct PlanInput {
     /// Gas price (wei per gas) used to value gas in cost ranking and in the
     /// plan's expected cost.
     pub gas_price_wei: U256,
+    /// OP-stack chains: the L1 data fee one of the conversion's own
+    /// transactions may pay on top of its gas (an upper bound); 0 elsewhere.
+    pub l1_fee_per_tx_wei: U256,
     /// The wallet's convertible tokens; indices into this list identify
     /// tokens in quotes, legs and errors.
     pub tokens: Vec<TokenInput>,

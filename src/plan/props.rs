@@ -143,6 +143,8 @@ fn plan_input() -> impl Strategy<Value = PlanInput> {
                         pending_eth_in,
                         eth_price,
                         gas_price_wei,
+                        // An OP-stack L1 data fee of ~20k gas per transaction.
+                        l1_fee_per_tx_wei: gas_price_wei.saturating_mul(U256::from(20_000u64)),
                         tokens,
                         hour_budget_remaining: budget,
                     }
@@ -212,6 +214,7 @@ fn realistic_input() -> impl Strategy<Value = PlanInput> {
                     pending_eth_in: U256::from(pending),
                     eth_price,
                     gas_price_wei: U256::from(gas_price),
+                    l1_fee_per_tx_wei: U256::ZERO,
                     tokens,
                     hour_budget_remaining: budget,
                 }
@@ -354,7 +357,7 @@ proptest! {
         let buffer = ref_units_for_usd(policy.buffer_usd, ETH_DECIMALS, input.eth_price, Rounding::Down)
             .unwrap_or(U256::MAX);
         let target = shortage
-            .saturating_add(buffer.max(super::allocate::own_gas_wei(&policy, input.gas_price_wei)));
+            .saturating_add(buffer.max(super::allocate::own_gas_wei(&policy, input.gas_price_wei, input.l1_fee_per_tx_wei)));
         prop_assert_eq!(a.target_wei(), target);
 
         let mut seen = vec![false; input.tokens.len()];

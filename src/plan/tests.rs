@@ -56,6 +56,7 @@ fn scenario() -> PlanInput {
         pending_eth_in: U256::ZERO,
         eth_price: eth_price(),
         gas_price_wei: U256::from(GWEI / 10),
+        l1_fee_per_tx_wei: U256::ZERO,
         tokens: vec![
             token("WETH", 18, "0.08", 100, 1),
             token("USDC", 6, "200", 50, 2),
@@ -807,7 +808,7 @@ fn the_target_covers_the_conversions_own_gas_when_it_exceeds_the_buffer() {
     // (150k + 2 x 50k) gas x 20 gwei = 0.005 ETH, $15 > $5.
     let own_gas = u(5_000_000_000_000_000);
     assert_eq!(
-        super::allocate::own_gas_wei(&policy, input.gas_price_wei),
+        super::allocate::own_gas_wei(&policy, input.gas_price_wei, input.l1_fee_per_tx_wei),
         own_gas
     );
     assert_eq!(a.target_wei(), u(SHORTAGE) + own_gas);
@@ -815,4 +816,23 @@ fn the_target_covers_the_conversions_own_gas_when_it_exceeds_the_buffer() {
     // At 0.1 gwei the buffer is the larger margin: the write-up's figures.
     let a = convert_outcome(&scenario(), &policy, &[]);
     assert_eq!(a.target_wei(), u(TARGET));
+}
+
+/// On an OP-stack chain each of the conversion's transactions also pays an
+/// L1 data fee: when the three of them outweigh the buffer, the target
+/// covers them too.
+#[test]
+fn the_target_covers_the_l1_data_fees_of_an_op_stack_chain() {
+    let mut input = scenario();
+    // $4 of L1 data fee per transaction at $3000: three of them, $12 > $5.
+    let l1_fee = u(4 * 1_000_000_000_000_000_000 / 3000);
+    input.l1_fee_per_tx_wei = l1_fee;
+    let policy = Policy::default();
+    let own_l2_gas = U256::from(policy.swap_gas_estimate + 2 * super::allocate::APPROVAL_GAS)
+        * input.gas_price_wei;
+    let a = convert_outcome(&input, &policy, &[]);
+    assert_eq!(
+        a.target_wei(),
+        u(SHORTAGE) + own_l2_gas + l1_fee * U256::from(3u64)
+    );
 }

@@ -42,6 +42,12 @@ impl Harness {
 
     /// Starts everything; `edit` may change the devnet's config first.
     pub async fn start_with(edit: impl FnOnce(&mut Config)) -> Harness {
+        Harness::start_on(DevnetOptions::default(), edit).await
+    }
+
+    /// [`Harness::start_with`] on a devnet started with `opts` (a chain
+    /// flavour).
+    pub async fn start_on(opts: DevnetOptions, edit: impl FnOnce(&mut Config)) -> Harness {
         // Logs of the sidecar in the test's captured output (RUST_LOG).
         let _ = tracing_subscriber::fmt()
             .with_test_writer()
@@ -50,7 +56,7 @@ impl Harness {
                     .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
             )
             .try_init();
-        let devnet = Devnet::start(DevnetOptions::default())
+        let devnet = Devnet::start(opts)
             .await
             .expect("devnet (run scripts/setup first)");
         let proxy = RpcProxy::start(&devnet.rpc_url, Duration::ZERO)

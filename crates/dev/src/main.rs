@@ -75,6 +75,10 @@ pub struct DevnetArgs {
     /// The node: anvil or hardhat (default: anvil).
     #[arg(long, env = "WB_DEVNET_NODE")]
     pub node: Option<NodeKind>,
+    /// The chain the devnet plays: plain, arbitrum (aeWETH, tip 0, L1-like
+    /// block.number) or op (GasPriceOracle, receipts with l1Fee).
+    #[arg(long, env = "WB_DEVNET_FLAVOUR", default_value = "plain")]
+    pub flavour: wb_devnet::Flavour,
     /// The node's port (default: a free one).
     #[arg(long)]
     pub port: Option<u16>,
@@ -100,6 +104,7 @@ impl DevnetArgs {
         }
         o.node = self.node.or(o.node);
         o.port = self.port;
+        o.flavour = self.flavour;
         o.block_time_secs = self.block_time;
         o
     }

@@ -18,6 +18,9 @@ pub(crate) struct Artifact {
 #[derive(Debug, Clone)]
 pub(crate) struct Artifacts {
     pub(crate) weth9: Artifact,
+    /// Arbitrum's WETH (aeWETH), deployed behind [`Self::transparent_proxy`].
+    pub(crate) ae_weth: Artifact,
+    pub(crate) transparent_proxy: Artifact,
     pub(crate) v2_factory: Artifact,
     pub(crate) v2_router02: Artifact,
     pub(crate) v3_factory: Artifact,
@@ -25,6 +28,8 @@ pub(crate) struct Artifacts {
     pub(crate) swap_router02: Artifact,
     pub(crate) quoter_v2: Artifact,
     pub(crate) multicall3: Artifact,
+    pub(crate) arbitrum_multicall3: Artifact,
+    pub(crate) op_gas_price_oracle: Artifact,
     pub(crate) aggregator: Artifact,
     pub(crate) test_erc20: Artifact,
     pub(crate) tether: Artifact,
@@ -32,6 +37,11 @@ pub(crate) struct Artifacts {
 
 /// Paths (relative to the fixture dir) of the artifacts, in [`Artifacts`] field order.
 pub(crate) const WETH9: &str = "node_modules/@uniswap/v2-periphery/build/WETH9.json";
+/// Arbitrum's WETH as Offchain Labs ships it (npm `@arbitrum/token-bridge-contracts`).
+pub(crate) const AE_WETH: &str = "node_modules/@arbitrum/token-bridge-contracts/build/contracts/contracts/tokenbridge/libraries/aeWETH.sol/aeWETH.json";
+/// The proxy aeWETH sits behind on Arbitrum One (npm `@openzeppelin/contracts` 4.8.3).
+pub(crate) const TRANSPARENT_PROXY: &str =
+    "node_modules/@openzeppelin/contracts/build/contracts/TransparentUpgradeableProxy.json";
 pub(crate) const V2_FACTORY: &str = "node_modules/@uniswap/v2-core/build/UniswapV2Factory.json";
 pub(crate) const V2_ROUTER02: &str =
     "node_modules/@uniswap/v2-periphery/build/UniswapV2Router02.json";
@@ -42,6 +52,8 @@ pub(crate) const SWAP_ROUTER02: &str = "node_modules/@uniswap/swap-router-contra
 pub(crate) const QUOTER_V2: &str =
     "node_modules/@uniswap/v3-periphery/artifacts/contracts/lens/QuoterV2.sol/QuoterV2.json";
 pub(crate) const MULTICALL3: &str = "build/Multicall3.json";
+pub(crate) const ARBITRUM_MULTICALL3: &str = "build/ArbitrumMulticall3.json";
+pub(crate) const OP_GAS_PRICE_ORACLE: &str = "build/OpGasPriceOracle.json";
 pub(crate) const AGGREGATOR: &str = "build/MockAggregatorV3.json";
 pub(crate) const TEST_ERC20: &str = "build/TestERC20.json";
 pub(crate) const TETHER: &str = "build/TetherToken.json";
@@ -50,15 +62,24 @@ impl Artifacts {
     /// Loads every artifact from the fixture directory `dir`.
     pub(crate) fn load(dir: &Path) -> Result<Self, DevnetError> {
         let get = |rel: &str| load_artifact(dir, rel);
-        let multicall3 = get(MULTICALL3)?;
-        if multicall3.deployed_bytecode.is_none() {
-            return Err(DevnetError::Artifact {
-                path: dir.join(MULTICALL3),
-                reason: "no deployedBytecode (needed for hardhat_setCode); re-run setup.sh".into(),
-            });
-        }
+        let runtime = |rel: &str| {
+            let a = get(rel)?;
+            if a.deployed_bytecode.is_none() {
+                return Err(DevnetError::Artifact {
+                    path: dir.join(rel),
+                    reason: "no deployedBytecode (needed for hardhat_setCode); re-run setup.sh"
+                        .into(),
+                });
+            }
+            Ok(a)
+        };
+        let multicall3 = runtime(MULTICALL3)?;
+        let arbitrum_multicall3 = runtime(ARBITRUM_MULTICALL3)?;
+        let op_gas_price_oracle = runtime(OP_GAS_PRICE_ORACLE)?;
         Ok(Self {
             weth9: get(WETH9)?,
+            ae_weth: get(AE_WETH)?,
+            transparent_proxy: get(TRANSPARENT_PROXY)?,
             v2_factory: get(V2_FACTORY)?,
             v2_router02: get(V2_ROUTER02)?,
             v3_factory: get(V3_FACTORY)?,
@@ -66,6 +87,8 @@ impl Artifacts {
             swap_router02: get(SWAP_ROUTER02)?,
             quoter_v2: get(QUOTER_V2)?,
             multicall3,
+            arbitrum_multicall3,
+            op_gas_price_oracle,
             aggregator: get(AGGREGATOR)?,
             test_erc20: get(TEST_ERC20)?,
             tether: get(TETHER)?,

@@ -75,9 +75,10 @@ fn print_summary(devnet: &Devnet, config_out: &Path, key_out: &Path) {
     let a = &devnet.addresses;
     let mut out = String::new();
     out.push_str(&format!(
-        "devnet ready in {:.2?}\n  node         {}\n  rpc_url      {}\n  chain_id     {}\n  config       {}\n  wallet key   {}\n",
+        "devnet ready in {:.2?}\n  node         {} ({} flavour)\n  rpc_url      {}\n  chain_id     {}\n  config       {}\n  wallet key   {}\n",
         devnet.startup_time(),
         devnet.kind(),
+        devnet.flavour(),
         devnet.rpc_url,
         devnet.chain_id,
         config_out.display(),

@@ -1,14 +1,14 @@
-//! Deploys the devnet market: tokens, feeds, WETH9, Uniswap V2 + V3, liquidity, funded
-//! accounts, Multicall3.
+//! Deploys the devnet market: tokens, feeds, WETH (WETH9, or aeWETH behind its proxy on the
+//! arbitrum flavour), Uniswap V2 + V3, liquidity, funded accounts, Multicall3.
 
 use std::time::{Duration, Instant};
 
 use alloy::network::TransactionBuilder;
 use alloy::primitives::aliases::{I24, U24};
-use alloy::primitives::{Address, B256, Bytes, I256, U256, utils::parse_units};
+use alloy::primitives::{Address, B256, Bytes, I256, U256, address, utils::parse_units};
 use alloy::providers::{DynProvider, Provider};
 use alloy::rpc::types::{TransactionReceipt, TransactionRequest};
-use alloy::sol_types::{SolType, SolValue, sol_data};
+use alloy::sol_types::{SolCall, SolType, SolValue, sol_data};
 
 use super::artifacts::Artifacts;
 use super::bindings::{
@@ -16,7 +16,71 @@ use super::bindings::{
 };
 use super::error::DevnetError;
 use super::math;
-use super::{DevnetAddresses, FEED_DECIMALS, MULTICALL3_ADDRESS};
+use super::{DevnetAddresses, FEED_DECIMALS, Flavour, GAS_PRICE_ORACLE, MULTICALL3_ADDRESS};
+
+/// The arbitrum flavour's aeWETH proxy admin: an address nobody signs for (the admin of a
+/// TransparentUpgradeableProxy cannot call through it, so it must not be a devnet account).
+const AE_WETH_PROXY_ADMIN: Address = address!("0x000000000000000000000000000000000000a4b1");
+/// aeWETH's L2 gateway and L1 counterpart on Arbitrum One (Arbitrum's token bridge docs:
+/// the WETH gateway 0x6c41..623B, and mainnet WETH9). Only stored by `initialize`.
+const AE_WETH_L2_GATEWAY: Address = address!("0x6c411aD3E74De3E7Bd422b94A27770f5B86C623B");
+const AE_WETH_L1_ADDRESS: Address = address!("0xC02aaA39b223FE8D0A0e5C4F27eAD9083C756Cc2");
+
+alloy::sol! {
+    /// aeWETH's initializer (`@arbitrum/token-bridge-contracts`, aeWETH.sol).
+    function initialize(string name_, string symbol_, uint8 decimals_, address l2Gateway_, address l1Address_);
+
+    /// The OP-stack GasPriceOracle, as far as the op flavour's stand-in answers.
+    #[sol(rpc)]
+    interface IGasPriceOracle {
+        function getL1FeeUpperBound(uint256 _unsignedTxSize) external view returns (uint256);
+        function l1BaseFee() external view returns (uint256);
+        function blobBaseFee() external view returns (uint256);
+        function baseFeeScalar() external view returns (uint32);
+        function blobBaseFeeScalar() external view returns (uint32);
+    }
+}
+
+/// The L1 fee fields an OP-stack receipt carries (op-geth's receipt JSON: `l1Fee`,
+/// `l1GasUsed`, `l1GasPrice`, `l1BaseFeeScalar`, `l1BlobBaseFee`, `l1BlobBaseFeeScalar`), for
+/// a transaction of `tx_bytes` unsigned bytes, from the op flavour's GasPriceOracle.
+pub(crate) async fn op_receipt_fields(
+    provider: &DynProvider,
+    tx_bytes: u64,
+) -> Result<serde_json::Value, DevnetError> {
+    let oracle = IGasPriceOracle::new(GAS_PRICE_ORACLE, provider);
+    let rpc = |ctx: &'static str| move |e| DevnetError::chain(ctx, e);
+    let fee = oracle
+        .getL1FeeUpperBound(U256::from(tx_bytes))
+        .call()
+        .await
+        .map_err(rpc("GasPriceOracle.getL1FeeUpperBound"))?;
+    let l1_base_fee = oracle.l1BaseFee().call().await.map_err(rpc("l1BaseFee"))?;
+    let blob_base_fee = oracle
+        .blobBaseFee()
+        .call()
+        .await
+        .map_err(rpc("blobBaseFee"))?;
+    let base_scalar = oracle
+        .baseFeeScalar()
+        .call()
+        .await
+        .map_err(rpc("baseFeeScalar"))?;
+    let blob_scalar = oracle
+        .blobBaseFeeScalar()
+        .call()
+        .await
+        .map_err(rpc("blobBaseFeeScalar"))?;
+    let hex = |v: U256| format!("{v:#x}");
+    Ok(serde_json::json!({
+        "l1Fee": hex(fee),
+        "l1GasUsed": hex(U256::from(16 * (tx_bytes + 68))),
+        "l1GasPrice": hex(l1_base_fee),
+        "l1BaseFeeScalar": format!("{base_scalar:#x}"),
+        "l1BlobBaseFee": hex(blob_base_fee),
+        "l1BlobBaseFeeScalar": format!("{blob_scalar:#x}"),
+    }))
+}
 
 /// USD prices the feeds start at (whole dollars).
 pub(crate) const ETH_USD: u64 = 3000;
@@ -175,6 +239,7 @@ pub(crate) async fn deploy_market(
     provider: &DynProvider,
     art: &Artifacts,
     acct: Accounts,
+    flavour: Flavour,
 ) -> Result<DevnetAddresses, DevnetError> {
     let tx = Sender {
         provider,
@@ -191,8 +256,26 @@ pub(crate) async fn deploy_market(
         .await
         .map_err(rpc("fund trader"))?;
 
-    // Multicall3 runtime code at the canonical address.
-    let mc_code = art.multicall3.deployed_bytecode.clone().ok_or_else(|| {
+    // Multicall3 runtime code at the canonical address (Arbitrum's `block.number` on that
+    // flavour).
+    let multicall3 = match flavour {
+        Flavour::Plain | Flavour::Op => &art.multicall3,
+        Flavour::Arbitrum => &art.arbitrum_multicall3,
+    };
+    if flavour == Flavour::Op {
+        let code = art
+            .op_gas_price_oracle
+            .deployed_bytecode
+            .clone()
+            .ok_or_else(|| {
+                DevnetError::Invariant("OpGasPriceOracle artifact has no deployed bytecode".into())
+            })?;
+        let _: serde_json::Value = provider
+            .raw_request("hardhat_setCode".into(), (GAS_PRICE_ORACLE, code))
+            .await
+            .map_err(rpc("hardhat_setCode GasPriceOracle"))?;
+    }
+    let mc_code = multicall3.deployed_bytecode.clone().ok_or_else(|| {
         DevnetError::Invariant("Multicall3 artifact has no deployed bytecode".into())
     })?;
     let _: serde_json::Value = provider
@@ -201,7 +284,28 @@ pub(crate) async fn deploy_market(
         .map_err(rpc("hardhat_setCode Multicall3"))?;
 
     // ---- contracts --------------------------------------------------------------------
-    let weth = tx.deploy("WETH9", &art.weth9.bytecode, vec![]).await?;
+    let weth = match flavour {
+        Flavour::Plain | Flavour::Op => tx.deploy("WETH9", &art.weth9.bytecode, vec![]).await?,
+        // As on Arbitrum One: aeWETH's logic behind a TransparentUpgradeableProxy, initialised
+        // through it. aeWETH emits no Deposit/Withdrawal events: unwrapping is a burn
+        // (`Transfer` to 0x0) and a plain ETH transfer.
+        Flavour::Arbitrum => {
+            let logic = tx.deploy("aeWETH", &art.ae_weth.bytecode, vec![]).await?;
+            let init = initializeCall {
+                name_: "Wrapped Ether".into(),
+                symbol_: "WETH".into(),
+                decimals_: 18,
+                l2Gateway_: AE_WETH_L2_GATEWAY,
+                l1Address_: AE_WETH_L1_ADDRESS,
+            };
+            tx.deploy(
+                "aeWETH proxy",
+                &art.transparent_proxy.bytecode,
+                (logic, AE_WETH_PROXY_ADMIN, Bytes::from(init.abi_encode())).abi_encode_params(),
+            )
+            .await?
+        }
+    };
     let erc20 = |name: &str, symbol: &str, decimals: u8| {
         <(sol_data::String, sol_data::String, sol_data::Uint<8>)>::abi_encode_params(&(
             name.to_string(),

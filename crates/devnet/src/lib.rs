@@ -109,9 +109,73 @@ const MAX_DROP: usize = 10_000;
 /// JSON-RPC `"params": []` (alloy sends `null` for `()`, which the Hardhat node refuses).
 const NO_PARAMS: [(); 0] = [];
 
+/// Which chain the devnet plays, as far as a local node allows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Flavour {
+    /// Ethereum-like: WETH9, Multicall3 as on Ethereum, the node's own fee suggestions.
+    #[default]
+    Plain,
+    /// Arbitrum One's semantics where they differ from Ethereum's:
+    /// - WETH is aeWETH, the bytecode of npm `@arbitrum/token-bridge-contracts`, behind
+    ///   OpenZeppelin's TransparentUpgradeableProxy as on Arbitrum One: no `Deposit` /
+    ///   `Withdrawal` events (unwrapping is a burn `Transfer` to 0x0 and a plain ETH transfer);
+    /// - the priority fee is 0 (Nitro ignores tips): [`Devnet::rpc_url`] is a proxy that answers
+    ///   `eth_maxPriorityFeePerGas` with `0x0`;
+    /// - `block.number` inside a contract is an L1-like number: Multicall3's `getBlockNumber()`
+    ///   answers 21,000,000 + the block number / 4, far from JSON-RPC's block number.
+    Arbitrum,
+    /// An OP-stack chain's (OP Mainnet, Base) as far as a local node allows:
+    /// - the GasPriceOracle predeploy ([`GAS_PRICE_ORACLE`]) answers `getL1Fee` /
+    ///   `getL1FeeUpperBound` with the Fjord formula at a high L1 base fee (50,000 gwei: a
+    ///   conversion's L1 data fee outweighs the $5 buffer), and the config names it
+    ///   (`l1_fee_oracle`);
+    /// - receipts carry `l1Fee` (the upper bound of a [`OP_RECEIPT_TX_BYTES`]-byte
+    ///   transaction) and the other L1 fee fields, added by the proxy at [`Devnet::rpc_url`].
+    ///   The node does not charge that fee: balances do not move by it.
+    Op,
+}
+
+/// The OP-stack GasPriceOracle predeploy (the op flavour installs a stand-in there).
+pub const GAS_PRICE_ORACLE: Address = address!("0x420000000000000000000000000000000000000F");
+/// The op flavour's receipts carry the L1 fee of a transaction of this many bytes (unsigned).
+pub const OP_RECEIPT_TX_BYTES: u64 = 500;
+
+impl Flavour {
+    /// The flavour's name (`plain`, `arbitrum`, `op`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Flavour::Plain => "plain",
+            Flavour::Arbitrum => "arbitrum",
+            Flavour::Op => "op",
+        }
+    }
+}
+
+impl fmt::Display for Flavour {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Flavour {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "plain" => Ok(Flavour::Plain),
+            "arbitrum" => Ok(Flavour::Arbitrum),
+            "op" => Ok(Flavour::Op),
+            other => Err(format!(
+                "unknown devnet flavour {other:?} (plain, arbitrum, op)"
+            )),
+        }
+    }
+}
+
 /// How to start a [`Devnet`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DevnetOptions {
+    /// Which chain the devnet plays ([`Flavour::Plain`] by default).
+    pub flavour: Flavour,
     /// Which node runs the devnet. `None`: env `WB_DEVNET_NODE` (`anvil` or `hardhat`), else
     /// anvil.
     pub node: Option<NodeKind>,
@@ -185,6 +249,7 @@ impl DevnetOptions {
 impl Default for DevnetOptions {
     fn default() -> Self {
         Self {
+            flavour: Flavour::Plain,
             node: None,
             port: None,
             block_time_secs: None,
@@ -252,7 +317,8 @@ pub struct DevnetToken {
 
 /// A running devnet. Dropping it kills the node and removes its work directory.
 pub struct Devnet {
-    /// `http://127.0.0.1:<port>`.
+    /// `http://127.0.0.1:<port>`: the node, or on the arbitrum flavour the proxy in front of it
+    /// that answers as Arbitrum does.
     pub rpc_url: String,
     /// Always [`CHAIN_ID`].
     pub chain_id: u64,
@@ -273,6 +339,9 @@ pub struct Devnet {
     pub deployer_address: Address,
 
     node: Option<NodeProcess>,
+    flavour: Flavour,
+    /// The flavour's answers in front of the node (arbitrum), kept alive with the devnet.
+    _flavour_proxy: Option<proxy::RpcProxy>,
     /// Internal provider (deployment, dump/load); tests get fresh ones from `provider()`.
     provider: DynProvider,
     url: Url,
@@ -294,6 +363,7 @@ impl fmt::Debug for Devnet {
             .field("wallet_address", &self.wallet_address)
             .field("trader_address", &self.trader_address)
             .field("node", &self.node_cmd.kind)
+            .field("flavour", &self.flavour)
             .field("running", &self.node.is_some())
             .field("work_dir", &self.work_dir.0)
             .finish_non_exhaustive()
@@ -349,15 +419,41 @@ impl Devnet {
                 trader: trader_address,
                 wallet: wallet_address,
             },
+            opts.flavour,
         )
         .await?;
+        let flavour_proxy = match opts.flavour {
+            Flavour::Plain => None,
+            Flavour::Arbitrum => {
+                let p = proxy::RpcProxy::start(&rpc_url, Duration::ZERO)
+                    .await
+                    .map_err(|e| DevnetError::io("start the arbitrum flavour's proxy", e))?;
+                p.inject(proxy::Fault::on(
+                    "eth_maxPriorityFeePerGas",
+                    proxy::FaultKind::answer(&serde_json::json!("0x0")),
+                ));
+                Some(p)
+            }
+            Flavour::Op => {
+                let fields = deploy::op_receipt_fields(&provider, OP_RECEIPT_TX_BYTES).await?;
+                let p = proxy::RpcProxy::start(&rpc_url, Duration::ZERO)
+                    .await
+                    .map_err(|e| DevnetError::io("start the op flavour's proxy", e))?;
+                p.inject(proxy::Fault::on(
+                    "eth_getTransactionReceipt",
+                    proxy::FaultKind::merge(&fields),
+                ));
+                Some(p)
+            }
+        };
+        let rpc_url = flavour_proxy.as_ref().map_or(rpc_url, |p| p.url());
 
         if let Some(secs) = opts.block_time_secs {
             interval_mining(&provider, node_cmd.kind, secs).await?;
         }
 
         let startup = started.elapsed();
-        tracing::info!(%rpc_url, node = %node_cmd.kind, ?startup, "devnet ready");
+        tracing::info!(%rpc_url, node = %node_cmd.kind, flavour = %opts.flavour, ?startup, "devnet ready");
         Ok(Devnet {
             rpc_url,
             chain_id,
@@ -369,6 +465,8 @@ impl Devnet {
             deployer_key: DEPLOYER_KEY,
             deployer_address,
             node: Some(node),
+            flavour: opts.flavour,
+            _flavour_proxy: flavour_proxy,
             provider,
             url,
             signers,
@@ -384,6 +482,11 @@ impl Devnet {
     /// Which node runs this devnet.
     pub fn kind(&self) -> NodeKind {
         self.node_cmd.kind
+    }
+
+    /// Which chain this devnet plays.
+    pub fn flavour(&self) -> Flavour {
+        self.flavour
     }
 
     /// This node's JSON-RPC method for a control named without its prefix, e.g.
@@ -630,6 +733,9 @@ impl Devnet {
         line(format!("multicall3 = \"{}\"", a.multicall3));
         line(format!("weth = \"{}\"", a.weth));
         line(format!("eth_usd_feed = \"{}\"", a.eth_usd_feed));
+        if self.flavour == Flavour::Op {
+            line(format!("l1_fee_oracle = \"{GAS_PRICE_ORACLE}\""));
+        }
         line("feed_max_age_secs = 86400".into());
         line("confirmations = 1".into());
         // No watch after confirmation by default: blocks only come with

@@ -16,7 +16,8 @@ use wb_devnet::bindings::{
     IUniswapV2Router02, IUniswapV3Factory, IUniswapV3Pool,
 };
 use wb_devnet::{
-    CHAIN_ID, Devnet, DevnetError, DevnetOptions, MULTICALL3_ADDRESS, NodeKind, V3_FEE_TIERS,
+    CHAIN_ID, Devnet, DevnetError, DevnetOptions, Flavour, MULTICALL3_ADDRESS, NodeKind,
+    V3_FEE_TIERS,
 };
 
 /// SwapRouter02's "keep the output in the router" recipient.
@@ -787,4 +788,62 @@ async fn devnet_command_writes_key_and_config_then_stops() {
     stop_tx.send(()).unwrap();
     task.await.unwrap().unwrap();
     assert!(p.get_chain_id().await.is_err(), "anvil should be gone");
+}
+
+/// The arbitrum flavour plays Arbitrum where it differs from Ethereum: WETH is the real aeWETH
+/// (behind its proxy) and unwraps without a `Withdrawal` event, the priority fee is 0, and
+/// `block.number` inside a contract is not JSON-RPC's block number.
+#[tokio::test(flavor = "multi_thread")]
+async fn arbitrum_flavour_has_aeweth_a_zero_tip_and_l1_block_numbers() {
+    let devnet = start(DevnetOptions {
+        flavour: Flavour::Arbitrum,
+        ..DevnetOptions::default()
+    })
+    .await;
+    assert_eq!(devnet.flavour(), Flavour::Arbitrum);
+    let a = devnet.addresses;
+    // Through the flavour's endpoint, as the sidecar sees the chain.
+    let p = provider_for(&devnet, &devnet.wallet_key);
+
+    assert_eq!(p.get_max_priority_fee_per_gas().await.unwrap(), 0);
+
+    let block = p.get_block_number().await.unwrap();
+    let mc = IMulticall3::new(MULTICALL3_ADDRESS, &p);
+    let in_contract = mc.getBlockNumber().call().await.unwrap();
+    assert_eq!(in_contract, U256::from(21_000_000 + block / 4));
+    assert_ne!(in_contract, U256::from(block));
+
+    // aeWETH: a proxy whose code is not WETH9's, the wallet's 0.08 WETH, and an unwrap that
+    // burns (Transfer to 0x0) and pays ETH with no Withdrawal event.
+    let weth = IERC20::new(a.weth, &p);
+    assert_eq!(
+        weth.balanceOf(devnet.wallet_address).call().await.unwrap(),
+        eth(80)
+    );
+    assert_eq!(weth.symbol().call().await.unwrap(), "WETH");
+    let eth_before = p.get_balance(devnet.wallet_address).await.unwrap();
+    let r = wb_devnet::bindings::IWETH9::new(a.weth, &p)
+        .withdraw(eth(10))
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    assert!(r.status());
+    let eth_after = p.get_balance(devnet.wallet_address).await.unwrap();
+    let gas = U256::from(r.gas_used) * U256::from(r.effective_gas_price);
+    assert_eq!(eth_after + gas, eth_before + eth(10));
+    let logs = r.inner.logs();
+    assert_eq!(logs.len(), 1, "one event only: {logs:?}");
+    let burn = logs[0]
+        .log_decode::<IERC20::Transfer>()
+        .expect("a Transfer")
+        .inner
+        .data;
+    assert_eq!(
+        (burn.from, burn.to, burn.value),
+        (devnet.wallet_address, Address::ZERO, eth(10))
+    );
+    devnet.shutdown().await.unwrap();
 }

@@ -116,7 +116,7 @@ contract Multicall3 {
         blockHash = blockhash(blockNumber);
     }
 
-    function getBlockNumber() public view returns (uint256 blockNumber) {
+    function getBlockNumber() public view virtual returns (uint256 blockNumber) {
         blockNumber = block.number;
     }
 

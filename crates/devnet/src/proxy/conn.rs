@@ -160,9 +160,13 @@ pub(super) async fn serve(shared: &Shared, stream: TcpStream) -> io::Result<()> 
                 }
             }
             // Call-level kinds never come from `transport`.
-            Some(FaultKind::JsonRpcError { .. } | FaultKind::Lagging { .. }) | None => {
-                shared.answer(&request).await
-            }
+            Some(
+                FaultKind::JsonRpcError { .. }
+                | FaultKind::Answer { .. }
+                | FaultKind::Merge { .. }
+                | FaultKind::Lagging { .. },
+            )
+            | None => shared.answer(&request).await,
         };
         // One write: head and body in one segment.
         s.write_all(&answer.bytes()).await?;
@@ -319,6 +323,8 @@ enum Slot<'a> {
         method: &'a str,
         /// (blocks, lagging head) when served lagged.
         lag: Option<(u64, u64)>,
+        /// Fields added to its result object.
+        merge: Option<Value>,
     },
 }
 
@@ -342,13 +348,35 @@ fn route(
                         "error": {"code": code, "message": message}})));
                 }
             }
+            Some(FaultKind::Answer { result }) => {
+                if let Some(id) = id {
+                    let result: Value = serde_json::from_str(&result).unwrap_or(Value::Null);
+                    slots.push(Slot::Local(
+                        json!({"jsonrpc": "2.0", "id": id, "result": result}),
+                    ));
+                }
+            }
             Some(FaultKind::Lagging { blocks }) => {
                 let lag_head = lag::lagging_head(head, blocks);
                 let mut pinned = call.clone();
                 lag::pin(&mut pinned, lag_head);
                 forward.push(pinned);
                 let lag = Some((blocks, lag_head));
-                slots.push(Slot::Node { id, method, lag });
+                slots.push(Slot::Node {
+                    id,
+                    method,
+                    lag,
+                    merge: None,
+                });
+            }
+            Some(FaultKind::Merge { fields }) => {
+                forward.push(call.clone());
+                slots.push(Slot::Node {
+                    id,
+                    method,
+                    lag: None,
+                    merge: serde_json::from_str(&fields).ok(),
+                });
             }
             _ => {
                 forward.push(call.clone());
@@ -356,6 +384,7 @@ fn route(
                     id,
                     method,
                     lag: None,
+                    merge: None,
                 });
             }
         }
@@ -378,7 +407,12 @@ fn assemble(batch: bool, slots: Vec<Slot<'_>>, mut answers: Vec<Value>) -> Strin
     for slot in slots {
         match slot {
             Slot::Local(reply) => replies.push(reply),
-            Slot::Node { id, method, lag } => {
+            Slot::Node {
+                id,
+                method,
+                lag,
+                merge,
+            } => {
                 let Some(at) =
                     id.and_then(|id| answers.iter().position(|a| a.get("id") == Some(id)))
                 else {
@@ -387,6 +421,11 @@ fn assemble(batch: bool, slots: Vec<Slot<'_>>, mut answers: Vec<Value>) -> Strin
                 let mut reply = answers.remove(at);
                 if let Some((blocks, lag_head)) = lag {
                     lag::answer(method, blocks, lag_head, &mut reply);
+                }
+                if let (Some(Value::Object(fields)), Some(Value::Object(result))) =
+                    (merge, reply.get_mut("result"))
+                {
+                    result.extend(fields);
                 }
                 replies.push(reply);
             }

@@ -78,6 +78,18 @@ pub enum FaultKind {
         /// Error message.
         message: String,
     },
+    /// The call is answered with this result (HTTP 200, the call's `id`); the node does not see
+    /// the call. A chain flavour's answers (Arbitrum's priority fee of 0) use it.
+    Answer {
+        /// The JSON text of the `result`.
+        result: String,
+    },
+    /// The call is forwarded and answered as usual, with these fields added to its result
+    /// object (a `null` result stays `null`). A chain flavour's receipts (OP's `l1Fee`) use it.
+    Merge {
+        /// The JSON text of an object.
+        fields: String,
+    },
     /// The call is served as a node `blocks` behind the head would serve it (see the module
     /// doc for the methods covered). Calls of other methods pass through untouched and do not
     /// count as hit.
@@ -112,11 +124,28 @@ impl FaultKind {
         }
     }
 
+    /// [`FaultKind::Answer`] with this result.
+    pub fn answer(result: &serde_json::Value) -> FaultKind {
+        FaultKind::Answer {
+            result: result.to_string(),
+        }
+    }
+
+    /// [`FaultKind::Merge`] of these fields (a JSON object).
+    pub fn merge(fields: &serde_json::Value) -> FaultKind {
+        FaultKind::Merge {
+            fields: fields.to_string(),
+        }
+    }
+
     /// Acts on the whole HTTP request rather than on one call.
     pub fn is_transport(&self) -> bool {
         !matches!(
             self,
-            FaultKind::JsonRpcError { .. } | FaultKind::Lagging { .. }
+            FaultKind::JsonRpcError { .. }
+                | FaultKind::Answer { .. }
+                | FaultKind::Merge { .. }
+                | FaultKind::Lagging { .. }
         )
     }
 

@@ -18,6 +18,8 @@
 //! | [`Hold`](FaultKind::Hold) | after the hold (never if the client gave up) | the answer, late |
 //! | [`LoseAnswer`](FaultKind::LoseAnswer) | **yes** (a transaction is accepted) | 503, a reset, or nothing then a close ([`LostAnswer`]) |
 //! | [`JsonRpcError`](FaultKind::JsonRpcError) | no | that error for that call (HTTP 200) |
+//! | [`Answer`](FaultKind::Answer) | no | that result for that call (HTTP 200) |
+//! | [`Merge`](FaultKind::Merge) | yes | the node's answer, with fields added to its result |
 //! | [`Lagging`](FaultKind::Lagging) | yes, rewritten | what a node `blocks` behind would say |
 //!
 //! **Which fault hits.** Each call is offered to the armed faults in the order they were
@@ -31,7 +33,8 @@
 //! (all of it fails, or is held, or is forwarded whole and its answer lost) and the calls
 //! after it are not offered. When no transport fault hits, each call is offered to the
 //! call-level faults ([`JsonRpcError`](FaultKind::JsonRpcError),
-//! [`Lagging`](FaultKind::Lagging)) on its own: in a batch only the hit calls are answered
+//! [`Answer`](FaultKind::Answer), [`Merge`](FaultKind::Merge), [`Lagging`](FaultKind::Lagging))
+//! on its own: in a batch only the hit calls are answered
 //! locally or served lagged, the others are forwarded and answered as usual, in one batch.
 //!
 //! **Lagging** serves, from the real node, what a node `blocks` behind the head would:
