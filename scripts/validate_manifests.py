@@ -1,6 +1,13 @@
 """Validates rendered kustomizations (run by scripts/validate-manifests in
-.venv-k8s): every resource against the Kubernetes schemas (strict), then the
-invariants the deployment relies on, so an edit cannot silently drop them.
+.venv-k8s): every resource against its schema, strict (unknown fields
+fail): the Kubernetes OpenAPI schemas (kubernetes-validate), and for the
+prometheus-operator kinds (PodMonitor, PrometheusRule) the CRDs' own
+schemas vendored in deploy/k8s/schemas; then the invariants the deployment
+relies on, so an edit cannot silently drop them: the sidecar and its key
+installer, probes, the journal volume, the NetworkPolicies, the scrape
+target, and alert rules that parse (promql-parser), name only metrics the
+sidecar exports (src/telemetry/metrics.rs) and link an existing runbook
+section (docs/runbook.md).
 
     validate_manifests.py --min-version 1.29 NAME=rendered.yaml ...
 """
@@ -8,17 +15,80 @@ invariants the deployment relies on, so an edit cannot silently drop them.
 from __future__ import annotations
 
 import argparse
+import functools
 import ipaddress
+import json
+import re
 import sys
 import tomllib
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
+import jsonschema
 import kubernetes_validate
+import promql_parser
 import yaml
 
 SIDECAR = "wallet-balancer"
 SERVICE_NAME = "walletbalancer.v1.WalletBalancer"
+WORKLOADS = ("Deployment", "StatefulSet")
+ROOT = Path(__file__).resolve().parent.parent
+CRD_SCHEMAS = ROOT / "deploy" / "k8s" / "schemas"
+METRICS_RS = ROOT / "src" / "telemetry" / "metrics.rs"
+RUNBOOK = ROOT / "docs" / "runbook.md"
+
+
+@functools.cache
+def crd_schema(api_version: str, kind: str) -> dict[str, Any] | None:
+    """The vendored CRD schema of a kind (kubeconform's file naming), made
+    strict: an object that lists its properties admits no others (as the API
+    server's field validation would reject them), unless it says it keeps
+    unknown fields."""
+    group, _, version = api_version.rpartition("/")
+    path = CRD_SCHEMAS / group / f"{kind.lower()}_{version}.json"
+    if not group or not path.is_file():
+        return None
+
+    def strict(node: Any) -> Any:
+        if isinstance(node, dict):
+            node = {k: strict(v) for k, v in node.items()}
+            # Go's RE2 takes flags anywhere, Python's re only first.
+            if isinstance(node.get("pattern"), str) and node["pattern"].startswith("^(?i)"):
+                node["pattern"] = "(?i)^" + node["pattern"][5:]
+            if (
+                node.get("type") == "object"
+                and "properties" in node
+                and "additionalProperties" not in node
+                and not node.get("x-kubernetes-preserve-unknown-fields")
+            ):
+                node["additionalProperties"] = False
+            return node
+        if isinstance(node, list):
+            return [strict(v) for v in node]
+        return node
+
+    schema = strict(json.loads(path.read_text()))
+    # metadata is checked by Kubernetes itself; the CRD leaves it open.
+    return schema
+
+
+@functools.cache
+def exported_metrics() -> frozenset[str]:
+    """Every metric name the sidecar registers (prefix included)."""
+    text = METRICS_RS.read_text()
+    names = re.findall(r'(?:counter|gauge|histogram|opts)\(\s*"([a-z_]+)"', text)
+    return frozenset(f"wallet_balancer_{n}" for n in names)
+
+
+@functools.cache
+def runbook_anchors() -> frozenset[str]:
+    """GitHub-style anchors of docs/runbook.md's headings."""
+    anchors = set()
+    for line in RUNBOOK.read_text().splitlines():
+        if line.startswith("#"):
+            title = line.lstrip("#").strip().lower()
+            anchors.add(re.sub(r"[^a-z0-9 _-]", "", title).replace(" ", "-"))
+    return frozenset(anchors)
 
 
 def under(path: str, mount: str) -> bool:
@@ -43,18 +113,22 @@ class Checker:
         return [d for d in self.docs if d.get("kind") == kind]
 
     def run(self) -> None:
-        for dep in self.of_kind("Deployment"):
-            self.deployment(dep)
-        if not self.of_kind("Deployment"):
-            self.fail("no Deployment rendered")
+        workloads = [d for d in self.docs if d.get("kind") in WORKLOADS]
+        for w in workloads:
+            self.workload(w)
+        if not workloads:
+            self.fail("no Deployment or StatefulSet rendered")
+        for rule in self.of_kind("PrometheusRule"):
+            self.prometheus_rule(rule)
 
-    def deployment(self, dep: dict[str, Any]) -> None:
-        name = dep["metadata"]["name"]
+    def workload(self, dep: dict[str, Any]) -> None:
+        name = f"{dep['kind']}/{dep['metadata']['name']}"
         spec = dep["spec"]
         pod = spec["template"]["spec"]
         labels = spec["template"]["metadata"].get("labels", {})
         self.check(spec.get("replicas") == 1, f"{name}: replicas must be 1 (one signer per wallet)")
-        self.check(spec.get("strategy", {}).get("type") == "Recreate", f"{name}: strategy must be Recreate")
+        if dep["kind"] == "Deployment":
+            self.check(spec.get("strategy", {}).get("type") == "Recreate", f"{name}: strategy must be Recreate")
         self.check(pod.get("automountServiceAccountToken") is False, f"{name}: automountServiceAccountToken must be false")
         psc = pod.get("securityContext", {})
         self.check(psc.get("runAsNonRoot") is True, f"{name}: pod runAsNonRoot")
@@ -109,7 +183,11 @@ class Checker:
         jm = [m for p, m in mounts.items() if under(journal, p)]
         if self.check(jm, f"{name}: journal.path {journal} is on no volume of {SIDECAR}"):
             v = volumes.get(jm[0]["name"], {})
-            self.check("persistentVolumeClaim" in v, f"{name}: the journal volume must be a PersistentVolumeClaim")
+            claims = {t["metadata"]["name"] for t in spec.get("volumeClaimTemplates", [])}
+            self.check(
+                "persistentVolumeClaim" in v or (not v and jm[0]["name"] in claims),
+                f"{name}: the journal volume {jm[0]['name']} must be a PersistentVolumeClaim or a volumeClaimTemplate",
+            )
             self.check(not jm[0].get("readOnly"), f"{name}: the journal volume is mounted read-only")
 
         key = config.get("wallet", {}).get("private_key_file")
@@ -127,7 +205,58 @@ class Checker:
                             f"{name}: container {c['name']} mounts key material ({m['name']})",
                         )
 
-        self.network_policy(name, labels)
+        self.network_policy(name, labels, config)
+        self.pod_monitor(name, labels, sc, config)
+
+    def pod_monitor(self, name: str, labels: dict[str, str], sc: dict[str, Any], config: dict[str, Any]) -> None:
+        listen = config.get("telemetry", {}).get("metrics_listen")
+        if not self.check(listen, f"{name}: telemetry.metrics_listen is not set (no metrics to scrape)"):
+            return
+        host, port = listen.rsplit(":", 1)
+        self.check(not ipaddress.ip_address(host.strip("[]")).is_loopback, f"{name}: metrics_listen {listen} is not reachable by a scraper")
+        ports = {p.get("name"): p["containerPort"] for p in sc.get("ports", [])}
+        monitors = [
+            m for m in self.of_kind("PodMonitor")
+            if all(labels.get(k) == v for k, v in m["spec"].get("selector", {}).get("matchLabels", {}).items())
+        ]
+        if not self.check(monitors, f"{name}: no PodMonitor selects the pod"):
+            return
+        for m in monitors:
+            for ep in m["spec"].get("podMetricsEndpoints", []):
+                self.check(
+                    ports.get(ep.get("port")) == int(port),
+                    f"{name}: PodMonitor {m['metadata']['name']} scrapes port {ep.get('port')!r}, "
+                    f"not the sidecar's metrics port {port} ({ports})",
+                )
+
+    def prometheus_rule(self, rule: dict[str, Any]) -> None:
+        n = f"PrometheusRule/{rule['metadata']['name']}"
+        alerts = 0
+        for group in rule["spec"].get("groups", []):
+            for r in group.get("rules", []):
+                what = f"{n}: {r.get('alert') or r.get('record')}"
+                try:
+                    promql_parser.parse(r["expr"])
+                except ValueError as e:
+                    self.fail(f"{what}: expr does not parse: {e}")
+                for metric in set(re.findall(r"\bwallet_balancer_[a-z_]+", r["expr"])):
+                    base = re.sub(r"_(bucket|count|sum)$", "", metric)
+                    self.check(
+                        metric in exported_metrics() or base in exported_metrics(),
+                        f"{what}: {metric} is not a metric the sidecar exports (src/telemetry/metrics.rs)",
+                    )
+                if "alert" in r:
+                    alerts += 1
+                    ann = r.get("annotations", {})
+                    self.check(r.get("labels", {}).get("severity") in ("critical", "warning", "info"), f"{what}: severity label")
+                    self.check(ann.get("summary") and ann.get("description"), f"{what}: summary and description")
+                    url = ann.get("runbook_url", "")
+                    anchor = url.partition("#")[2]
+                    self.check(
+                        url.startswith("docs/runbook.md#") and anchor in runbook_anchors(),
+                        f"{what}: runbook_url {url!r} is no section of docs/runbook.md",
+                    )
+        self.check(alerts, f"{n}: no alert")
 
     def sidecar_config(self, name: str, sc: dict[str, Any], volumes: dict[str, Any]) -> dict[str, Any] | None:
         args = sc.get("args", [])
@@ -161,15 +290,32 @@ class Checker:
             for r in ("cpu", "memory"):
                 self.check(r in res.get(kind, {}), f"{n}: resources.{kind}.{r} missing")
 
-    def network_policy(self, dep: str, labels: dict[str, str]) -> None:
-        for np in self.of_kind("NetworkPolicy"):
-            sel = np["spec"].get("podSelector", {}).get("matchLabels", {})
-            if sel and all(labels.get(k) == v for k, v in sel.items()):
-                types = np["spec"].get("policyTypes", [])
-                self.check("Ingress" in types and "Egress" in types, f"{dep}: NetworkPolicy must restrict Ingress and Egress")
-                self.check(not np["spec"].get("ingress"), f"{dep}: NetworkPolicy must allow no ingress")
-                return
-        self.fail(f"{dep}: no NetworkPolicy selects the pod")
+    def network_policy(self, dep: str, labels: dict[str, str], config: dict[str, Any]) -> None:
+        """The pod is isolated both ways, and the only ingress any policy
+        admits is the metrics port, from a selected scraper."""
+        listen = config.get("telemetry", {}).get("metrics_listen")
+        metrics_port = int(listen.rsplit(":", 1)[1]) if listen else None
+        selecting = [
+            np for np in self.of_kind("NetworkPolicy")
+            if (sel := np["spec"].get("podSelector", {}).get("matchLabels", {}))
+            and all(labels.get(k) == v for k, v in sel.items())
+        ]
+        if not self.check(selecting, f"{dep}: no NetworkPolicy selects the pod"):
+            return
+        types = {t for np in selecting for t in np["spec"].get("policyTypes", [])}
+        self.check("Ingress" in types and "Egress" in types, f"{dep}: NetworkPolicies must restrict Ingress and Egress")
+        for np in selecting:
+            for rule in np["spec"].get("ingress", []):
+                ports = [p.get("port") for p in rule.get("ports", [])]
+                self.check(
+                    ports and all(p == metrics_port for p in ports),
+                    f"{dep}: NetworkPolicy {np['metadata']['name']} admits ingress to {ports or 'every port'}, "
+                    f"only the metrics port {metrics_port} may be",
+                )
+                self.check(
+                    rule.get("from") and all("ipBlock" not in f for f in rule["from"]),
+                    f"{dep}: NetworkPolicy {np['metadata']['name']}: ingress from anywhere",
+                )
 
 
 def main() -> int:
@@ -188,6 +334,11 @@ def main() -> int:
             errors.append("renders no resource")
         for doc in docs:
             what = f"{doc.get('kind')}/{doc.get('metadata', {}).get('name')}"
+            schema = crd_schema(doc.get("apiVersion", ""), doc.get("kind", ""))
+            if schema is not None:
+                for e in jsonschema.Draft7Validator(schema).iter_errors(doc):
+                    errors.append(f"{what} (CRD schema): {'.'.join(str(x) for x in e.absolute_path)}: {e.message}")
+                continue
             for v in versions:
                 try:
                     kubernetes_validate.validate(doc, v, strict=True)
@@ -207,7 +358,7 @@ def main() -> int:
             kinds = ", ".join(f"{d['kind']}/{d['metadata']['name']}" for d in docs)
             print(
                 f"validate-manifests: {name}: {len(docs)} resources valid against the Kubernetes "
-                f"{' and '.join(versions)} schemas (strict), invariants hold: {kinds}"
+                f"{' and '.join(versions)} schemas and the vendored CRD schemas (strict), invariants hold: {kinds}"
             )
     return 1 if failed else 0
 

@@ -26,7 +26,7 @@
 //! | [`balancer`]  | use cases: EnsureEth (idempotency, the per-chain wallet owner: queue, batching, spend window, settlement) and GetStatus; errors -> `Failure` | via the layers below |
 //! | [`api`]       | edge: gRPC handlers, validation, the one `Failure` -> `Status` map | network in |
 //! | [`server`]    | library-first server: bound listener + shutdown future         | network      |
-//! | [`cli`]       | operator CLI: `status`, `ensure`, `conversions`, `watch`, `check-config` | network |
+//! | [`cli`]       | operator CLI: `status`, `ensure`, `conversions`, `watch`, `check-config`, `install-secret` | network |
 //! | [`pb`]        | generated protobuf types (`api`, `server`, `cli`)               | -            |
 //!
 //! The devnet fixture and the developer tools (demo, benchmarks) are other

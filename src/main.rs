@@ -1,4 +1,5 @@
 //! The `wallet-balancer` binary: the sidecar (`serve`), `check-config`,
+//! `install-secret` (the init container's key copy),
 //! and an operator CLI (`status`, `ensure`, `conversions`, `watch`). The
 //! devnet, the demo and the benchmarks are developer tools of their own
 //! binary (`wb-dev`, crates/dev).
@@ -53,6 +54,20 @@ enum Command {
         #[arg(long, value_enum, default_value_t = cli::Output::Text)]
         output: cli::Output,
     },
+    /// Copy a secret file (the wallet key, the API token, a TLS key) to
+    /// DEST readable by its owner only (mode 0400, atomically), after
+    /// checking its content; for an init container: the image has no
+    /// shell. The content is never printed.
+    InstallSecret {
+        /// The secret as mounted (e.g. a Kubernetes Secret volume, which is
+        /// group-readable under an fsGroup).
+        source: PathBuf,
+        /// Where the sidecar reads it (e.g. wallet.private_key_file).
+        dest: PathBuf,
+        /// What the file must hold.
+        #[arg(long, value_enum, default_value_t = cli::SecretKind::PrivateKey)]
+        kind: cli::SecretKind,
+    },
     /// Print the wallet's status on one chain.
     Status {
         #[command(flatten)]
@@ -91,6 +106,10 @@ async fn main() -> ExitCode {
     let (result, output) = match args.command {
         Command::Serve { config, log_json } => return serve(config, log_json).await,
         Command::CheckConfig { file, output } => (cli::check_config(&file, output), output),
+        Command::InstallSecret { source, dest, kind } => (
+            cli::install_secret(&source, &dest, kind).map(|said| println!("{said}")),
+            cli::Output::Text,
+        ),
         Command::Status { chain, target } => {
             (cli::status(&target, &chain.chain).await, target.output)
         }

@@ -539,6 +539,35 @@ async fn the_hourly_limit_counts_what_converted_even_across_a_restart() {
     assert_eq!(e.code(), Code::ResourceExhausted, "{}", e.message());
     let info = e.get_details_error_info().expect("ErrorInfo");
     assert_eq!(info.reason, "HOURLY_LIMIT");
+    assert_eq!(info.domain, "walletbalancer.v1");
+    // More than the hour's whole limit: waiting does not help, no RetryInfo.
+    assert!(
+        e.get_details_retry_info().is_none() && !info.metadata.contains_key("retry_at"),
+        "{}: {:?}",
+        e.message(),
+        info.metadata
+    );
+    // Within the limit, over what is left of it: retry once the first
+    // conversion leaves the rolling window, an hour after it confirmed
+    // (remembered across the restart).
+    let e = h.ensure(milli_eth(150), "hour-3", false).await.unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted, "{}", e.message());
+    let info = e.get_details_error_info().expect("ErrorInfo");
+    assert_eq!(info.reason, "HOURLY_LIMIT");
+    assert!(
+        info.metadata.contains_key("retry_at"),
+        "{:?}",
+        info.metadata
+    );
+    let delay = e
+        .get_details_retry_info()
+        .and_then(|r| r.retry_delay)
+        .expect("RetryInfo with a delay");
+    assert!(
+        delay > std::time::Duration::from_secs(3300)
+            && delay <= std::time::Duration::from_secs(3601),
+        "{delay:?}"
+    );
     assert_eq!(h.nonce().await, nonce, "nothing sent");
     h.stop().await;
 }

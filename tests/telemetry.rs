@@ -673,6 +673,23 @@ async fn metrics_move_by_exactly_what_happened() {
         m.get("wallet_balancer_convertible_usd", &[("chain", CHAIN)]),
         Some(total)
     );
+    // What the alerts compare (deploy/k8s/monitoring): the balance with the
+    // reserve, each token's feed.
+    assert_eq!(
+        m.get("wallet_balancer_gas_reserve_wei", &[("chain", CHAIN)]),
+        Some(wei_f64(&st.gas_reserve_wei))
+    );
+    for t in &st.tokens {
+        assert_eq!(
+            m.get(
+                "wallet_balancer_price_usable",
+                &[("chain", CHAIN), ("token", t.symbol.as_str())]
+            ),
+            Some(if t.price_error.is_empty() { 1.0 } else { 0.0 }),
+            "{}",
+            t.symbol
+        );
+    }
 
     // One conversion.
     s.proxy.reset();

@@ -13,7 +13,7 @@
 //! | insufficient funds                      | FailedPrecondition  | INSUFFICIENT_FUNDS    |
 //! | price guard                             | FailedPrecondition  | PRICE_DEVIATION       |
 //! | swap simulation reverted                | FailedPrecondition  | SIMULATION_REVERTED   |
-//! | spend limits                            | ResourceExhausted   | REQUEST_LIMIT, HOURLY_LIMIT |
+//! | spend limits                            | ResourceExhausted   | REQUEST_LIMIT, HOURLY_LIMIT (with `retry_at`) |
 //! | amounts out of range                    | InvalidArgument     | AMOUNT_OUT_OF_RANGE   |
 //! | fee cap below the base fee              | Unavailable         | FEE_CAP_EXCEEDED      |
 //! | the signer (KMS) failed or refused; nothing sent | Unavailable | SIGNER_UNAVAILABLE |
@@ -79,6 +79,14 @@ pub enum BalancerError {
         "chain {chain}: {open} conversion(s) still have a transaction pending (not mined yet); no new conversion is sent until they settle; retry shortly"
     )]
     Stuck { chain: String, open: usize },
+    /// The hourly spend limit refused the conversion (nothing was sent).
+    /// `retry_at_ms`: Unix time at which the rolling window will have freed
+    /// enough for it; `None` when it alone exceeds the limit.
+    #[error("{error}")]
+    HourlyLimit {
+        error: PlanError,
+        retry_at_ms: Option<u64>,
+    },
     /// The answer of an earlier attempt with this request id, as first given
     /// (from the journal).
     #[error("{0}")]
@@ -124,9 +132,30 @@ impl BalancerError {
                     ("open_conversions", open.to_string()),
                 ])
             }
+            BalancerError::HourlyLimit { error, retry_at_ms } => {
+                let f = plan_failure(error, message);
+                match retry_at_ms {
+                    Some(ms) => f.with([(RETRY_AT, rfc3339(*ms))]),
+                    None => f,
+                }
+            }
             BalancerError::Stored(f) => f.clone(),
         }
     }
+}
+
+/// Failure metadata: when the request can succeed again (RFC 3339, UTC).
+/// Set on HOURLY_LIMIT: the rolling window frees enough by then. The edge
+/// turns it into a `google.rpc.RetryInfo` delay.
+pub const RETRY_AT: &str = "retry_at";
+
+/// Unix milliseconds as RFC 3339 UTC (`2026-12-05T10:00:00Z`).
+fn rfc3339(ms: u64) -> String {
+    prost_types::Timestamp {
+        seconds: i64::try_from(ms / 1000).unwrap_or(i64::MAX),
+        nanos: 0,
+    }
+    .to_string()
 }
 
 fn chain_failure(e: &ChainError, message: String) -> Failure {

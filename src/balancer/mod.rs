@@ -31,7 +31,7 @@ use alloy::{
 };
 use tracing::Instrument;
 
-pub use error::BalancerError;
+pub use error::{BalancerError, RETRY_AT};
 use owner::{Job, OwnerHandle};
 
 use crate::{
@@ -340,6 +340,7 @@ impl Balancer {
             Err(e) => return Err(e.into()),
         };
         crate::telemetry::metrics::eth_balance(&req.chain, snapshot.eth_balance);
+        crate::telemetry::metrics::gas_reserve(&req.chain, self.config.policy.gas_reserve_wei);
         if snapshot.eth_balance >= need {
             let report =
                 sufficient_report(&req, need, self.config.policy.gas_reserve_wei, &snapshot);

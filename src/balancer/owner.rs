@@ -444,16 +444,30 @@ impl Owner {
         job: &Job,
         snapshot: &Snapshot,
     ) -> Result<EnsureReport, BalancerError> {
-        let remaining = self.spend.remaining(self.config.max_usd_per_hour);
-        let Some(plan) = plan_conversion(
+        let hourly = self.config.max_usd_per_hour;
+        let remaining = self.spend.remaining(hourly);
+        let planned = match plan_conversion(
             &self.client,
             &self.config,
             snapshot,
             job.required_wei,
             remaining,
         )
-        .await?
-        else {
+        .await
+        {
+            // The window knows when it frees enough: the client is told.
+            Err(BalancerError::Plan(
+                error @ crate::plan::PlanError::HourlyBudgetExceeded { requested_usd, .. },
+            )) => {
+                let retry_at_ms = self.spend.frees_in(hourly, requested_usd).map(|d| {
+                    crate::journal::now_ms()
+                        .saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+                });
+                return Err(BalancerError::HourlyLimit { error, retry_at_ms });
+            }
+            other => other?,
+        };
+        let Some(plan) = planned else {
             return Ok(self.sufficient(job, snapshot));
         };
         tracing::Span::current().record("legs", plan.legs.len());

@@ -35,6 +35,38 @@ impl SpendWindow {
         limit.saturating_sub(spent)
     }
 
+    /// How long until the window has freed enough for `requested` under
+    /// `limit`: conversions leave it one hour after they confirmed, oldest
+    /// first. `None` when `requested` alone exceeds `limit` (waiting never
+    /// helps); zero when it fits already.
+    pub fn frees_in(&mut self, limit: Usd, requested: Usd) -> Option<Duration> {
+        if requested > limit {
+            return None;
+        }
+        let allowed = limit.saturating_sub(requested);
+        // Drops the entries older than the window first.
+        self.remaining(limit);
+        let mut spent = self
+            .entries
+            .iter()
+            .fold(Usd::ZERO, |a, (_, v)| a.saturating_add(*v));
+        if spent <= allowed {
+            return Some(Duration::ZERO);
+        }
+        let now = Instant::now();
+        for (at, v) in &self.entries {
+            spent = spent.saturating_sub(*v);
+            if spent <= allowed {
+                // `remaining` drops an entry once it is older than the
+                // window: a second past it.
+                return Some(
+                    (*at + SPEND_WINDOW + Duration::from_secs(1)).saturating_duration_since(now),
+                );
+            }
+        }
+        Some(Duration::ZERO)
+    }
+
     pub fn record(&mut self, value: Usd) {
         self.entries.push_back((Instant::now(), value));
     }
@@ -158,6 +190,43 @@ mod tests {
             SpendWindow::from_journal(&journal, "base").remaining(Usd::from_dollars(5_000)),
             Usd::from_dollars(5_000),
             "other chains' conversions do not count"
+        );
+    }
+
+    #[test]
+    fn frees_in_counts_the_oldest_spends_out_first() {
+        let mut w = SpendWindow::default();
+        let now = Instant::now();
+        // $600 spent 50 minutes ago, $300 10 minutes ago; the limit is $1000.
+        w.entries
+            .push_back((now - Duration::from_secs(50 * 60), Usd::from_dollars(600)));
+        w.entries
+            .push_back((now - Duration::from_secs(10 * 60), Usd::from_dollars(300)));
+        // $100 fits now.
+        assert_eq!(
+            w.frees_in(Usd::from_dollars(1000), Usd::from_dollars(100)),
+            Some(Duration::ZERO)
+        );
+        // $500 fits once the $600 leaves: in about 10 minutes.
+        let d = w
+            .frees_in(Usd::from_dollars(1000), Usd::from_dollars(500))
+            .unwrap();
+        assert!(
+            d > Duration::from_secs(9 * 60) && d <= Duration::from_secs(10 * 60 + 1),
+            "{d:?}"
+        );
+        // $900 needs both gone: in about 50 minutes.
+        let d = w
+            .frees_in(Usd::from_dollars(1000), Usd::from_dollars(900))
+            .unwrap();
+        assert!(
+            d > Duration::from_secs(49 * 60) && d <= Duration::from_secs(50 * 60 + 1),
+            "{d:?}"
+        );
+        // More than the limit itself: never.
+        assert_eq!(
+            w.frees_in(Usd::from_dollars(1000), Usd::from_dollars(1001)),
+            None
         );
     }
 }

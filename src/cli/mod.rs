@@ -1,5 +1,6 @@
 //! The operator CLI: gRPC clients of a running sidecar (`status`, `ensure`,
-//! `conversions`, `watch`) and `check-config`. Text for people,
+//! `conversions`, `watch`), `check-config` and `install-secret` (the
+//! image has no shell: its init container copies the key with it). Text for people,
 //! `--output json` for scripts. The demo (`wb-dev demo`, crates/dev) uses
 //! these too.
 //!
@@ -10,6 +11,7 @@
 //! client-side flags.
 
 mod connect;
+mod install;
 pub mod render;
 
 use std::{io::Write, path::Path, time::Duration};
@@ -18,6 +20,7 @@ use clap::Args;
 use tokio_stream::StreamExt;
 
 pub use connect::{Client, Target, wait_serving};
+pub use install::{SecretKind, install_secret};
 use render::Decimals;
 
 use crate::{config::Config, pb};

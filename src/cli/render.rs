@@ -404,7 +404,11 @@ mod tests {
         let status = tonic::Status::with_error_details(
             tonic::Code::FailedPrecondition,
             "insufficient funds",
-            ErrorDetails::with_error_info("INSUFFICIENT_FUNDS", "walletbalancer", metadata),
+            ErrorDetails::with_error_info(
+                "INSUFFICIENT_FUNDS",
+                crate::api::error::DOMAIN,
+                metadata,
+            ),
         );
         assert_eq!(
             refusal_text(&status),

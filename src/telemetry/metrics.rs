@@ -66,6 +66,9 @@ pub struct Metrics {
     wallet_value: GaugeVec,
     max_eth: GaugeVec,
     status_time: GaugeVec,
+    gas_reserve: GaugeVec,
+    price_usable: IntGaugeVec,
+    failures: IntCounterVec,
     health_serving: IntGauge,
     chain_up: IntGaugeVec,
     open_conversions: IntGaugeVec,
@@ -230,6 +233,27 @@ impl Metrics {
                 "status_updated_timestamp_seconds",
                 "Unix time of the last GetStatus that updated the balance gauges.",
                 &["chain"],
+            ),
+            gas_reserve: gauge(
+                "gas_reserve_wei",
+                "ETH always kept for gas, in wei (policy.gas_reserve_wei), set with eth_balance_wei.",
+                &["chain"],
+            ),
+            price_usable: reg(
+                &registry,
+                IntGaugeVec::new(
+                    opts(
+                        "price_usable",
+                        "1 when the token's USD feed was usable at the last GetStatus, 0 when stale or non-positive (the token is left out of conversions).",
+                    ),
+                    &["chain", "token"],
+                )
+                .expect("metric"),
+            ),
+            failures: counter(
+                "failures_total",
+                "Failed answers by ErrorInfo reason (INSUFFICIENT_FUNDS, PRICE_FEED_UNUSABLE, HOURLY_LIMIT, CHAIN_UNAVAILABLE, ...).",
+                &["reason"],
             ),
             health_serving: reg(
                 &registry,
@@ -411,6 +435,20 @@ pub fn eth_balance(chain: &str, wei: U256) {
         .set(wei_f64(wei));
 }
 
+/// The gas reserve of a chain (with its ETH balance, so that an alert can
+/// compare them).
+pub fn gas_reserve(chain: &str, wei: U256) {
+    metrics()
+        .gas_reserve
+        .with_label_values(&[chain])
+        .set(wei_f64(wei));
+}
+
+/// A failed answer, by its reason (a bounded set: our own constants).
+pub fn failure(reason: &str) {
+    metrics().failures.with_label_values(&[reason]).inc();
+}
+
 /// Balances and convertible value from a GetStatus.
 pub fn wallet_status(r: &StatusReport) {
     let m = metrics();
@@ -418,8 +456,14 @@ pub fn wallet_status(r: &StatusReport) {
     m.eth_balance
         .with_label_values(&[chain])
         .set(wei_f64(r.snapshot.eth_balance));
+    m.gas_reserve
+        .with_label_values(&[chain])
+        .set(wei_f64(r.gas_reserve_wei));
     for t in &r.tokens {
         let labels = [chain, t.symbol.as_str()];
+        m.price_usable
+            .with_label_values(&labels)
+            .set(i64::from(t.price_error.is_none()));
         m.token_balance
             .with_label_values(&labels)
             .set(decimal_f64(&money::format_decimal(t.balance, t.decimals)));
@@ -484,6 +528,23 @@ mod tests {
         let text = render();
         assert!(text.contains("wallet_balancer_grpc_server_handled_total{grpc_code=\"OK\",grpc_method=\"M\",grpc_service=\"svc\"}"), "{text}");
         assert!(text.contains("wallet_balancer_build_info{version="));
+    }
+
+    #[test]
+    fn failures_are_counted_by_reason() {
+        let count = || {
+            render()
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix("wallet_balancer_failures_total{reason=\"TEST_REASON\"} ")
+                        .map(|v| v.parse::<f64>().unwrap())
+                })
+                .unwrap_or(0.0)
+        };
+        let before = count();
+        failure("TEST_REASON");
+        failure("TEST_REASON");
+        assert_eq!(count() - before, 2.0);
     }
 
     #[test]

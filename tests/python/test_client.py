@@ -167,7 +167,7 @@ def test_insufficient_funds_carries_the_figures(sidecar, wb):
     e = info.value
     assert isinstance(e, FailedPrecondition)
     assert e.code == grpc.StatusCode.FAILED_PRECONDITION
-    assert e.reason == "INSUFFICIENT_FUNDS" and e.domain == "walletbalancer"
+    assert e.reason == "INSUFFICIENT_FUNDS" and e.domain == "walletbalancer.v1"
     assert e.request_id == rid and e.attempts == 1 and e.message
     s = wb.status()
     assert type(e.shortage_wei) is int and e.shortage_wei >= HUGE + s.gas_reserve_wei - s.eth_balance_wei
@@ -387,7 +387,7 @@ class _DetailedError(grpc.RpcError):
 def test_price_deviation_is_mapped_with_decimal_prices():
     info = error_details_pb2.ErrorInfo(
         reason="PRICE_DEVIATION",
-        domain="walletbalancer",
+        domain="walletbalancer.v1",
         metadata={
             "token": "USDC",
             "quoted_usd_per_token": "1.05000000",
@@ -402,11 +402,17 @@ def test_price_deviation_is_mapped_with_decimal_prices():
 
 def test_limits_and_bad_requests_are_mapped():
     info = error_details_pb2.ErrorInfo(
-        reason="HOURLY_LIMIT", domain="walletbalancer", metadata={"requested_usd": "10.00000000", "remaining_usd": "0.50000000"}
+        reason="HOURLY_LIMIT", domain="walletbalancer.v1", metadata={"requested_usd": "10.00000000", "remaining_usd": "0.50000000"}
     )
-    e = from_rpc_error(_DetailedError(grpc.StatusCode.RESOURCE_EXHAUSTED, "hourly limit", info))
+    retry = error_details_pb2.RetryInfo()
+    retry.retry_delay.FromSeconds(750)
+    e = from_rpc_error(_DetailedError(grpc.StatusCode.RESOURCE_EXHAUSTED, "hourly limit", info, retry))
     assert type(e) is wbc.LimitExceeded and e.reason == "HOURLY_LIMIT"
     assert e.requested_usd == Decimal("10") and e.remaining_usd == Decimal("0.5")
+    # The server's RetryInfo: when the rolling hour frees enough.
+    assert e.retry_delay == 750.0
+    e = from_rpc_error(_DetailedError(grpc.StatusCode.RESOURCE_EXHAUSTED, "hourly limit", info))
+    assert e.retry_delay is None
 
     bad = error_details_pb2.BadRequest(
         field_violations=[error_details_pb2.BadRequest.FieldViolation(field="required_wei", description="not a number")]

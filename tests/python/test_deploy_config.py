@@ -1,10 +1,10 @@
-"""The Kubernetes ConfigMap's config (deploy/k8s/base/config.toml) against
+"""The Kubernetes ConfigMap's config (deploy/k8s/components/wallet-balancer/config.toml) against
 the real binary, the way the pod runs it: the file as shipped, with only the
-pod's paths and ports moved by WB__ environment overrides (as the Deployment
+pod's paths and ports moved by WB__ environment overrides (as the pod
 moves the RPC URLs). The server must accept it, serve health alone on the
 health listener, keep the API on loopback, and refuse a key file that a
 Secret volume under an fsGroup would leave group-readable (the reason for the
-install-key init container). No devnet: the RPC endpoint is a dead port, so
+wallet-balancer-install-key init container). No devnet: the RPC endpoint is a dead port, so
 health stays NOT_SERVING.
 """
 
@@ -23,7 +23,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from wallet_balancer_client import Unavailable, WalletBalancer, WalletBalancerError
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-CONFIG = ROOT / "deploy" / "k8s" / "base" / "config.toml"
+CONFIG = ROOT / "deploy" / "k8s" / "components" / "wallet-balancer" / "config.toml"
 # anvil's well-known test key #1 (no value anywhere).
 TEST_KEY = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
 EXIT_CONFIG = 64
@@ -53,6 +53,7 @@ def _start(tmp_path: Path, key_mode: int) -> tuple[subprocess.Popen, int, int, P
             "NO_COLOR": "1",
             "WB__SERVER__LISTEN": f"127.0.0.1:{api}",
             "WB__SERVER__HEALTH_LISTEN": f"127.0.0.1:{health}",
+            "WB__TELEMETRY__METRICS_LISTEN": f"127.0.0.1:{_port()}",
             "WB__WALLET__PRIVATE_KEY_FILE": str(key),
             "WB__JOURNAL__PATH": str(tmp_path / "journal.redb"),
             "WB__CHAINS__ARBITRUM__RPC_URLS": f'["http://127.0.0.1:{_port()}"]',

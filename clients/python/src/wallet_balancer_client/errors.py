@@ -4,7 +4,10 @@ Every exception is a :class:`WalletBalancerError` carrying the gRPC ``code``,
 the status ``message`` and, when the server attached one, the
 ``google.rpc.ErrorInfo`` (``reason``, ``domain``, ``metadata``) it puts in
 ``grpc-status-details-bin``; INVALID_ARGUMENT also carries the
-``google.rpc.BadRequest`` field violations.
+``google.rpc.BadRequest`` field violations. ``retry_delay`` is the
+``google.rpc.RetryInfo`` delay in seconds when the server says waiting
+helps (UNAVAILABLE; HOURLY_LIMIT until the rolling hour frees enough),
+else ``None``.
 
 The class follows the code, refined by the ErrorInfo reason:
 
@@ -60,6 +63,7 @@ __all__ = [
 
 ERROR_INFO_TYPE = "type.googleapis.com/google.rpc.ErrorInfo"
 BAD_REQUEST_TYPE = "type.googleapis.com/google.rpc.BadRequest"
+RETRY_INFO_TYPE = "type.googleapis.com/google.rpc.RetryInfo"
 
 
 class FieldViolation(tuple[str, str]):
@@ -93,6 +97,7 @@ class WalletBalancerError(Exception):
         field_violations: tuple[FieldViolation, ...] = (),
         request_id: str | None = None,
         attempts: int = 1,
+        retry_delay: float | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
@@ -103,6 +108,7 @@ class WalletBalancerError(Exception):
         self.field_violations = field_violations
         self.request_id = request_id
         self.attempts = attempts
+        self.retry_delay = retry_delay
 
     def __str__(self) -> str:
         reason = f" [{self.reason}]" if self.reason else ""
@@ -258,10 +264,23 @@ _BY_REASON: dict[tuple[grpc.StatusCode, str], type[WalletBalancerError]] = {
 }
 
 
-def _details(call: Any) -> tuple[str | None, str | None, dict[str, str], tuple[FieldViolation, ...]]:
-    """ErrorInfo (reason, domain, metadata) and BadRequest violations from
-    the call's ``grpc-status-details-bin`` trailer; empty when absent or
-    undecodable (a proxy may strip or mangle it: the code still stands)."""
+class _Details:
+    """What the status details say (empty when absent or undecodable)."""
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+        self.domain: str | None = None
+        self.metadata: dict[str, str] = {}
+        self.violations: tuple[FieldViolation, ...] = ()
+        self.retry_delay: float | None = None
+
+
+def _details(call: Any) -> _Details:
+    """ErrorInfo (reason, domain, metadata), BadRequest violations and the
+    RetryInfo delay from the call's ``grpc-status-details-bin`` trailer;
+    empty when absent or undecodable (a proxy may strip or mangle it: the
+    code still stands)."""
+    out = _Details()
     try:
         # googleapis-common-protos ships no type stubs.
         from google.rpc import error_details_pb2  # type: ignore[import-untyped]
@@ -269,22 +288,25 @@ def _details(call: Any) -> tuple[str | None, str | None, dict[str, str], tuple[F
 
         status = rpc_status.from_call(call)
     except Exception:  # noqa: BLE001 - details are best effort
-        return None, None, {}, ()
+        return out
     if status is None:
-        return None, None, {}, ()
-    reason = domain = None
-    metadata: dict[str, str] = {}
+        return out
     violations: list[FieldViolation] = []
     for detail in status.details:
-        if detail.type_url == ERROR_INFO_TYPE and reason is None:
+        if detail.type_url == ERROR_INFO_TYPE and out.reason is None:
             info = error_details_pb2.ErrorInfo()
             if detail.Unpack(info):
-                reason, domain, metadata = info.reason or None, info.domain or None, dict(info.metadata)
+                out.reason, out.domain, out.metadata = info.reason or None, info.domain or None, dict(info.metadata)
         elif detail.type_url == BAD_REQUEST_TYPE:
             bad = error_details_pb2.BadRequest()
             if detail.Unpack(bad):
                 violations.extend(FieldViolation(v.field, v.description) for v in bad.field_violations)
-    return reason, domain, metadata, tuple(violations)
+        elif detail.type_url == RETRY_INFO_TYPE:
+            retry = error_details_pb2.RetryInfo()
+            if detail.Unpack(retry) and retry.HasField("retry_delay"):
+                out.retry_delay = retry.retry_delay.seconds + retry.retry_delay.nanos / 1e9
+    out.violations = tuple(violations)
+    return out
 
 
 def from_rpc_error(
@@ -299,17 +321,18 @@ def from_rpc_error(
     if code is None:
         code = e.code() if hasattr(e, "code") else grpc.StatusCode.UNKNOWN
     message = (e.details() if hasattr(e, "details") else None) or ""
-    reason, domain, metadata, violations = _details(e)
-    cls = _BY_REASON.get((code, reason or ""), _BY_CODE.get(code, WalletBalancerError))
+    d = _details(e)
+    cls = _BY_REASON.get((code, d.reason or ""), _BY_CODE.get(code, WalletBalancerError))
     err = cls(
         code,
         message,
-        reason=reason,
-        domain=domain,
-        metadata=metadata,
-        field_violations=violations,
+        reason=d.reason,
+        domain=d.domain,
+        metadata=d.metadata,
+        field_violations=d.violations,
         request_id=request_id,
         attempts=attempts,
+        retry_delay=d.retry_delay,
     )
     err.__cause__ = e
     return err
