@@ -336,6 +336,10 @@ async fn oracle_guard_refuses_pools_pushed_away_from_the_feed() {
             h.devnet.trader_address,
             U256::MAX,
         )
+        // Its own gas limit: on the Hardhat node blocks may share a second,
+        // so an estimate made in the same second misses the pair's
+        // price-accumulator writes when the block lands in the next one.
+        .gas(1_000_000)
         .send()
         .await
         .unwrap()
@@ -353,6 +357,7 @@ async fn oracle_guard_refuses_pools_pushed_away_from_the_feed() {
                 amountOutMinimum: U256::ZERO,
                 sqrtPriceLimitX96: U160::ZERO,
             })
+            .gas(1_000_000)
             .send()
             .await
             .unwrap()

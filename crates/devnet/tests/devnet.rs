@@ -340,6 +340,10 @@ async fn real_routers_swap_against_the_deployed_pools() {
                 trader,
                 U256::MAX,
             )
+            // Its own gas limit: on the Hardhat node blocks may share a second, so an
+            // estimate made in the same second misses the pair's price-accumulator
+            // writes when the block lands in the next one (out of gas, ~1 run in 30).
+            .gas(1_000_000)
             .send()
             .await
             .unwrap(),
@@ -390,6 +394,8 @@ async fn real_routers_swap_against_the_deployed_pools() {
         let r = receipt_ok(
             "SwapRouter02 multicall",
             sr.multicall(U256::MAX, vec![swap.into(), unwrap.into()])
+                // Its own gas limit (see the V2 swap above).
+                .gas(1_000_000)
                 .send()
                 .await
                 .unwrap(),
@@ -420,6 +426,8 @@ async fn real_routers_swap_against_the_deployed_pools() {
         router
             .swapExactETHForTokens(U256::ZERO, vec![a.weth, a.usdc], trader, U256::MAX)
             .value(eth(6000))
+            // Its own gas limit (see the V2 swap above).
+            .gas(1_000_000)
             .send()
             .await
             .unwrap(),
