@@ -313,8 +313,8 @@ impl Balancer {
             })?;
         // 3. The fast path: one read at the `pending` block (the bot's own
         // unmined trades already spend ETH).
-        let snapshot = match client
-            .snapshot(BlockId::pending())
+        let (snapshot, sent) = match client
+            .snapshot_sent(BlockId::pending())
             .instrument(tracing::info_span!("snapshot", block = "pending"))
             .await
         {
@@ -396,6 +396,7 @@ impl Balancer {
             reply,
             span: tracing::Span::current(),
             replans: 0,
+            read: Some((snapshot.clone(), sent)),
         }) {
             let _ = self.journal.remove_request(&req.request_id);
             self.forget(&req.request_id);

@@ -4,7 +4,10 @@
 //! conversion can serve many), journals every step, and at start-up
 //! reconciles what a previous process left unfinished.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use alloy::{eips::BlockId, primitives::U256, providers::Provider};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -30,6 +33,9 @@ use crate::{
 /// conversion sized for the largest need. Small next to a conversion's
 /// own duration (blocks).
 pub const BATCH_WINDOW: Duration = Duration::from_millis(25);
+/// A handler's snapshot older than this (or than one block) is read again
+/// by the owner before planning.
+pub const REUSE_READ_FOR: Duration = Duration::from_secs(1);
 /// Queued requests beyond this are refused (UNAVAILABLE) rather than
 /// buffered without bound.
 pub const QUEUE_DEPTH: usize = 4096;
@@ -46,6 +52,10 @@ pub struct Job {
     /// Times it was planned anew because its nonce was taken by another
     /// sender (a new nonce is a new plan, never the old intent re-signed).
     pub replans: u32,
+    /// The handler's own read (at `pending`) and when it was sent: the
+    /// owner plans from it, without reading again, when nothing of this
+    /// wallet changed since (see [`Owner::reusable`]).
+    pub read: Option<(Arc<Snapshot>, Instant)>,
 }
 
 /// What woke the owner.
@@ -121,6 +131,10 @@ struct Owner {
     /// Requests answered OK whose conversion was then reorged: their
     /// stored answer is corrected once it confirms again.
     reorged: std::collections::HashSet<String>,
+    /// When this owner last sent or settled anything (a conversion, a
+    /// watch of open ones, start-up recovery): a snapshot read before it
+    /// may not show it.
+    changed_at: Instant,
 }
 
 /// Starts the owner task of `client`'s chain.
@@ -145,6 +159,7 @@ pub fn spawn(
         watched: Default::default(),
         recent,
         reorged: Default::default(),
+        changed_at: Instant::now(),
     };
     let task = tokio::spawn(owner.run(rx, ready_tx, stop_rx));
     OwnerHandle {
@@ -182,6 +197,7 @@ impl Owner {
             }
         }
         let _ = ready.send(true);
+        self.changed_at = Instant::now();
         loop {
             // While a conversion is open, it is watched between requests.
             let watch_every = self
@@ -233,13 +249,19 @@ impl Owner {
     async fn serve(&mut self, mut batch: Vec<Job>) {
         batch.sort_by_key(|j| std::cmp::Reverse(j.need));
         while !batch.is_empty() {
-            let read = tracing::info_span!(parent: &batch[0].span, "owner.read", chain = %self.client.name(), batch = batch.len());
-            let snapshot = match self
-                .client
-                .snapshot(BlockId::pending())
-                .instrument(read)
-                .await
-            {
+            let read = tracing::info_span!(parent: &batch[0].span, "owner.read", chain = %self.client.name(), batch = batch.len(), reused = Empty);
+            let reused = self.reusable(&batch);
+            read.record("reused", reused.is_some());
+            let snapshot = match reused {
+                Some(s) => Ok(s),
+                None => self
+                    .client
+                    .snapshot(BlockId::pending())
+                    .instrument(read)
+                    .await
+                    .map(Arc::new),
+            };
+            let snapshot = match snapshot {
                 Ok(s) => s,
                 Err(e) => {
                     for j in batch.drain(..) {
@@ -297,6 +319,7 @@ impl Owner {
                 .convert(&leader, &snapshot)
                 .instrument(span.clone())
                 .await;
+            self.changed_at = Instant::now();
             match &result {
                 Ok(r) => {
                     span.record("outcome", crate::telemetry::outcome_name(r.outcome));
@@ -349,11 +372,30 @@ impl Owner {
         }
     }
 
+    /// The newest of the batch's handler reads, when it can stand for the
+    /// owner's own: no transaction of ours open, sent after this owner
+    /// last changed anything, and younger than a block (at most
+    /// [`REUSE_READ_FOR`]). It is then the read every request already
+    /// pays for, and the conversion's requests start after it.
+    fn reusable(&self, batch: &[Job]) -> Option<Arc<Snapshot>> {
+        if self.open > 0 {
+            return None;
+        }
+        let max_age = self.client.config().block_time.min(REUSE_READ_FOR);
+        batch
+            .iter()
+            .filter_map(|j| j.read.as_ref())
+            .filter(|(_, sent)| *sent > self.changed_at && sent.elapsed() <= max_age)
+            .max_by_key(|(_, sent)| *sent)
+            .map(|(s, _)| s.clone())
+    }
+
     /// Reconciles the open conversions again; settles the requests that
     /// were answered while theirs were open.
     async fn watch(&mut self) {
         let span =
             tracing::info_span!("owner.watch", chain = %self.client.name(), open = self.open);
+        let before = (self.open, self.reorged.len());
         let result = async {
             self.check_reorgs().await?;
             if self.open > 0 {
@@ -363,6 +405,9 @@ impl Owner {
         }
         .instrument(span)
         .await;
+        if before != (0, 0) || (self.open, self.reorged.len()) != (0, 0) {
+            self.changed_at = Instant::now();
+        }
         if let Err(e) = result {
             tracing::warn!(chain = self.client.name(), error = %e, "watching open conversions failed; retrying");
         }
@@ -646,6 +691,7 @@ impl Owner {
                 reply: oneshot::channel().0,
                 span: tracing::Span::current(),
                 replans: 0,
+                read: None,
             };
             let received = reports
                 .iter()

@@ -202,13 +202,25 @@ impl ChainClient {
     /// requests), read after this call began. At `latest` and `pending`, concurrent callers share
     /// one request (single-flight); other blocks are read directly.
     pub async fn snapshot(&self, block: BlockId) -> Result<Snapshot, ChainError> {
+        let (s, _) = self.snapshot_sent(block).await?;
+        Ok(Arc::unwrap_or_clone(s))
+    }
+
+    /// [`ChainClient::snapshot`], with the instant its request was sent:
+    /// the state it shows is at least that recent.
+    pub async fn snapshot_sent(
+        &self,
+        block: BlockId,
+    ) -> Result<(Arc<Snapshot>, Instant), ChainError> {
         let flight = match block {
             BlockId::Number(BlockNumberOrTag::Latest) => &self.inner.reads.latest,
             BlockId::Number(BlockNumberOrTag::Pending) => &self.inner.reads.pending,
-            _ => return snapshot::read(self, block).await,
+            _ => {
+                let sent = Instant::now();
+                return Ok((Arc::new(snapshot::read(self, block).await?), sent));
+            }
         };
-        let (s, _) = flight.fresh(self.reader(block)).await?;
-        Ok(Arc::unwrap_or_clone(s))
+        flight.fresh(self.reader(block)).await
     }
 
     /// GetStatus's snapshot at `latest`: the cached one while the head is

@@ -235,6 +235,7 @@ fn chain(c: &ChainConfig) -> Value {
                 c.submit_urls.iter().map(|u| s(redact::url(u))).collect(),
             )),
         ),
+        ("send_sync", Some(Value::Boolean(c.send_sync))),
         ("rpc_timeout_ms", Some(millis(c.rpc_timeout))),
         ("rpc_retries", Some(int(c.rpc_retries.into()))),
         ("multicall3", Some(s(c.multicall3))),

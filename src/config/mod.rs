@@ -280,6 +280,13 @@ pub struct ChainConfig {
     /// Flashbots Protect on Ethereum; every read stays on `rpc_urls`.
     /// Empty (the default): transactions go to `rpc_urls` too.
     pub submit_urls: Vec<Url>,
+    /// Send with `eth_sendRawTransactionSync` (EIP-7966: the node answers
+    /// with the receipt once the transaction is in a block; geth ≥ 1.16.6,
+    /// reth, Erigon ≥ 3.4, anvil): the receipt costs no request of its own
+    /// and is seen as soon as the node has it. A node that does not know
+    /// the method (it answers "method not found / not supported") is asked
+    /// with `eth_sendRawTransaction` from then on. Default true.
+    pub send_sync: bool,
     /// Per JSON-RPC call timeout.
     pub rpc_timeout: Duration,
     /// Extra rounds over all endpoints for a failed call.

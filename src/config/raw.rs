@@ -167,6 +167,7 @@ pub(super) struct RawChain {
     pub(super) rpc_urls: Vec<String>,
     #[serde(default, deserialize_with = "one_or_many")]
     pub(super) submit_urls: Vec<String>,
+    pub(super) send_sync: Option<bool>,
     pub(super) rpc_timeout_ms: Option<u64>,
     pub(super) rpc_retries: Option<u32>,
     pub(super) multicall3: Option<String>,

@@ -588,6 +588,7 @@ fn validate_chain(name: &str, mut table: toml::Table) -> Result<ChainConfig, Con
         chain_id,
         rpc_urls,
         submit_urls,
+        send_sync: raw.send_sync.unwrap_or(true),
         rpc_timeout: Duration::from_millis(positive(
             &k("rpc_timeout_ms"),
             raw.rpc_timeout_ms.unwrap_or(5_000),

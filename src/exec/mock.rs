@@ -360,7 +360,7 @@ max_priority_fee_per_gas_wei = "2000000000"
             backend: mock,
             key: &w.key,
             journal: &w.journal,
-            nonce: 0,
+            nonce: Some(0),
             replace_after,
             deadline,
             wait_until_ms: u64::MAX,
@@ -531,7 +531,7 @@ max_priority_fee_per_gas_wei = "2000000000"
         assert_eq!(e.code, "DisabledException");
         assert!(e.to_string().contains("nothing was sent"), "{e}");
         assert!(rec.txs.is_empty() && rec.tx_states.is_empty());
-        assert_eq!(sender.nonce, 0, "the nonce stays unused");
+        assert_eq!(sender.nonce, Some(0), "the nonce stays unused");
         assert!(mock.with(|s| s.sent.is_empty()), "nothing broadcast");
         assert!(w.journal.get_conversion("r#1/0").unwrap().is_none());
     }
@@ -683,12 +683,14 @@ max_priority_fee_per_gas_wei = "2000000000"
         // header says 30 gwei.
         mock.with(|s| s.base_fee = 30_000_000_000);
         let sender = sender(&w, &mock, LONG, LATER);
-        let (max_fee, tip) = sender.fees(U256::ZERO).await.unwrap();
+        let prepared = mock.prepare(w.key.address(), &call(), false).await.unwrap();
+        let (max_fee, tip) = sender.fees(U256::ZERO, &prepared).unwrap();
         assert_eq!(tip, 1_000_000_000);
         assert_eq!(max_fee, 61_000_000_000, "2 x the header's base fee + tip");
         // Above the cap (100 gwei): refused, nothing signed.
         mock.with(|s| s.base_fee = 150_000_000_000);
-        let e = sender.fees(U256::ZERO).await.unwrap_err();
+        let prepared = mock.prepare(w.key.address(), &call(), false).await.unwrap();
+        let e = sender.fees(U256::ZERO, &prepared).unwrap_err();
         assert!(matches!(e, ExecError::FeeCapExceeded { .. }), "{e:?}");
     }
 

@@ -136,9 +136,7 @@ impl Executor {
     ) -> Executor {
         let replace_after = client.config().replace_after;
         Executor {
-            backend: Rpc {
-                chain: client.clone(),
-            },
+            backend: Rpc::new(client.clone()),
             client,
             key,
             journal,
@@ -148,7 +146,7 @@ impl Executor {
         }
     }
 
-    fn sender(&self, nonce: u64, deadline: u64, wait_until_ms: u64) -> TxSender<'_> {
+    fn sender(&self, nonce: Option<u64>, deadline: u64, wait_until_ms: u64) -> TxSender<'_> {
         TxSender {
             chain: &self.client,
             backend: &self.backend,
@@ -176,9 +174,9 @@ impl Executor {
         approval_usd: Usd,
         unlimited_dai_permit: bool,
     ) -> Result<(), ExecError> {
-        let nonce = self.backend.nonce(self.key.address(), true).await?;
         let deadline = snapshot.block_timestamp.saturating_add(deadline_secs);
-        let mut sender = self.sender(nonce, deadline, deadline.saturating_mul(1000));
+        // The nonce comes with the first send's simulation (one request).
+        let mut sender = self.sender(None, deadline, deadline.saturating_mul(1000));
         let permits = Permits {
             cache: &self.permits,
             unlimited_dai: unlimited_dai_permit,
@@ -255,7 +253,7 @@ impl Executor {
         let deadline = (now / 1000).saturating_add(self.recover_window.as_secs());
         let mut still_open = 0;
         for mut rec in open {
-            recover::reconcile(&mut self.sender(0, deadline, wait_until_ms), &mut rec).await?;
+            recover::reconcile(&mut self.sender(None, deadline, wait_until_ms), &mut rec).await?;
             if !rec.is_final() {
                 still_open += 1;
             }

@@ -19,7 +19,7 @@ use tracing::field::Empty;
 
 use super::{
     ExecError,
-    backend::{Backend, Rpc},
+    backend::{Backend, Prepared, Rpc},
     fault,
     machine::{Context, Effect, Event, GiveUp, Poll, Seen, Transition, next},
 };
@@ -120,8 +120,9 @@ pub struct TxSender<'a, B: Backend = Rpc> {
     pub backend: &'a B,
     pub key: &'a WalletKey,
     pub journal: &'a Journal,
-    /// Next nonce to use.
-    pub nonce: u64,
+    /// Next nonce to use; `None`: the wallet's pending nonce, read with the
+    /// first send's other needs (one request).
+    pub nonce: Option<u64>,
     /// A stuck transaction is replaced after this long without a receipt.
     pub replace_after: Duration,
     /// Unix seconds after which the calls are worthless (the swap's
@@ -155,19 +156,18 @@ impl<B: Backend> TxSender<'_, B> {
         self.backend.estimate_gas(self.key.address(), call).await
     }
 
-    /// EIP-1559 fees: tip = min(node's suggestion, cap); max fee =
-    /// min(2 x base fee + tip, cap), the base fee read fresh from the latest
-    /// block header (the snapshot's, read in an `eth_call`, is only a floor:
-    /// geth-family nodes run calls at a base fee of 0). Refuses when the
-    /// base fee alone is already above the cap: nothing is signed.
-    pub async fn fees(&self, snapshot_base_fee: U256) -> Result<(u128, u128), ExecError> {
+    /// EIP-1559 fees from what [`Backend::prepare`] read: tip = min(node's
+    /// suggestion, cap); max fee = min(2 x base fee + tip, cap), the base
+    /// fee from the latest block header (the snapshot's, read in an
+    /// `eth_call`, is only a floor: geth-family nodes run calls at a base
+    /// fee of 0). Refuses when the base fee alone is already above the
+    /// cap: nothing is signed.
+    pub fn fees(&self, snapshot_base_fee: U256, p: &Prepared) -> Result<(u128, u128), ExecError> {
         let cfg = self.chain.config();
-        let suggested = self.backend.priority_fee().await?;
-        let tip = suggested.min(cfg.max_priority_fee_per_gas_wei);
-        let header = self.backend.base_fee().await?;
+        let tip = p.tip.min(cfg.max_priority_fee_per_gas_wei);
         let base = u128::try_from(snapshot_base_fee)
             .unwrap_or(u128::MAX)
-            .max(header);
+            .max(p.base_fee);
         if base.saturating_add(tip) > cfg.max_fee_per_gas_wei {
             return Err(ExecError::FeeCapExceeded {
                 base_fee_wei: base,
@@ -316,7 +316,7 @@ impl<B: Backend> TxSender<'_, B> {
             chain = %self.chain.name(),
             what = %call.what,
             purpose = ?purpose,
-            nonce = self.nonce,
+            nonce = Empty,
             tx_hash = Empty,
             gas_estimate = Empty,
             gas_limit = Empty,
@@ -331,8 +331,13 @@ impl<B: Backend> TxSender<'_, B> {
         base_fee: U256,
         rec: &mut ConversionRecord,
     ) -> Result<u64, ExecError> {
-        let gas = self.simulate(call).await?;
-        let (max_fee, tip) = self.fees(base_fee).await?;
+        // Simulation, nonce, tip and header: one request.
+        let prepared = self
+            .backend
+            .prepare(self.key.address(), call, self.nonce.is_none())
+            .await?;
+        let gas = prepared.gas;
+        let (max_fee, tip) = self.fees(base_fee, &prepared)?;
         // Headroom over the estimate (25% + 20k): state may move before the
         // block, and V3 swaps that cross into a later second use more gas
         // than estimated (seen on anvil).
@@ -342,7 +347,10 @@ impl<B: Backend> TxSender<'_, B> {
         span.record("gas_limit", gas_limit);
         span.record("max_fee_per_gas", max_fee);
         span.record("max_priority_fee_per_gas", tip);
-        let nonce = self.nonce;
+        let Some(nonce) = self.nonce.or(prepared.pending_nonce) else {
+            return Err(ExecError::Journal("no nonce to send with".into()));
+        };
+        span.record("nonce", nonce);
         let (hash, raw) = self.sign(call, nonce, gas_limit, max_fee, tip).await?;
         span.record("tx_hash", tracing::field::display(hash));
         rec.txs.push(TxRecord {
@@ -369,7 +377,7 @@ impl<B: Backend> TxSender<'_, B> {
             rec,
             (purpose == TxPurpose::Swap).then_some((ConversionState::Submitted, Some(hash))),
         )?;
-        self.nonce += 1;
+        self.nonce = Some(nonce + 1);
         fault::transition();
         fault::point("after_sign");
         tracing::debug!(chain = self.chain.name(), what = %call.what, nonce, gas_limit, max_fee, tip, tx = %hash, "sending transaction");
@@ -395,6 +403,9 @@ impl<B: Backend> TxSender<'_, B> {
                 }
             }
             let (head, mined_nonce, known) = match &receipt {
+                // A receipt's block is mined: the head is at least there,
+                // which is all a depth of 1 needs.
+                Some(r) if self.chain.config().confirmations <= 1 => (r.block(), None, None),
                 Some(_) => (self.backend.head().await?, None, None),
                 None => {
                     let mined = self.backend.nonce(self.key.address(), false).await?;

@@ -79,6 +79,13 @@ impl Harness {
             .replace(&devnet.rpc_url, &proxy.url());
         let mut config = Config::from_toml(&toml).unwrap();
         config.journal.path = dir.path().join("journal.redb");
+        // The fault and counting tests work on `eth_sendRawTransaction`; the
+        // synchronous send (`send_sync`, on by default) has its own tests
+        // (tests/round_trips.rs), the Python suite and the crash tests run
+        // with the default.
+        for chain in config.chains.values_mut() {
+            chain.send_sync = false;
+        }
         edit(&mut config);
         let config = Arc::new(config);
         let mut h = Harness {

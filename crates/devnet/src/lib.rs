@@ -444,10 +444,10 @@ impl Devnet {
                 let p = proxy::RpcProxy::start(&rpc_url, Duration::ZERO)
                     .await
                     .map_err(|e| DevnetError::io("start the op flavour's proxy", e))?;
-                p.inject(proxy::Fault::on(
-                    "eth_getTransactionReceipt",
-                    proxy::FaultKind::merge(&fields),
-                ));
+                // Receipts, also those a synchronous send (EIP-7966) answers with.
+                for method in ["eth_getTransactionReceipt", "eth_sendRawTransactionSync"] {
+                    p.inject(proxy::Fault::on(method, proxy::FaultKind::merge(&fields)));
+                }
                 Some(p)
             }
         };
