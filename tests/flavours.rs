@@ -3,7 +3,8 @@
 //! - arbitrum: WETH is Arbitrum's real aeWETH (no `Withdrawal` event: unwrapping burns), the
 //!   priority fee is 0, and `block.number` inside a contract is an L1-like number;
 //! - op: the GasPriceOracle predeploy prices an L1 data fee per transaction, and receipts
-//!   carry `l1Fee` (the node itself does not charge it).
+//!   carry `l1Fee` (the node itself does not charge it);
+//! - both: USDT is USD₮0 (EIP-2612 permit, EIP-712 name "USD₮0", a standard approve).
 
 mod support;
 
@@ -13,6 +14,7 @@ use alloy::{
 };
 use support::{Harness, milli_eth, parse};
 use wallet_balancer::{
+    config::VenueKind,
     pb::{self, ConversionState, EnsureOutcome, Venue},
     plan::Strategy,
 };
@@ -211,4 +213,110 @@ async fn on_op_stack_the_l1_data_fee_is_reserved_and_reported() {
     let received = parse(&c.eth_out_wei);
     assert_eq!(h.eth_balance().await + l2_cost, before + received);
     h.stop().await;
+}
+
+alloy::sol! {
+    #[sol(rpc)]
+    interface IUsdt0 {
+        event Approval(address indexed owner, address indexed spender, uint256 value);
+        function name() external view returns (string memory);
+        function nonces(address owner) external view returns (uint256);
+        function allowance(address owner, address spender) external view returns (uint256);
+    }
+}
+
+/// USDT on Arbitrum One and OP Mainnet is USD₮0 (Tether's TetherToken with OpenZeppelin's
+/// ERC20Permit before 4.9: EIP-712 name "USD₮0", version "1", no `version()`): a V3
+/// conversion grants itself exactly `max_in` by permit and takes it back inside the swap's own
+/// transaction. One transaction from the wallet, no allowance left, the swap bounded on chain
+/// by the signed permit.
+async fn usdt0_converts_in_one_transaction(flavour: Flavour) {
+    let mut h = start_flavour(flavour, |c| {
+        let ch = c.chains.get_mut("devnet").unwrap();
+        ch.venues
+            .retain(|v| matches!(v.kind, VenueKind::UniswapV3 { .. }));
+        // USDT first (priority) and alone enough (a $1 reserve of its 100), the others kept
+        // behind it.
+        for t in &mut ch.tokens {
+            t.priority = if t.symbol == "USDT" { 9 } else { 1 };
+            if t.symbol == "USDT" {
+                t.min_reserve_usd = wallet_balancer::money::Usd::from_dollars(1);
+            }
+        }
+    })
+    .await;
+    let ch = h.config.chain("devnet").unwrap();
+    let usdt = ch.tokens.iter().find(|t| t.symbol == "USDT").unwrap();
+    assert!(!usdt.approval_reset, "USD₮0 approves as any ERC-20");
+    let (usdt, router) = (usdt.address, ch.venues[0].kind.router());
+    let chain = h.chain();
+    let token = IUsdt0::new(usdt, &chain);
+    assert_eq!(token.name().call().await.unwrap(), "USD₮0");
+    let wallet = h.wallet();
+    let (nonce, usdt_before) = (h.nonce().await, h.token_balance(usdt).await);
+
+    // 0.03 ETH held, 0.05 needed (+ the gas reserve): about $65 of USDT's 100.
+    let r = h
+        .ensure(milli_eth(50), &format!("{flavour}-usdt0"), false)
+        .await
+        .unwrap();
+    assert_eq!(r.outcome, EnsureOutcome::Converted as i32, "{r:?}");
+    assert_eq!(r.conversions.len(), 1, "{:#?}", r.conversions);
+    let c = &r.conversions[0];
+    assert_eq!(
+        (c.token_symbol.as_str(), c.venue),
+        ("USDT", Venue::UniswapV3 as i32)
+    );
+    assert!(
+        c.approval_tx_hashes.is_empty(),
+        "{:?}",
+        c.approval_tx_hashes
+    );
+    assert_eq!(h.nonce().await, nonce + 1, "exactly one transaction");
+    if flavour == Flavour::Arbitrum {
+        check_zero_tip(&h, c).await;
+    }
+    let receipt = chain
+        .get_transaction_receipt(c.tx_hash.parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(receipt.status());
+    assert_eq!(receipt.from, wallet);
+    // The Approval events: the permit of exactly max_in, the router's pull (OpenZeppelin's
+    // transferFrom emits the allowance left, as USD₮0 does), the permit back to 0.
+    let (max_in, sold) = (parse(&c.max_amount_in), parse(&c.amount_in));
+    let approvals: Vec<U256> = receipt
+        .inner
+        .logs()
+        .iter()
+        .filter(|l| l.address() == usdt)
+        .filter_map(|l| l.log_decode::<IUsdt0::Approval>().ok())
+        .map(|l| l.inner.data.value)
+        .collect();
+    assert_eq!(
+        approvals,
+        vec![max_in, max_in - sold, U256::ZERO],
+        "permit max_in, pull, permit 0"
+    );
+    assert_eq!(token.nonces(wallet).call().await.unwrap(), U256::from(2u8));
+    assert_eq!(
+        token.allowance(wallet, router).call().await.unwrap(),
+        U256::ZERO,
+        "no allowance left behind"
+    );
+    assert!(sold > U256::ZERO && sold <= max_in);
+    assert_eq!(usdt_before - h.token_balance(usdt).await, sold);
+    assert!(h.eth_balance().await >= milli_eth(55));
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_arbitrum_usdt_is_usdt0_and_converts_in_one_transaction_by_permit() {
+    usdt0_converts_in_one_transaction(Flavour::Arbitrum).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_op_usdt_is_usdt0_and_converts_in_one_transaction_by_permit() {
+    usdt0_converts_in_one_transaction(Flavour::Op).await;
 }

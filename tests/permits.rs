@@ -3,7 +3,9 @@
 //! with the allowance granted and taken back inside the swap's own
 //! transaction; a token with Dai's permit (the devnet's DAI, as on Ethereum)
 //! approves unless `policy.unlimited_dai_permit` opts in; a USDT-style token
-//! (no permit) resets through 0 only when a non-zero residual is too small.
+//! (no permit) approved exactly `max_in` sells exactly `max_in`, so no
+//! residual is left and it resets through 0 only when a foreign non-zero
+//! residual is too small.
 //! Everything checked against receipts and on-chain allowances.
 
 mod support;
@@ -230,72 +232,170 @@ sol! {
     }
 }
 
-/// Tether-like USDT (no permit, approve through 0): a residual allowance
-/// that covers the next swap is used as is; one that does not is reset
-/// through 0 first; from a zero allowance there is no reset.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn usdt_resets_only_a_residual_too_small_and_reuses_one_that_covers() {
+/// How a confirmed swap was bounded, read back from its own calldata:
+/// `(exact input?, tokens in (exact or at most), ETH out (at least or
+/// exact))`.
+async fn swap_bounds(h: &Harness, c: &pb::Conversion) -> (bool, U256, U256) {
+    use alloy::sol_types::SolCall;
+    use wallet_balancer::chain::abi::{ISwapRouter02 as R3, IUniswapV2Router02 as R2};
+    let tx = h
+        .chain()
+        .get_transaction_by_hash(c.tx_hash.parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let input = alloy::consensus::Transaction::input(&tx).clone();
+    if let Ok(s) = R2::swapExactTokensForETHCall::abi_decode(&input) {
+        return (true, s.amountIn, s.amountOutMin);
+    }
+    if let Ok(s) = R2::swapTokensForExactETHCall::abi_decode(&input) {
+        return (false, s.amountInMax, s.amountOut);
+    }
+    let m = R3::multicallCall::abi_decode(&input).expect("a V2 swap or a V3 multicall");
+    for inner in &m.data {
+        if let Ok(s) = R3::exactInputSingleCall::abi_decode(inner) {
+            return (true, s.params.amountIn, s.params.amountOutMinimum);
+        }
+        if let Ok(s) = R3::exactOutputSingleCall::abi_decode(inner) {
+            return (false, s.params.amountInMaximum, s.params.amountOut);
+        }
+    }
+    panic!("no swap in {}", c.tx_hash);
+}
+
+/// The wallet itself approves `value` (a provider of its own: the sidecar
+/// sent from the same key meanwhile).
+async fn wallet_approves(h: &Harness, token: Address, spender: Address, value: U256) {
+    let wallet = h.signer_provider(h.devnet.wallet_key);
+    IERC20::new(token, &wallet)
+        .approve(spender, value)
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+}
+
+/// One USDT conversion of about $50: its transactions from the wallet (the
+/// nonce's move) and its report, checked against the receipts.
+async fn usdt_conversion(h: &mut Harness, id: &str) -> (u64, pb::Conversion) {
+    let nonce = h.nonce().await;
+    let need = h.eth_balance().await + milli_eth(10);
+    let r = h.ensure(need, id, false).await.unwrap();
+    assert_eq!(r.conversions.len(), 1, "{:?}", r.conversions);
+    let c = r.conversions[0].clone();
+    assert_eq!(c.token_symbol, "USDT");
+    check_receipts(h, &c).await;
+    let sent = h.nonce().await - nonce;
+    assert_eq!(sent, c.approval_tx_hashes.len() as u64 + 1, "{id}");
+    (sent, c)
+}
+
+/// An exact approval of `max_in` spent whole: the swap sold exactly
+/// `max_in` (exact input, at least the planned ETH), no allowance is left.
+async fn check_spent_whole(h: &Harness, c: &pb::Conversion, usdt: Address, router: Address) {
+    let (exact_input, amount_in, min_out) = swap_bounds(h, c).await;
+    assert!(exact_input, "{}: exact input", c.conversion_id);
+    assert_eq!(amount_in, parse(&c.max_amount_in));
+    assert_eq!(parse(&c.amount_in), parse(&c.max_amount_in), "sold max_in");
+    let received = parse(&c.eth_out_wei);
+    assert!(received >= min_out, "{received} < minimum {min_out}");
+    // At most the quote tolerance (0.5%) more than planned, plus rounding.
+    assert!(
+        received <= min_out + min_out / U256::from(100u8),
+        "{received} vs {min_out}"
+    );
+    assert_eq!(
+        allowance(h, usdt, router).await,
+        U256::ZERO,
+        "{}: the approval is used up",
+        c.conversion_id
+    );
+}
+
+/// Tether-like USDT (no permit, approve through 0) on `kind`'s venue:
+/// approved exactly `max_in`, each swap sells exactly `max_in` and leaves
+/// no allowance, so consecutive conversions are approve + swap (two
+/// transactions), never reset + approve + swap. A residual the test leaves
+/// itself, non-zero and too small, costs one conversion the reset (three
+/// transactions) once; the next is two again. A residual that covers the
+/// next swap is used as is (one transaction, exact output).
+async fn usdt_never_three_transactions_in_a_row(v3: bool) {
     let mut h = Harness::start_with(|c| {
         let ch = c.chains.get_mut("devnet").unwrap();
-        ch.venues
-            .retain(|v| matches!(v.kind, VenueKind::UniswapV2 { .. }));
+        ch.venues.retain(|v| {
+            matches!(
+                (&v.kind, v3),
+                (VenueKind::UniswapV3 { .. }, true) | (VenueKind::UniswapV2 { .. }, false)
+            )
+        });
         ch.tokens.retain(|t| t.symbol == "USDT");
-        // 100 USDT held: room for three conversions above a $1 reserve.
-        ch.tokens[0].min_reserve_usd = wallet_balancer::money::Usd::from_dollars(1);
     })
     .await;
     let (usdt, router) = (token(&h, "USDT"), venue_router(&h));
+    let venue = if v3 {
+        Venue::UniswapV3
+    } else {
+        Venue::UniswapV2
+    };
+    // Room for the conversions below: 1,100 USDT (the deployer owns the token).
+    let deployer = h.signer_provider(h.devnet.deployer_key);
+    wb_devnet::bindings::IMintable::new(usdt, &deployer)
+        .mint(h.wallet(), U256::from(1_000_000_000u64))
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
 
-    // From zero: approve (no reset), swap (~$35). A residual stays.
-    let r = h.ensure(milli_eth(35), "usdt-1", false).await.unwrap();
-    let c = &r.conversions[0];
-    assert_eq!(c.approval_tx_hashes.len(), 1, "from 0: no reset");
-    check_receipts(&h, c).await;
-    let residual = allowance(&h, usdt, router).await;
-    assert_eq!(residual, parse(&c.max_amount_in) - parse(&c.amount_in));
-    assert!(residual > U256::ZERO);
-
-    // The residual is too small for the next swap (~$20): reset through 0,
-    // approve.
-    let need = h.eth_balance().await;
-    let r = h.ensure(need, "usdt-2", false).await.unwrap();
-    let c = &r.conversions[0];
-    assert_eq!(
-        c.approval_tx_hashes.len(),
-        2,
-        "non-zero and too small: reset, approve"
-    );
-    check_receipts(&h, c).await;
-
-    // A residual that covers the next swap: no approval at all. (Set by an
-    // approval through 0 from the wallet, as an operator might.)
-    let wallet = h.signer_provider(h.devnet.wallet_key);
-    for value in [U256::ZERO, U256::from(40_000_000u64)] {
-        IERC20::new(usdt, &wallet)
-            .approve(router, value)
-            .send()
-            .await
-            .unwrap()
-            .get_receipt()
-            .await
-            .unwrap();
+    // Consecutive conversions from a zero allowance: approve + swap each.
+    let mut sent = Vec::new();
+    for i in 0..4 {
+        let (n, c) = usdt_conversion(&mut h, &format!("usdt-{i}")).await;
+        assert_eq!(c.venue, venue as i32);
+        assert_eq!(c.approval_tx_hashes.len(), 1, "usdt-{i}: approve, no reset");
+        check_spent_whole(&h, &c, usdt, router).await;
+        sent.push(n);
     }
-    let nonce = h.nonce().await;
-    let need = h.eth_balance().await;
-    let r = h.ensure(need, "usdt-3", false).await.unwrap();
-    let c = &r.conversions[0];
-    assert!(
-        c.approval_tx_hashes.is_empty(),
-        "{:?}",
-        c.approval_tx_hashes
-    );
-    assert_eq!(h.nonce().await, nonce + 1, "the swap only");
-    check_receipts(&h, c).await;
+    assert_eq!(sent, vec![2; 4], "approve + swap, every time");
+
+    // A foreign residual, non-zero and too small (set by the wallet itself,
+    // from 0, as an operator might): reset, approve, swap, once.
+    wallet_approves(&h, usdt, router, U256::from(1_000_000u64)).await;
+    let (n, c) = usdt_conversion(&mut h, "usdt-foreign").await;
+    assert_eq!(n, 3, "non-zero and too small: reset, approve, swap");
+    check_spent_whole(&h, &c, usdt, router).await;
+    let (n, c) = usdt_conversion(&mut h, "usdt-after-foreign").await;
+    assert_eq!(n, 2, "back to approve + swap");
+    check_spent_whole(&h, &c, usdt, router).await;
+
+    // A residual that covers the next swap: no approval, the swap only,
+    // exact output (what is left stays for later).
+    wallet_approves(&h, usdt, router, U256::from(200_000_000u64)).await;
+    let (n, c) = usdt_conversion(&mut h, "usdt-covered").await;
+    assert_eq!(n, 1, "the swap only: {:?}", c.approval_tx_hashes);
+    let (exact_input, max_in, eth_out) = swap_bounds(&h, &c).await;
+    assert!(!exact_input, "no approval sent: exact output");
+    assert_eq!(max_in, parse(&c.max_amount_in));
+    assert_eq!(parse(&c.eth_out_wei), eth_out, "exactly the ETH asked for");
+    assert!(parse(&c.amount_in) <= max_in);
     assert_eq!(
         allowance(&h, usdt, router).await,
-        U256::from(40_000_000u64) - parse(&c.amount_in)
+        U256::from(200_000_000u64) - parse(&c.amount_in)
     );
     h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usdt_on_v2_never_takes_three_transactions_in_a_row() {
+    usdt_never_three_transactions_in_a_row(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usdt_on_v3_never_takes_three_transactions_in_a_row() {
+    usdt_never_three_transactions_in_a_row(true).await;
 }
 
 /// `policy.unlimited_dai_permit`: Dai's permit (`selfPermitAllowed`) in the

@@ -47,7 +47,15 @@ function main() {
   };
 
   console.log(`compile.js: solc ${solc.version()} compiling ${files.join(', ')}`);
-  const output = JSON.parse(solc.compile(JSON.stringify(input)));
+  // Imports (`@openzeppelin/contracts/...`) resolve to the pinned npm packages in node_modules.
+  const findImports = (importPath) => {
+    const file = path.join(ROOT, 'node_modules', importPath);
+    if (!file.startsWith(path.join(ROOT, 'node_modules') + path.sep) || !fs.existsSync(file)) {
+      return { error: `import not found in node_modules: ${importPath}` };
+    }
+    return { contents: fs.readFileSync(file, 'utf8') };
+  };
+  const output = JSON.parse(solc.compile(JSON.stringify(input), { import: findImports }));
 
   let failed = false;
   for (const e of output.errors || []) {
@@ -66,6 +74,9 @@ function main() {
   fs.mkdirSync(OUT_DIR, { recursive: true });
   let count = 0;
   for (const [sourceName, contracts] of Object.entries(output.contracts || {})) {
+    if (!(sourceName in sources)) {
+      continue; // imported from node_modules: only our own contracts get artifacts
+    }
     for (const [name, c] of Object.entries(contracts)) {
       const bytecode = c.evm.bytecode.object;
       const deployed = c.evm.deployedBytecode.object;

@@ -58,6 +58,8 @@ sol! {
         function WETH() external pure returns (address);
         function getAmountsIn(uint amountOut, address[] calldata path) external view returns (uint[] memory amounts);
         function swapTokensForExactETH(uint amountOut, uint amountInMax, address[] calldata path, address to, uint deadline) external returns (uint[] memory amounts);
+        /// Exact input: USDT-style tokens spend their whole exact approval (`exec::venues::swap_mode`).
+        function swapExactTokensForETH(uint amountIn, uint amountOutMin, address[] calldata path, address to, uint deadline) external returns (uint[] memory amounts);
     }
 
     /// Uniswap SwapRouter02 (swap-router-contracts).
@@ -73,6 +75,18 @@ sol! {
             uint160 sqrtPriceLimitX96;
         }
         function exactOutputSingle(ExactOutputSingleParams calldata params) external payable returns (uint256 amountIn);
+        /// IV3SwapRouter's: unlike the V3 periphery SwapRouter's, no `deadline`
+        /// field (the multicall carries it).
+        struct ExactInputSingleParams {
+            address tokenIn;
+            address tokenOut;
+            uint24 fee;
+            address recipient;
+            uint256 amountIn;
+            uint256 amountOutMinimum;
+            uint160 sqrtPriceLimitX96;
+        }
+        function exactInputSingle(ExactInputSingleParams calldata params) external payable returns (uint256 amountOut);
         function unwrapWETH9(uint256 amountMinimum, address recipient) external payable;
         function multicall(uint256 deadline, bytes[] calldata data) external payable returns (bytes[] memory results);
         /// SelfPermit: `token.permit(msg.sender, router, value, deadline, v, r, s)`.

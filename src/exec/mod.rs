@@ -51,6 +51,7 @@ use machine::GiveUp;
 use permit::PermitCache;
 use tracing::{Instrument, field::Empty};
 use tx::{RawReceipt, TxSender};
+use venues::SwapMode;
 
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum ExecError {
@@ -402,6 +403,11 @@ async fn execute_leg(
             } else {
                 money::amount_for_usd(approval_usd, token.decimals, reading.price, Rounding::Down)
             };
+            // Decided before the approvals change the allowance: a
+            // USDT-style token approved exactly `max_in` now sells exactly
+            // `max_in` (at least `eth_out`), so no residual is left to
+            // reset through 0 next time (see `venues::swap_mode`).
+            let mode = venues::swap_mode(token, allowance, leg.max_in, grant);
             for call in venues::approvals(token, &v.name, router, allowance, leg.max_in, grant) {
                 let purpose = if call.what.starts_with("reset") {
                     TxPurpose::ApprovalReset
@@ -417,25 +423,19 @@ async fn execute_leg(
                     .record_conversion(rec, None)
                     .map_err(|e| ExecError::Journal(e.to_string()))?;
             }
-            match fee_tier {
-                None => venues::v2_swap(
-                    router,
-                    token,
-                    cfg.weth,
-                    wallet,
-                    leg.eth_out,
-                    leg.max_in,
-                    deadline,
-                ),
-                Some(fee) => venues::v3_swap(
-                    router,
-                    token,
-                    cfg.weth,
-                    wallet,
-                    fee,
-                    leg.eth_out,
-                    leg.max_in,
-                    deadline,
+            let (weth, eth_out, max_in) = (cfg.weth, leg.eth_out, leg.max_in);
+            match (fee_tier, mode) {
+                (None, SwapMode::ExactOutput) => {
+                    venues::v2_swap(router, token, weth, wallet, eth_out, max_in, deadline)
+                }
+                (None, SwapMode::ExactInput) => {
+                    venues::v2_swap_exact_in(router, token, weth, wallet, eth_out, max_in, deadline)
+                }
+                (Some(fee), SwapMode::ExactOutput) => {
+                    venues::v3_swap(router, token, weth, wallet, fee, eth_out, max_in, deadline)
+                }
+                (Some(fee), SwapMode::ExactInput) => venues::v3_swap_exact_in(
+                    router, token, weth, wallet, fee, eth_out, max_in, deadline,
                 ),
             }
         }
@@ -572,14 +572,20 @@ pub async fn finish_confirmed(
 ) -> Result<(), ExecError> {
     let cfg = chain.config();
     let token = rec.report.token_address;
-    let router = match rec.report.venue {
+    let swap_tx = match rec.report.venue {
         VenueLabel::WethUnwrap => None,
         _ => rec
             .txs
             .iter()
             .rfind(|t| t.purpose == TxPurpose::Swap)
-            .and_then(|t| tx_to(&t.raw)),
+            .and_then(|t| tx_to_and_input(&t.raw)),
     };
+    let router = swap_tx.as_ref().map(|(to, _)| *to);
+    // An exact-input swap (a USDT-style token spending its whole approval)
+    // brings at least the planned ETH, usually a little more.
+    let exact_input = swap_tx
+        .as_ref()
+        .is_some_and(|(_, input)| venues::is_exact_input(input));
     let (amount_in, eth_received) = receipt_figures(swap, token, cfg.weth, chain.wallet(), router);
     let mut gas_used = swap.gas_used_u64();
     let mut gas_cost = swap.gas_cost_wei();
@@ -594,7 +600,15 @@ pub async fn finish_confirmed(
             gas_cost = gas_cost.saturating_add(r.gas_cost_wei());
         }
     }
-    if eth_received != rec.report.eth_out {
+    if exact_input {
+        // Its minimum out is the planned ETH: more is expected (at most the
+        // quote tolerance), less cannot confirm.
+        if eth_received < rec.report.eth_out {
+            tracing::warn!(chain = chain.name(), tx = %swap.transaction_hash, minimum = %rec.report.eth_out, received = %eth_received, "exact-input swap brought less ETH than its minimum");
+        } else {
+            tracing::debug!(chain = chain.name(), tx = %swap.transaction_hash, planned = %rec.report.eth_out, received = %eth_received, "exact-input swap (the whole approval spent)");
+        }
+    } else if eth_received != rec.report.eth_out {
         tracing::warn!(chain = chain.name(), tx = %swap.transaction_hash, expected = %rec.report.eth_out, received = %eth_received, "exact-output swap brought a different amount of ETH");
     }
     let r = &mut rec.report;
@@ -608,12 +622,14 @@ pub async fn finish_confirmed(
     Ok(())
 }
 
-fn tx_to(raw: &[u8]) -> Option<Address> {
+/// A signed transaction's recipient and calldata.
+fn tx_to_and_input(raw: &[u8]) -> Option<(Address, alloy::primitives::Bytes)> {
     use alloy::{
         consensus::{Transaction, TxEnvelope},
         eips::Decodable2718,
     };
-    TxEnvelope::decode_2718(&mut &raw[..]).ok()?.to()
+    let tx = TxEnvelope::decode_2718(&mut &raw[..]).ok()?;
+    Some((tx.to()?, tx.input().clone()))
 }
 
 /// Tokens the wallet sold (its ERC-20 Transfers out, or the WETH it

@@ -2,7 +2,9 @@
 //! adding a builder here and a quote in `chain::quotes`.
 //!
 //! The recipient is always the wallet itself; amounts come from the plan
-//! (exact ETH out, oracle-bounded maximum in).
+//! (exact ETH out, oracle-bounded maximum in). Swaps are exact-output,
+//! except where [`swap_mode`] says a USDT-style token must spend its whole
+//! approval: then exact input of `max_in` with `eth_out` as the minimum.
 
 use alloy::{
     primitives::{Address, Bytes, U160, U256, address, aliases::U24},
@@ -68,6 +70,131 @@ pub fn approvals(
         format!("approve {} for {venue_name}", token.symbol),
     ));
     calls
+}
+
+/// How a pool swap is bounded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SwapMode {
+    /// Exactly `eth_out`, at most `max_in` tokens (the default): the wallet
+    /// gets what the plan asked for, and an exact approval of `max_in`
+    /// keeps `max_in − amount used` as a residual.
+    ExactOutput,
+    /// Exactly `max_in` tokens, at least `eth_out`: the approval of exactly
+    /// `max_in` sent for this swap is used up, nothing is left.
+    ExactInput,
+}
+
+/// Exact input only for a USDT-style token (`approval_reset`) whose swap
+/// needs an approval now ([`approvals`] sends one: the allowance left is
+/// below `max_in`) of exactly `max_in` (no larger `policy.approval_usd`
+/// grant). An exact-output swap would leave `max_in − amount used` behind;
+/// that residual, non-zero and too small for the next swap, costs the next
+/// conversion a reset through 0 (approve 0, approve, swap: three
+/// transactions, every time). Selling exactly `max_in` for at least
+/// `eth_out` uses the allowance up, so the next conversion approves from 0
+/// (approve + swap: at most two). `max_in` is at most the best quote plus
+/// `quote_tolerance_bps`, so the wallet gets at most that much more ETH than
+/// planned, and the swap reverts (sending nothing) exactly where the
+/// exact-output one would: when `max_in` no longer buys `eth_out`. Every
+/// other case (no approval needed, a larger grant, tokens without
+/// `approval_reset`) stays exact output.
+pub fn swap_mode(token: &TokenConfig, allowance: U256, max_in: U256, grant: U256) -> SwapMode {
+    if token.approval_reset && allowance < max_in && grant <= max_in {
+        SwapMode::ExactInput
+    } else {
+        SwapMode::ExactOutput
+    }
+}
+
+/// Whether a swap's calldata (as [`v2_swap_exact_in`] or
+/// [`v3_swap_exact_in`] build it) sells an exact input: its ETH out is a
+/// minimum, not an exact figure.
+pub fn is_exact_input(data: &[u8]) -> bool {
+    let selector = |d: &[u8]| d.get(..4).map(|s| [s[0], s[1], s[2], s[3]]);
+    match selector(data) {
+        Some(s) if s == IUniswapV2Router02::swapExactTokensForETHCall::SELECTOR => true,
+        Some(s) if s == ISwapRouter02::multicallCall::SELECTOR => {
+            ISwapRouter02::multicallCall::abi_decode(data).is_ok_and(|m| {
+                m.data.iter().any(|inner| {
+                    selector(inner) == Some(ISwapRouter02::exactInputSingleCall::SELECTOR)
+                })
+            })
+        }
+        _ => false,
+    }
+}
+
+/// Router02.swapExactTokensForETH: exactly `max_in` tokens, at least
+/// `eth_out` to the wallet ([`SwapMode::ExactInput`]).
+pub fn v2_swap_exact_in(
+    router: Address,
+    token: &TokenConfig,
+    weth: Address,
+    wallet: Address,
+    eth_out: U256,
+    max_in: U256,
+    deadline: U256,
+) -> Call {
+    Call {
+        what: format!("swap {} for ETH, exact input (uniswap v2)", token.symbol),
+        to: router,
+        data: IUniswapV2Router02::swapExactTokensForETHCall {
+            amountIn: max_in,
+            amountOutMin: eth_out,
+            path: vec![token.address, weth],
+            to: wallet,
+            deadline,
+        }
+        .abi_encode()
+        .into(),
+    }
+}
+
+/// SwapRouter02.multicall(deadline, [exactInputSingle(max_in, at least
+/// eth_out, to the router), unwrapWETH9(eth_out, wallet)]): exactly
+/// `max_in` tokens, all the WETH they bought to the wallet in ETH
+/// ([`SwapMode::ExactInput`]).
+#[allow(clippy::too_many_arguments)]
+pub fn v3_swap_exact_in(
+    router: Address,
+    token: &TokenConfig,
+    weth: Address,
+    wallet: Address,
+    fee: u32,
+    eth_out: U256,
+    max_in: U256,
+    deadline: U256,
+) -> Call {
+    let swap = ISwapRouter02::exactInputSingleCall {
+        params: ISwapRouter02::ExactInputSingleParams {
+            tokenIn: token.address,
+            tokenOut: weth,
+            fee: U24::from(fee),
+            recipient: ROUTER_ITSELF,
+            amountIn: max_in,
+            amountOutMinimum: eth_out,
+            sqrtPriceLimitX96: U160::ZERO,
+        },
+    }
+    .abi_encode();
+    let unwrap = ISwapRouter02::unwrapWETH9Call {
+        amountMinimum: eth_out,
+        recipient: wallet,
+    }
+    .abi_encode();
+    Call {
+        what: format!(
+            "swap {} for ETH, exact input (uniswap v3, fee {fee})",
+            token.symbol
+        ),
+        to: router,
+        data: ISwapRouter02::multicallCall {
+            deadline,
+            data: vec![swap.into(), unwrap.into()],
+        }
+        .abi_encode()
+        .into(),
+    }
 }
 
 /// Router02.swapTokensForExactETH: exactly `eth_out` to the wallet, at most
@@ -285,6 +412,88 @@ mod tests {
         assert_eq!(approved(&calls[1]), max);
         // From a zero allowance no reset is needed.
         assert_eq!(exact(true, U256::ZERO).len(), 1);
+    }
+
+    /// A USDT-style token's exact approval is spent whole (exact input), so
+    /// no residual forces the next conversion through 0; everything else
+    /// stays exact output.
+    #[test]
+    fn usdt_style_exact_approvals_swap_exact_input_and_nothing_else_does() {
+        use SwapMode::{ExactInput, ExactOutput};
+        let max = U256::from(1_000u64);
+        let mode = |reset: bool, allowance: u64, grant: u64| {
+            swap_mode(&token(reset), U256::from(allowance), max, U256::from(grant))
+        };
+        // Approved now, exactly max_in: from 0, or through a reset.
+        assert_eq!(mode(true, 0, 0), ExactInput);
+        assert_eq!(mode(true, 5, 0), ExactInput);
+        assert_eq!(mode(true, 999, 0), ExactInput);
+        // A grant not above max_in still approves exactly max_in.
+        assert_eq!(mode(true, 0, 1_000), ExactInput);
+        assert_eq!(mode(true, 0, 600), ExactInput);
+        // A larger grant is meant to be reused: exact output keeps it.
+        assert_eq!(mode(true, 0, 1_001), ExactOutput);
+        // No approval sent (the allowance left covers the swap): exact output.
+        assert_eq!(mode(true, 1_000, 0), ExactOutput);
+        assert_eq!(mode(true, 40_000, 0), ExactOutput);
+        // Tokens without the through-zero rule never need it.
+        assert_eq!(mode(false, 0, 0), ExactOutput);
+        assert_eq!(mode(false, 5, 0), ExactOutput);
+        // Whenever it says exact input, `approvals` does send an approval of
+        // exactly max_in (the allowance is then used up by the swap).
+        for (allowance, grant) in [(0u64, 0u64), (5, 0), (0, 600), (999, 1_000)] {
+            let (allowance, grant) = (U256::from(allowance), U256::from(grant));
+            assert_eq!(swap_mode(&token(true), allowance, max, grant), ExactInput);
+            let calls = approvals(&token(true), "v2", Address::ZERO, allowance, max, grant);
+            assert_eq!(calls.last().map(approved), Some(max));
+        }
+    }
+
+    #[test]
+    fn exact_input_swaps_sell_max_in_for_at_least_eth_out() {
+        let (router, weth, wallet) = (
+            address!("0x00000000000000000000000000000000000000cc"),
+            address!("0x00000000000000000000000000000000000000dd"),
+            address!("0x00000000000000000000000000000000000000ee"),
+        );
+        let (eth_out, max_in, deadline) =
+            (U256::from(7u64), U256::from(1_000u64), U256::from(99u64));
+        let t = token(true);
+
+        let v2 = v2_swap_exact_in(router, &t, weth, wallet, eth_out, max_in, deadline);
+        assert_eq!(v2.to, router);
+        let c = IUniswapV2Router02::swapExactTokensForETHCall::abi_decode(&v2.data).unwrap();
+        assert_eq!((c.amountIn, c.amountOutMin), (max_in, eth_out));
+        assert_eq!(c.path, vec![t.address, weth]);
+        assert_eq!((c.to, c.deadline), (wallet, deadline));
+
+        let v3 = v3_swap_exact_in(router, &t, weth, wallet, 500, eth_out, max_in, deadline);
+        assert_eq!(v3.to, router);
+        let m = ISwapRouter02::multicallCall::abi_decode(&v3.data).unwrap();
+        assert_eq!(m.deadline, deadline);
+        assert_eq!(m.data.len(), 2);
+        let p = ISwapRouter02::exactInputSingleCall::abi_decode(&m.data[0])
+            .unwrap()
+            .params;
+        assert_eq!(
+            (p.tokenIn, p.tokenOut, p.fee),
+            (t.address, weth, U24::from(500u32))
+        );
+        assert_eq!(p.recipient, ROUTER_ITSELF, "the router unwraps");
+        assert_eq!((p.amountIn, p.amountOutMinimum), (max_in, eth_out));
+        assert_eq!(p.sqrtPriceLimitX96, U160::ZERO);
+        let u = ISwapRouter02::unwrapWETH9Call::abi_decode(&m.data[1]).unwrap();
+        assert_eq!((u.amountMinimum, u.recipient), (eth_out, wallet));
+
+        // Told apart from the exact-output swaps by their calldata alone.
+        assert!(is_exact_input(&v2.data));
+        assert!(is_exact_input(&v3.data));
+        let v2_out = v2_swap(router, &t, weth, wallet, eth_out, max_in, deadline);
+        let v3_out = v3_swap(router, &t, weth, wallet, 500, eth_out, max_in, deadline);
+        assert!(!is_exact_input(&v2_out.data));
+        assert!(!is_exact_input(&v3_out.data));
+        assert!(!is_exact_input(&unwrap(weth, eth_out).data));
+        assert!(!is_exact_input(&[]));
     }
 
     #[test]

@@ -34,6 +34,8 @@ pub(crate) struct Artifacts {
     pub(crate) test_erc20_permit: Artifact,
     pub(crate) test_dai_permit: Artifact,
     pub(crate) tether: Artifact,
+    /// USD₮0 (the arbitrum and op flavours' USDT).
+    pub(crate) usdt0: Artifact,
 }
 
 /// Paths (relative to the fixture dir) of the artifacts, in [`Artifacts`] field order.
@@ -59,6 +61,7 @@ pub(crate) const AGGREGATOR: &str = "build/MockAggregatorV3.json";
 pub(crate) const TEST_ERC20_PERMIT: &str = "build/TestERC20Permit.json";
 pub(crate) const TEST_DAI_PERMIT: &str = "build/TestDaiPermit.json";
 pub(crate) const TETHER: &str = "build/TetherToken.json";
+pub(crate) const USDT0: &str = "build/TestUsdt0.json";
 
 impl Artifacts {
     /// Loads every artifact from the fixture directory `dir`.
@@ -95,6 +98,7 @@ impl Artifacts {
             test_erc20_permit: get(TEST_ERC20_PERMIT)?,
             test_dai_permit: get(TEST_DAI_PERMIT)?,
             tether: get(TETHER)?,
+            usdt0: get(USDT0)?,
         })
     }
 }

@@ -331,7 +331,15 @@ pub(crate) async fn deploy_market(
             )),
         )
         .await?;
-    let usdt = tx.deploy("USDT", &art.tether.bytecode, vec![]).await?;
+    // USDT: Ethereum's TetherToken (approve through 0, no permit) on the plain flavour; USD₮0
+    // (EIP-2612 permit, a standard approve) where Arbitrum One and OP Mainnet have it.
+    let usdt = match flavour {
+        Flavour::Plain => tx.deploy("USDT", &art.tether.bytecode, vec![]).await?,
+        Flavour::Arbitrum | Flavour::Op => {
+            tx.deploy("USDT (USD₮0)", &art.usdt0.bytecode, vec![])
+                .await?
+        }
+    };
     // DAI with Dai's own (not EIP-2612) permit, as on Ethereum (dss dai.sol).
     let dai = tx
         .deploy(

@@ -12,7 +12,8 @@
 //! time** from `deploy/devnet` (run `bash deploy/devnet/setup.sh` once first):
 //!
 //! - WETH9, USDC (6 dec, EIP-2612 permit as FiatToken v2.2), USDT (6 dec, mainnet quirks: no return values, approve must go through
-//!   0), DAI (18 dec, Dai's own permit as on Ethereum);
+//!   0; on the arbitrum and op flavours USD₮0 instead: EIP-2612 permit, a standard approve),
+//!   DAI (18 dec, Dai's own permit as on Ethereum);
 //! - Chainlink-style feeds (8 decimals): ETH/USD $3000, USDC/USD, USDT/USD, DAI/USD $1.00;
 //! - Uniswap V2 (factory + Router02) with WETH/USDC, WETH/USDT, WETH/DAI pairs, and Uniswap V3
 //!   (factory, NonfungiblePositionManager, SwapRouter02, QuoterV2) with the same pairs at fee
@@ -127,7 +128,8 @@ pub enum Flavour {
     /// - the priority fee is 0 (Nitro ignores tips): [`Devnet::rpc_url`] is a proxy that answers
     ///   `eth_maxPriorityFeePerGas` with `0x0`;
     /// - `block.number` inside a contract is an L1-like number: Multicall3's `getBlockNumber()`
-    ///   answers 21,000,000 + the block number / 4, far from JSON-RPC's block number.
+    ///   answers 21,000,000 + the block number / 4, far from JSON-RPC's block number;
+    /// - USDT is USD₮0 (EIP-2612 permit, a standard approve: `approval_reset = false`).
     Arbitrum,
     /// An OP-stack chain's (OP Mainnet, Base) as far as a local node allows:
     /// - the GasPriceOracle predeploy ([`GAS_PRICE_ORACLE`]) answers `getL1Fee` /
@@ -136,7 +138,9 @@ pub enum Flavour {
     ///   (`l1_fee_oracle`);
     /// - receipts carry `l1Fee` (the upper bound of a [`OP_RECEIPT_TX_BYTES`]-byte
     ///   transaction) and the other L1 fee fields, added by the proxy at [`Devnet::rpc_url`].
-    ///   The node does not charge that fee: balances do not move by it.
+    ///   The node does not charge that fee: balances do not move by it;
+    /// - USDT is USD₮0, as on OP Mainnet (EIP-2612 permit, a standard approve:
+    ///   `approval_reset = false`). Base has no USD₮0 (its preset lists no USDT).
     Op,
 }
 
@@ -271,7 +275,10 @@ pub struct DevnetAddresses {
     pub weth: Address,
     /// USD Coin look-alike (TestERC20Permit, 6 decimals, EIP-2612 permit, EIP-712 version "2").
     pub usdc: Address,
-    /// Tether look-alike (TetherToken, 6 decimals, no return values, approve-through-zero).
+    /// Tether look-alike, 6 decimals. Plain flavour: Ethereum's USDT (TetherToken: no return
+    /// values, approve-through-zero, no permit). Arbitrum and op flavours: USD₮0 as those chains
+    /// have it (TestUsdt0: OpenZeppelin ERC20Permit before 4.9, EIP-712 name "USD₮0" and
+    /// version "1", no `version()`, a standard approve).
     pub usdt: Address,
     /// Dai look-alike (TestDaiPermit, 18 decimals, Dai's all-or-nothing permit as on Ethereum).
     pub dai: Address,
@@ -314,7 +321,7 @@ pub struct DevnetToken {
     pub min_reserve_usd: &'static str,
     /// `priority` in the config (higher converts first).
     pub priority: u32,
-    /// `approval_reset` in the config (USDT).
+    /// `approval_reset` in the config (USDT on the plain flavour; USD₮0 has none).
     pub approval_reset: bool,
     /// What the test wallet holds after start-up, in base units.
     pub wallet_balance: alloy::primitives::U256,
@@ -662,7 +669,8 @@ impl Devnet {
                 usd_feed: a.usdt_usd_feed,
                 min_reserve_usd: "50",
                 priority: 3,
-                approval_reset: true,
+                // Ethereum's USDT only: USD₮0 (arbitrum, op) approves as any ERC-20.
+                approval_reset: self.flavour == Flavour::Plain,
                 wallet_balance: u(100, 6),
             },
             DevnetToken {
@@ -685,7 +693,7 @@ impl Devnet {
 
     /// A complete sidecar config (docs/config-schema.md) for chain `devnet`: this node's RPC URL,
     /// the deployed contracts, the four tokens (WETH 100/1, USDC 50/2, USDT 50/3 with
-    /// `approval_reset`, DAI 25/4), one `uniswap_v2` and one `uniswap_v3` venue (fee tiers
+    /// `approval_reset` on the plain flavour only, DAI 25/4), one `uniswap_v2` and one `uniswap_v3` venue (fee tiers
     /// 500, 3000), confirmations 1, default policy.
     pub fn config_toml(&self, private_key_file: &Path, listen: &str) -> String {
         let a = &self.addresses;

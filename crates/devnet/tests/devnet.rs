@@ -853,5 +853,34 @@ async fn arbitrum_flavour_has_aeweth_a_zero_tip_and_l1_block_numbers() {
         (burn.from, burn.to, burn.value),
         (devnet.wallet_address, Address::ZERO, eth(10))
     );
+
+    // USDT is USD₮0 here: its non-ASCII name, 6 decimals, the wallet's 100, a standard
+    // approve (non-zero to non-zero directly), and no `approval_reset` in the config.
+    let usdt = IERC20::new(a.usdt, &p);
+    assert_eq!(usdt.name().call().await.unwrap(), "USD₮0");
+    assert_eq!(usdt.decimals().call().await.unwrap(), 6);
+    assert_eq!(
+        usdt.balanceOf(devnet.wallet_address).call().await.unwrap(),
+        units(100, 6)
+    );
+    for value in [5u64, 7] {
+        receipt_ok(
+            "USD₮0 approve",
+            usdt.approve(a.swap_router02, U256::from(value))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+    }
+    assert_eq!(
+        usdt.allowance(devnet.wallet_address, a.swap_router02)
+            .call()
+            .await
+            .unwrap(),
+        U256::from(7u8)
+    );
+    let usdt_cfg = devnet.tokens().into_iter().find(|t| t.symbol == "USDT");
+    assert!(!usdt_cfg.unwrap().approval_reset);
     devnet.shutdown().await.unwrap();
 }
