@@ -55,7 +55,10 @@ async fn a_permit_conversion_is_at_most_five_requests_after_the_first_read() {
     let r = h.ensure(need, "measured", false).await.unwrap();
     let methods = h.proxy.methods();
     let after_first_read = requests(&h) - 1;
-    eprintln!("{:?}: {after_first_read} requests after the first read: {methods:?}", node_kind());
+    eprintln!(
+        "{:?}: {after_first_read} requests after the first read: {methods:?}",
+        node_kind()
+    );
     assert_eq!(r.conversions.len(), 1);
     assert!(r.conversions[0].approval_tx_hashes.is_empty());
     assert_eq!(h.nonce().await, nonce + 1, "one transaction");
@@ -64,13 +67,21 @@ async fn a_permit_conversion_is_at_most_five_requests_after_the_first_read() {
     // did not read again.
     assert_eq!(methods["eth_call"], 3, "{methods:?}");
     assert_eq!(methods["eth_estimateGas"], 1, "{methods:?}");
-    assert_eq!(methods.get("eth_blockNumber"), None, "a depth of 1 needs no head: {methods:?}");
+    assert_eq!(
+        methods.get("eth_blockNumber"),
+        None,
+        "a depth of 1 needs no head: {methods:?}"
+    );
     match node_kind() {
         NodeKind::Anvil => {
             // The send waited for the block and brought the receipt.
             assert_eq!(methods.get(SYNC), Some(&1), "{methods:?}");
             assert_eq!(methods.get(SEND), None, "{methods:?}");
-            assert_eq!(methods.get("eth_getTransactionReceipt"), None, "{methods:?}");
+            assert_eq!(
+                methods.get("eth_getTransactionReceipt"),
+                None,
+                "{methods:?}"
+            );
             assert_eq!(after_first_read, 4, "{methods:?}");
         }
         NodeKind::Hardhat => {
@@ -139,19 +150,20 @@ async fn a_lost_answer_to_a_synchronous_send_is_not_sent_again() {
     assert_eq!(h.nonce().await, nonce + 1, "one transaction");
     assert!(h.proxy.count(SYNC) >= 1);
     assert_eq!(h.proxy.count(SEND), 0);
-    assert!(h.proxy.count("eth_getTransactionReceipt") >= 1, "looked for");
+    assert!(
+        h.proxy.count("eth_getTransactionReceipt") >= 1,
+        "looked for"
+    );
     assert_eq!(
         r.conversions[0].state,
         wallet_balancer::pb::ConversionState::Confirmed as i32
     );
     let c = &r.conversions[0];
-    let mined = alloy::providers::Provider::get_transaction_receipt(
-        &h.chain(),
-        c.tx_hash.parse().unwrap(),
-    )
-    .await
-    .unwrap()
-    .expect("the reported transaction mined");
+    let mined =
+        alloy::providers::Provider::get_transaction_receipt(&h.chain(), c.tx_hash.parse().unwrap())
+            .await
+            .unwrap()
+            .expect("the reported transaction mined");
     assert!(mined.status());
     h.stop().await;
 }
@@ -174,7 +186,11 @@ async fn with_interval_mining_the_send_waits_for_the_block() {
     assert_eq!(h.nonce().await, nonce + 1);
     assert_eq!(r.conversions.len(), 1);
     assert_eq!(methods.get(SYNC), Some(&1), "{methods:?}");
-    assert_eq!(methods.get("eth_getTransactionReceipt"), None, "{methods:?}");
+    assert_eq!(
+        methods.get("eth_getTransactionReceipt"),
+        None,
+        "{methods:?}"
+    );
     h.stop().await;
 }
 
@@ -211,7 +227,11 @@ async fn not_mined_within_the_wait_is_followed_not_failed() {
     let methods = h.proxy.methods();
     assert_eq!(h.nonce().await, nonce + 1, "one transaction");
     assert_eq!(r.conversions.len(), 1);
-    assert_eq!(methods.get(SYNC), Some(&2), "the same bytes again: {methods:?}");
+    assert_eq!(
+        methods.get(SYNC),
+        Some(&2),
+        "the same bytes again: {methods:?}"
+    );
     assert!(methods["eth_getTransactionReceipt"] >= 1, "{methods:?}");
     h.stop().await;
 }

@@ -236,6 +236,15 @@ impl Scrape {
     }
 
     /// The sum of every sample of `name` whose labels include `labels`.
+    /// The sum of `name`'s samples whose labels satisfy `pred`.
+    fn sum_where(&self, name: &str, pred: impl Fn(&BTreeMap<String, String>) -> bool) -> f64 {
+        self.0
+            .iter()
+            .filter(|(n, l, _)| n == name && pred(l))
+            .map(|(_, _, v)| v)
+            .sum()
+    }
+
     fn sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         self.0
             .iter()
@@ -527,12 +536,18 @@ async fn traces_continue_the_callers_trace_down_to_each_json_rpc_call() {
         "signer.sign",
         "tx.confirm",
         "eth_call",
-        "eth_estimateGas",
-        "eth_sendRawTransaction",
-        "eth_getTransactionReceipt",
+        // The send itself: EIP-7966's synchronous send on anvil (its receipt
+        // comes with the answer: no receipt poll to trace).
+        "eth_sendRawTransactionSync",
     ] {
         assert!(!by_name(name).is_empty(), "no {name} span");
     }
+    // Each send's simulation, nonce, tip and header travel as one batch.
+    assert!(
+        ours.iter()
+            .any(|s| s.name.starts_with("batch:eth_estimateGas+")),
+        "no batch span with the simulation"
+    );
     let leg = by_name("leg")[0];
     assert_eq!(
         attr(&leg.attributes, "tx_hash").as_deref(),
@@ -550,7 +565,7 @@ async fn traces_continue_the_callers_trace_down_to_each_json_rpc_call() {
         attr(&by_name("EnsureEth")[0].attributes, "request_id").as_deref(),
         Some("traced-1")
     );
-    let send = by_name("eth_sendRawTransaction")[0];
+    let send = by_name("eth_sendRawTransactionSync")[0];
     assert_eq!(send.kind, 3, "SPAN_KIND_CLIENT");
     assert_eq!(
         attr(&send.attributes, "rpc.endpoint"),
@@ -806,12 +821,23 @@ async fn metrics_move_by_exactly_what_happened() {
     // JSON-RPC calls by method and endpoint equal what the proxy counted
     // (methods only a conversion uses: health checks and the block follower
     // run meanwhile), all answered, none failed.
-    for method in [
-        "eth_sendRawTransaction",
-        "eth_estimateGas",
-        "eth_getTransactionReceipt",
-        "eth_maxPriorityFeePerGas",
-    ] {
+    // A batch is one request, named by its methods: each send's simulation
+    // batch carries one eth_estimateGas (and the first use of a permit
+    // simulates it alone once).
+    let batched = |m: &Scrape| {
+        m.sum_where("wallet_balancer_rpc_requests_total", |l| {
+            l.get("endpoint") == Some(&endpoint)
+                && l.get("method").is_some_and(|v| {
+                    v == "eth_estimateGas" || v.starts_with("batch:eth_estimateGas+")
+                })
+        })
+    };
+    assert_eq!(
+        batched(&after) - batched(&before),
+        *calls.get("eth_estimateGas").unwrap_or(&0) as f64,
+        "eth_estimateGas, alone or in a send's batch: {calls:?}"
+    );
+    for method in ["eth_sendRawTransactionSync"] {
         let want = *calls.get(method).unwrap_or(&0) as f64;
         assert!(want > 0.0, "{method}: {calls:?}");
         let labels = [("method", method), ("endpoint", endpoint.as_str())];

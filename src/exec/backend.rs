@@ -57,7 +57,12 @@ pub trait Backend {
     /// pending nonce only with `nonce`. A revert of the simulation is
     /// [`ExecError::SimulationReverted`]. The real chain answers it in one
     /// JSON-RPC batch.
-    async fn prepare(&self, from: Address, call: &Call, nonce: bool) -> Result<Prepared, ExecError> {
+    async fn prepare(
+        &self,
+        from: Address,
+        call: &Call,
+        nonce: bool,
+    ) -> Result<Prepared, ExecError> {
         let gas = self.estimate_gas(from, call).await?;
         let pending_nonce = match nonce {
             true => Some(self.nonce(from, true).await?),
@@ -218,9 +223,15 @@ fn sync_unsupported(resp: &ErrorPayload) -> bool {
     resp.code == -32601
         || resp.code == -32004
         || (m.contains("method")
-            && ["not supported", "not found", "does not exist", "not available", "unsupported"]
-                .iter()
-                .any(|w| m.contains(w)))
+            && [
+                "not supported",
+                "not found",
+                "does not exist",
+                "not available",
+                "unsupported",
+            ]
+            .iter()
+            .any(|w| m.contains(w)))
 }
 
 fn lower(msg: &str) -> String {
@@ -263,7 +274,12 @@ impl Backend for Rpc {
     /// One JSON-RPC batch: `eth_estimateGas` at `pending`, the pending
     /// nonce (when asked), `eth_maxPriorityFeePerGas` and the latest
     /// header.
-    async fn prepare(&self, from: Address, call: &Call, nonce: bool) -> Result<Prepared, ExecError> {
+    async fn prepare(
+        &self,
+        from: Address,
+        call: &Call,
+        nonce: bool,
+    ) -> Result<Prepared, ExecError> {
         let chain = &self.chain;
         let err = |e| ExecError::Chain(chain.rpc_err(e));
         let req = TransactionRequest::default()
@@ -366,7 +382,11 @@ impl Backend for Rpc {
     }
 
     async fn receipt(&self, hash: B256) -> Result<Option<RawReceipt>, ExecError> {
-        let sent = self.sent_receipts.lock().ok().and_then(|mut m| m.remove(&hash));
+        let sent = self
+            .sent_receipts
+            .lock()
+            .ok()
+            .and_then(|mut m| m.remove(&hash));
         if sent.is_some() {
             return Ok(sent);
         }

@@ -26,6 +26,7 @@
 
 pub mod procs;
 pub mod stats;
+pub mod tte;
 
 use std::{
     collections::BTreeMap,
@@ -87,6 +88,14 @@ pub struct BenchArgs {
     /// executable, i.e. the same cargo profile).
     #[arg(long)]
     pub sidecar_bin: Option<PathBuf>,
+    /// Only the time-to-ETH table (no latency levels).
+    #[arg(long, conflicts_with = "skip_time_to_eth")]
+    pub only_time_to_eth: bool,
+    /// No time-to-ETH table.
+    #[arg(long)]
+    pub skip_time_to_eth: bool,
+    #[command(flatten)]
+    pub tte: tte::TteArgs,
 }
 
 const CALLERS: [usize; 3] = [1, 16, 64];
@@ -113,6 +122,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         None => sidecar_next_to_this_exe()?,
     };
     let work = WorkDir::create("bench")?;
+    if args.only_time_to_eth {
+        print!("{}", tte::run(&args.tte, &bin, &work.path).await?);
+        return Ok(());
+    }
 
     progress("starting the devnet (anvil, automine) ...");
     let devnet = Devnet::start(DevnetOptions::default()).await?;
@@ -171,6 +184,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         levels.push(level);
     }
     print!("{}", summary(&levels));
+    if !bench.args.skip_time_to_eth {
+        print!(
+            "{}",
+            tte::run(&bench.args.tte, &bench.bin, &bench.work).await?
+        );
+    }
     Ok(())
 }
 
