@@ -299,7 +299,8 @@ impl Backend for Rpc {
             false => None,
         };
         let tip = batch
-            .add_call::<_, U128>("eth_maxPriorityFeePerGas", &())
+            // `[]`, not `null`: the Hardhat node answers nothing to `null`.
+            .add_call::<_, U128>("eth_maxPriorityFeePerGas", &Vec::<u8>::new())
             .map_err(err)?;
         let header = batch
             .add_call::<_, Option<alloy::rpc::types::Header>>(

@@ -393,7 +393,7 @@ async fn execute_leg(
                 && let Some(call) =
                     permit_swap(sender, permits, token, reading, router, fee, leg, deadline).await?
             {
-                return swap_and_finish(sender, rec, &call, base_fee).await;
+                return swap_and_finish(sender, rec, &call, base_fee, &[]).await;
             }
             // The policy's bounded grant, in token units at the oracle price
             // (none without a price: `amount_for_usd` answers MAX for a zero
@@ -408,6 +408,7 @@ async fn execute_leg(
             // `max_in` (at least `eth_out`), so no residual is left to
             // reset through 0 next time (see `venues::swap_mode`).
             let mode = venues::swap_mode(token, allowance, leg.max_in, grant);
+            let mut approved = Vec::new();
             for call in venues::approvals(token, &v.name, router, allowance, leg.max_in, grant) {
                 let purpose = if call.what.starts_with("reset") {
                     TxPurpose::ApprovalReset
@@ -422,9 +423,10 @@ async fn execute_leg(
                     .journal
                     .record_conversion(rec, None)
                     .map_err(|e| ExecError::Journal(e.to_string()))?;
+                approved.push(receipt);
             }
             let (weth, eth_out, max_in) = (cfg.weth, leg.eth_out, leg.max_in);
-            match (fee_tier, mode) {
+            let swap = match (fee_tier, mode) {
                 (None, SwapMode::ExactOutput) => {
                     venues::v2_swap(router, token, weth, wallet, eth_out, max_in, deadline)
                 }
@@ -437,25 +439,27 @@ async fn execute_leg(
                 (Some(fee), SwapMode::ExactInput) => venues::v3_swap_exact_in(
                     router, token, weth, wallet, fee, eth_out, max_in, deadline,
                 ),
-            }
+            };
+            return swap_and_finish(sender, rec, &swap, base_fee, &approved).await;
         }
     };
-    swap_and_finish(sender, rec, &call, base_fee).await
+    swap_and_finish(sender, rec, &call, base_fee, &[]).await
 }
 
 /// Sends the leg's swap (or unwrap), confirms it, and records the figures
-/// its receipt tells.
+/// its receipt (and its approvals' receipts, `approved`) tell.
 async fn swap_and_finish(
     sender: &mut TxSender<'_>,
     rec: &mut ConversionRecord,
     call: &tx::Call,
     base_fee: U256,
+    approved: &[RawReceipt],
 ) -> Result<(), ExecError> {
     let chain = sender.chain;
     let nonce = sender.send(call, TxPurpose::Swap, base_fee, rec).await?;
     let receipt = sender.confirm(nonce, rec).await?;
     fault::point("after_confirm_receipt");
-    finish_confirmed(chain, rec, &receipt).await?;
+    finish_confirmed(chain, rec, &receipt, approved).await?;
     sender
         .journal
         .record_conversion(rec, Some((ConversionState::Confirmed, rec.report.tx_hash)))
@@ -564,11 +568,13 @@ async fn permit_swap(
 }
 
 /// Fills a conversion's figures from its swap receipt and the receipts of
-/// its approvals: tokens sold, ETH received, gas used and paid.
+/// its approvals (those in `approved` as they are, the others read):
+/// tokens sold, ETH received, gas used and paid.
 pub async fn finish_confirmed(
     chain: &ChainClient,
     rec: &mut ConversionRecord,
     swap: &RawReceipt,
+    approved: &[RawReceipt],
 ) -> Result<(), ExecError> {
     let cfg = chain.config();
     let token = rec.report.token_address;
@@ -590,11 +596,14 @@ pub async fn finish_confirmed(
     let mut gas_used = swap.gas_used_u64();
     let mut gas_cost = swap.gas_cost_wei();
     for h in rec.report.approval_tx_hashes.clone() {
-        let r: Option<RawReceipt> = chain
-            .provider()
-            .raw_request("eth_getTransactionReceipt".into(), (h,))
-            .await
-            .map_err(|e| chain.rpc_err(e))?;
+        let r: Option<RawReceipt> = match approved.iter().find(|r| r.transaction_hash == h) {
+            Some(r) => Some(r.clone()),
+            None => chain
+                .provider()
+                .raw_request("eth_getTransactionReceipt".into(), (h,))
+                .await
+                .map_err(|e| chain.rpc_err(e))?,
+        };
         if let Some(r) = r {
             gas_used = gas_used.saturating_add(r.gas_used_u64());
             gas_cost = gas_cost.saturating_add(r.gas_cost_wei());

@@ -57,7 +57,7 @@ pub(super) async fn reconcile(
     }
     match swap_confirmed {
         Some(receipt) => {
-            finish_confirmed(sender.chain, rec, &receipt).await?;
+            finish_confirmed(sender.chain, rec, &receipt, &[]).await?;
             sender
                 .journal
                 .record_conversion(rec, Some((ConversionState::Confirmed, rec.report.tx_hash)))

@@ -46,18 +46,18 @@ use wb_devnet::{CHAIN_NAME, Devnet, DevnetOptions, bindings::IMintable, proxy::R
 #[derive(clap::Args, Debug, Clone)]
 pub struct TteArgs {
     /// Measured conversions per path and block interval.
-    #[arg(long = "tte-conversions", default_value_t = 20)]
-    pub conversions: usize,
+    #[arg(long, default_value_t = 20)]
+    pub tte_conversions: usize,
     /// Block intervals, in ms.
     #[arg(
         long = "tte-block-ms",
         value_delimiter = ',',
         default_value = "250,2000"
     )]
-    pub block_ms: Vec<u64>,
+    pub tte_block_ms: Vec<u64>,
     /// Round trip the proxy adds, in ms.
-    #[arg(long = "tte-latency-ms", default_value_t = 20)]
-    pub latency_ms: u64,
+    #[arg(long, default_value_t = 20)]
+    pub tte_latency_ms: u64,
 }
 
 /// How much more ETH than the wallet holds each conversion is asked for.
@@ -99,7 +99,8 @@ pub async fn run(args: &TteArgs, bin: &Path, work: &Path) -> anyhow::Result<Stri
             .get_receipt()
             .await?;
     }
-    let proxy = RpcProxy::start(&devnet.rpc_url, Duration::from_millis(args.latency_ms)).await?;
+    let proxy =
+        RpcProxy::start(&devnet.rpc_url, Duration::from_millis(args.tte_latency_ms)).await?;
     let key = work.join("tte-wallet.key");
     {
         use std::os::unix::fs::OpenOptionsExt;
@@ -112,12 +113,12 @@ pub async fn run(args: &TteArgs, bin: &Path, work: &Path) -> anyhow::Result<Stri
     }
     let _: serde_json::Value = node.raw_request("evm_setAutomine".into(), (false,)).await?;
     let mut runs = Vec::new();
-    for &block_ms in &args.block_ms {
+    for &block_ms in &args.tte_block_ms {
         let miner = Miner::start(node.clone(), Duration::from_millis(block_ms));
         for (path, symbol) in [("permit", "USDC"), ("approve", "DAI")] {
             progress(&format!(
                 "time-to-ETH: {path} path ({symbol}), blocks every {block_ms} ms, {} conversions",
-                args.conversions
+                args.tte_conversions
             ));
             let run = one_path(
                 &devnet, &proxy, bin, work, &key, path, symbol, block_ms, args,
@@ -127,7 +128,7 @@ pub async fn run(args: &TteArgs, bin: &Path, work: &Path) -> anyhow::Result<Stri
         }
         miner.stop().await;
     }
-    Ok(render(&runs, args.latency_ms))
+    Ok(render(&runs, args.tte_latency_ms))
 }
 
 /// Mines a block every `every`, straight to the node (not counted).
@@ -250,7 +251,7 @@ async fn one_path(
     let wallet = devnet.wallet_address;
     let reserve = U256::from(5_000_000_000_000_000u64); // the devnet's gas_reserve_wei
     let (mut lat, mut requests, mut txs, mut gas) = (Vec::new(), 0u64, 0u64, 0u64);
-    for i in 0..=args.conversions {
+    for i in 0..=args.tte_conversions {
         // A different phase of the block clock each time.
         let phase = block_ms * ((i as u64 * 7) % 10) / 10;
         tokio::time::sleep(Duration::from_millis(phase)).await;
@@ -272,7 +273,7 @@ async fn one_path(
         gas += r.conversions.iter().map(|c| c.gas_used).sum::<u64>();
     }
     sc.stop().await?;
-    let n = args.conversions.max(1) as f64;
+    let n = args.tte_conversions.max(1) as f64;
     Ok(Run {
         path,
         block_ms,

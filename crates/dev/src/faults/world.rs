@@ -91,6 +91,8 @@ impl World {
         if let Some(ch) = c.chains.get_mut(CHAIN_NAME) {
             ch.reorg_watch_blocks = reorg_watch_blocks;
             ch.rpc_timeout = rpc_timeout;
+            // The matrix's send faults are on `eth_sendRawTransaction`.
+            ch.send_sync = false;
             if phase == Phase::WethOnly {
                 ch.tokens.retain(|t| t.symbol == "WETH");
             }
