@@ -126,6 +126,27 @@ def _event(seq: int) -> pb.ConversionEvent:
     )
 
 
+class RetryAfter:
+    """An EnsureEth step: UNAVAILABLE with the server's RetryInfo delay, as
+    the sidecar answers IN_PROGRESS, STUCK, a fee cap..."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+
+def _abort_with_retry_info(context: grpc.ServicerContext, seconds: float) -> None:
+    from google.protobuf import any_pb2
+    from google.rpc import code_pb2, error_details_pb2, status_pb2  # type: ignore[import-untyped]
+    from grpc_status import rpc_status
+
+    retry = error_details_pb2.RetryInfo()
+    retry.retry_delay.FromMilliseconds(int(seconds * 1000))
+    detail = any_pb2.Any()
+    detail.Pack(retry)
+    status = status_pb2.Status(code=code_pb2.UNAVAILABLE, message="conversion in progress", details=[detail])
+    context.abort_with_status(rpc_status.to_status(status))
+
+
 class Fake(pb_grpc.WalletBalancerServicer):
     """Scripted answers. ``streams``: per StreamConversions call (the last
     repeats), the sequences to send and how to end (a code to abort with,
@@ -169,6 +190,8 @@ class Fake(pb_grpc.WalletBalancerServicer):
         with self._lock:
             self.ensure_ids.append(request.request_id)
             step = self.ensures.pop(0) if self.ensures else None
+        if isinstance(step, RetryAfter):
+            _abort_with_retry_info(context, step.seconds)
         if isinstance(step, tuple):  # (seconds, code): fail after a while
             time.sleep(step[0])
             step = step[1]
@@ -429,6 +452,50 @@ def test_unavailable_is_retried_within_the_budget(fake, client):
     assert elapsed < 0.55, f"a 0.5 s budget took {elapsed:.3f} s"
     assert e.value.attempts == len(servicer.ensure_ids) > 3
     assert set(servicer.ensure_ids) == {"pytest-unavailable"}
+
+
+@pytest.mark.parametrize("client", ["aio", "sync"])
+def test_a_retry_waits_at_least_the_servers_retry_delay(fake, client):
+    # The sidecar's RetryInfo says 0.4 s; the client's own backoff would
+    # retry after at most 0.01 s.
+    servicer, target = fake
+    servicer.ensures = [RetryAfter(0.4)]
+    started = time.monotonic()
+    if client == "aio":
+
+        async def scenario() -> wbc.EnsureResult:
+            async with _aio(target, retries=3, backoff=0.01) as wb:
+                return await wb.ensure_eth(SMALL, "pytest-retry-info", timeout=5)
+
+        r = run(scenario())
+    else:
+        with _sync(target, retries=3, backoff=0.01) as wb:
+            r = wb.ensure_eth(SMALL, "pytest-retry-info", timeout=5)
+    elapsed = time.monotonic() - started
+    assert r.outcome is Outcome.SUFFICIENT
+    assert servicer.ensure_ids == ["pytest-retry-info"] * 2
+    assert elapsed >= 0.4, f"retried after {elapsed:.3f} s, before the server's 0.4 s"
+
+
+@pytest.mark.parametrize("client", ["aio", "sync"])
+def test_a_retry_delay_beyond_the_budget_gives_up_at_once(fake, client):
+    servicer, target = fake
+    servicer.ensures = [RetryAfter(5.0)]
+    started = time.monotonic()
+    if client == "aio":
+
+        async def scenario() -> None:
+            async with _aio(target, retries=3, backoff=0.01) as wb:
+                await wb.ensure_eth(SMALL, "pytest-retry-late", timeout=1.0)
+
+        with pytest.raises(Unavailable) as e:
+            run(scenario())
+    else:
+        with _sync(target, retries=3, backoff=0.01) as wb, pytest.raises(Unavailable) as e:
+            wb.ensure_eth(SMALL, "pytest-retry-late", timeout=1.0)
+    assert e.value.attempts == 1 and e.value.retry_delay == 5.0
+    assert time.monotonic() - started < 0.5, "never sleeps only to fail"
+    assert servicer.ensure_ids == ["pytest-retry-late"]
 
 
 def test_backoff_is_exponential_capped_and_jittered():

@@ -4,7 +4,8 @@ A unary call has ONE deadline: ``timeout`` seconds from the moment it is
 made, whatever happens inside (google-api-core's model). Each attempt gets
 what is left of it as its gRPC deadline; UNAVAILABLE and DEADLINE_EXCEEDED
 are retried after an exponential backoff with full jitter while another
-attempt still fits in the budget, up to ``retries`` retries. When the pause
+attempt still fits in the budget, up to ``retries`` retries; never sooner
+than the server's ``RetryInfo`` delay when it gives one. When the pause
 before the next attempt would outlast the budget, the call gives up at once
 with the last attempt's error: it never sleeps only to fail.
 
@@ -29,6 +30,7 @@ __all__ = [
     "Budget",
     "backoff_delay",
     "effective_code",
+    "retry_pause",
     "merge_options",
 ]
 
@@ -99,6 +101,18 @@ def backoff_delay(attempt: int, initial: float, maximum: float) -> float:
     """The pause before retry number ``attempt`` (1-based): exponential,
     capped at ``maximum``, with full jitter."""
     return random.uniform(0, min(maximum, initial * (2 ** (attempt - 1))))
+
+
+def retry_pause(attempt: int, initial: float, maximum: float, server_delay: float | None) -> float:
+    """The pause before retry number ``attempt``: the backoff, but never
+    less than the server's ``RetryInfo`` delay when it sent one (it knows
+    why: a conversion still in progress, a stuck transaction, the fee cap).
+    When that is longer than the call's budget, the caller gives up at once
+    instead of retrying early."""
+    pause = backoff_delay(attempt, initial, maximum)
+    if server_delay is not None and server_delay > pause:
+        return server_delay
+    return pause
 
 
 def effective_code(code: grpc.StatusCode, attempt_deadline: float) -> grpc.StatusCode:

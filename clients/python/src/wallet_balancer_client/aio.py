@@ -35,7 +35,7 @@ from . import errors
 from ._common import DEFAULT_TARGET, HEALTH_CHECK, SERVICE_NAME, Settings, check_after, env_overrides
 from ._proto import wallet_balancer_pb2 as pb
 from ._proto import wallet_balancer_pb2_grpc as pb_grpc
-from ._retry import RETRYABLE, STREAM_FATAL, Budget, backoff_delay, effective_code, merge_options
+from ._retry import RETRYABLE, STREAM_FATAL, Budget, backoff_delay, effective_code, merge_options, retry_pause
 from .models import ConversionEvent, EnsureResult, WalletStatus
 
 __all__ = ["AsyncWalletBalancer"]
@@ -299,7 +299,9 @@ class AsyncWalletBalancer:
             except grpc.RpcError as e:
                 code = effective_code(_code(e), budget.deadline)
                 if code in RETRYABLE and attempt <= self._settings.retries:
-                    delay = backoff_delay(attempt, self._settings.backoff, self._settings.max_backoff)
+                    delay = retry_pause(
+                        attempt, self._settings.backoff, self._settings.max_backoff, errors.retry_delay_of(e)
+                    )
                     if budget.fits(delay):
                         log.info(
                             "%s: %s (attempt %d), retrying in %.2fs%s",

@@ -4,7 +4,8 @@ Deadlines: every call has ONE deadline, ``timeout`` seconds from the moment
 it is made, retries included (EnsureEth defaults to ``ensure_timeout``, long
 enough for a conversion to confirm). Retries: UNAVAILABLE and
 DEADLINE_EXCEEDED are retried up to ``retries`` times with exponential
-backoff and full jitter, while another attempt fits in the deadline. An
+backoff and full jitter (never sooner than the server's RetryInfo delay),
+while another attempt fits in the deadline. An
 EnsureEth retry reuses the request_id of the first attempt, which is safe:
 the sidecar is idempotent on request_id (a retry returns the first result,
 or waits for the one in flight, and never converts twice). See ``_retry``.
@@ -27,7 +28,7 @@ from . import errors
 from ._common import DEFAULT_TARGET, HEALTH_CHECK, SERVICE_NAME, Settings, check_after, env_overrides, new_request_id
 from ._proto import wallet_balancer_pb2 as pb
 from ._proto import wallet_balancer_pb2_grpc as pb_grpc
-from ._retry import RETRYABLE, STREAM_FATAL, Budget, backoff_delay, effective_code, merge_options
+from ._retry import RETRYABLE, STREAM_FATAL, Budget, backoff_delay, effective_code, merge_options, retry_pause
 from .models import ConversionEvent, EnsureResult, WalletStatus
 
 __all__ = ["DEFAULT_TARGET", "SERVICE_NAME", "WalletBalancer", "new_request_id"]
@@ -299,7 +300,9 @@ class WalletBalancer:
             except grpc.RpcError as e:
                 code = effective_code(e.code(), attempt_deadline)
                 if code in RETRYABLE and attempt <= self._settings.retries:
-                    delay = backoff_delay(attempt, self._settings.backoff, self._settings.max_backoff)
+                    delay = retry_pause(
+                        attempt, self._settings.backoff, self._settings.max_backoff, errors.retry_delay_of(e)
+                    )
                     if budget.fits(delay):
                         log.info(
                             "%s: %s (attempt %d), retrying in %.2fs%s",

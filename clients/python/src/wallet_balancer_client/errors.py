@@ -309,6 +309,11 @@ def _details(call: Any) -> _Details:
     return out
 
 
+def retry_delay_of(e: grpc.RpcError) -> float | None:
+    """The server's ``RetryInfo`` delay on a failed call, in seconds."""
+    return _details(e).retry_delay
+
+
 def from_rpc_error(
     e: grpc.RpcError,
     *,
