@@ -837,7 +837,8 @@ async fn metrics_move_by_exactly_what_happened() {
         *calls.get("eth_estimateGas").unwrap_or(&0) as f64,
         "eth_estimateGas, alone or in a send's batch: {calls:?}"
     );
-    for method in ["eth_sendRawTransactionSync"] {
+    {
+        let method = "eth_sendRawTransactionSync";
         let want = *calls.get(method).unwrap_or(&0) as f64;
         assert!(want > 0.0, "{method}: {calls:?}");
         let labels = [("method", method), ("endpoint", endpoint.as_str())];
