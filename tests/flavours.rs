@@ -4,7 +4,9 @@
 //!   priority fee is 0, and `block.number` inside a contract is an L1-like number;
 //! - op: the GasPriceOracle predeploy prices an L1 data fee per transaction, and receipts
 //!   carry `l1Fee` (the node itself does not charge it);
-//! - both: USDT is USD₮0 (EIP-2612 permit, EIP-712 name "USD₮0", a standard approve).
+//! - both: USDT is USD₮0 (EIP-2612 permit, EIP-712 name "USD₮0", a standard approve), and
+//!   DAI is the bridged L2 Dai (EIP-2612 permit, EIP-712 name "Dai Stablecoin", version "2"):
+//!   each converts on V3 in one transaction by permit.
 
 mod support;
 
@@ -217,47 +219,115 @@ async fn on_op_stack_the_l1_data_fee_is_reserved_and_reported() {
 
 alloy::sol! {
     #[sol(rpc)]
-    interface IUsdt0 {
+    interface IPermitToken {
         event Approval(address indexed owner, address indexed spender, uint256 value);
         function name() external view returns (string memory);
+        function version() external view returns (string memory);
+        function DOMAIN_SEPARATOR() external view returns (bytes32);
+        function PERMIT_TYPEHASH() external view returns (bytes32);
         function nonces(address owner) external view returns (uint256);
         function allowance(address owner, address spender) external view returns (uint256);
     }
 }
 
+/// A flavour's EIP-2612 token as the chain it plays has it.
+struct PermitToken {
+    symbol: &'static str,
+    /// `name()`, the EIP-712 name.
+    name: &'static str,
+    /// The EIP-712 version, and whether the token answers `version()` with it.
+    version: &'static str,
+    has_version: bool,
+    /// Whether `transferFrom` emits an `Approval` with the allowance left (OpenZeppelin's).
+    pull_emits_approval: bool,
+}
+
 /// USDT on Arbitrum One and OP Mainnet is USD₮0 (Tether's TetherToken with OpenZeppelin's
-/// ERC20Permit before 4.9: EIP-712 name "USD₮0", version "1", no `version()`): a V3
-/// conversion grants itself exactly `max_in` by permit and takes it back inside the swap's own
-/// transaction. One transaction from the wallet, no allowance left, the swap bounded on chain
-/// by the signed permit.
-async fn usdt0_converts_in_one_transaction(flavour: Flavour) {
+/// ERC20Permit before 4.9: EIP-712 name "USD₮0", version "1", no `version()`).
+const USDT0: PermitToken = PermitToken {
+    symbol: "USDT",
+    name: "USD₮0",
+    version: "1",
+    has_version: false,
+    pull_emits_approval: true,
+};
+
+/// DAI on Arbitrum One and OP Mainnet is the bridged L2 Dai (makerdao's arbitrum-dai-bridge /
+/// optimism-dai-bridge `l2/dai.sol`): EIP-2612, EIP-712 name "Dai Stablecoin", version "2"
+/// with a public `version()`, and a `transferFrom` that emits no `Approval`.
+const L2_DAI: PermitToken = PermitToken {
+    symbol: "DAI",
+    name: "Dai Stablecoin",
+    version: "2",
+    has_version: true,
+    pull_emits_approval: false,
+};
+
+/// A V3 conversion of the flavour's EIP-2612 token `t` grants itself exactly `max_in` by permit
+/// and takes it back inside the swap's own transaction (no `unlimited_dai_permit` needed: that
+/// is for Ethereum's Dai permit only). One transaction from the wallet, no allowance left, the
+/// swap bounded on chain by the signed permit.
+async fn converts_in_one_transaction_by_permit(flavour: Flavour, t: PermitToken) {
     let mut h = start_flavour(flavour, |c| {
+        assert!(!c.unlimited_dai_permit, "the default");
         let ch = c.chains.get_mut("devnet").unwrap();
         ch.venues
             .retain(|v| matches!(v.kind, VenueKind::UniswapV3 { .. }));
-        // USDT first (priority) and alone enough (a $1 reserve of its 100), the others kept
-        // behind it.
-        for t in &mut ch.tokens {
-            t.priority = if t.symbol == "USDT" { 9 } else { 1 };
-            if t.symbol == "USDT" {
-                t.min_reserve_usd = wallet_balancer::money::Usd::from_dollars(1);
+        // The token first (priority) and alone enough (a $1 reserve), the others kept behind.
+        for tok in &mut ch.tokens {
+            tok.priority = if tok.symbol == t.symbol { 9 } else { 1 };
+            if tok.symbol == t.symbol {
+                tok.min_reserve_usd = wallet_balancer::money::Usd::from_dollars(1);
             }
         }
     })
     .await;
     let ch = h.config.chain("devnet").unwrap();
-    let usdt = ch.tokens.iter().find(|t| t.symbol == "USDT").unwrap();
-    assert!(!usdt.approval_reset, "USD₮0 approves as any ERC-20");
-    let (usdt, router) = (usdt.address, ch.venues[0].kind.router());
+    let cfg = ch.tokens.iter().find(|tok| tok.symbol == t.symbol).unwrap();
+    assert!(!cfg.approval_reset, "{} approves as any ERC-20", t.name);
+    let (addr, router) = (cfg.address, ch.venues[0].kind.router());
     let chain = h.chain();
-    let token = IUsdt0::new(usdt, &chain);
-    assert_eq!(token.name().call().await.unwrap(), "USD₮0");
+    let token = IPermitToken::new(addr, &chain);
+    assert_eq!(token.name().call().await.unwrap(), t.name);
+    // The token's own domain: EIP-712 (name, version, chainId, verifyingContract).
+    let chain_id = chain.get_chain_id().await.unwrap();
+    let domain = alloy::sol_types::eip712_domain! {
+        name: t.name,
+        version: t.version,
+        chain_id: chain_id,
+        verifying_contract: addr,
+    };
+    assert_eq!(
+        token.DOMAIN_SEPARATOR().call().await.unwrap(),
+        domain.separator(),
+        "EIP-712 domain ({}, {})",
+        t.name,
+        t.version
+    );
+    assert_eq!(
+        token.version().call().await.ok().as_deref(),
+        t.has_version.then_some(t.version),
+        "version()"
+    );
+    if t.has_version {
+        // EIP-2612's Permit, not Dai's (holder, nonce, expiry, allowed).
+        assert_eq!(
+            token.PERMIT_TYPEHASH().call().await.unwrap(),
+            alloy::primitives::keccak256(
+                "Permit(address owner,address spender,uint256 value,uint256 nonce,uint256 deadline)"
+            )
+        );
+    }
     let wallet = h.wallet();
-    let (nonce, usdt_before) = (h.nonce().await, h.token_balance(usdt).await);
+    let (nonce, before) = (h.nonce().await, h.token_balance(addr).await);
 
-    // 0.03 ETH held, 0.05 needed (+ the gas reserve): about $65 of USDT's 100.
+    // 0.03 ETH held, 0.05 needed (+ the gas reserve): about $65 of the token.
     let r = h
-        .ensure(milli_eth(50), &format!("{flavour}-usdt0"), false)
+        .ensure(
+            milli_eth(50),
+            &format!("{flavour}-{}-permit", t.symbol),
+            false,
+        )
         .await
         .unwrap();
     assert_eq!(r.outcome, EnsureOutcome::Converted as i32, "{r:?}");
@@ -265,7 +335,7 @@ async fn usdt0_converts_in_one_transaction(flavour: Flavour) {
     let c = &r.conversions[0];
     assert_eq!(
         (c.token_symbol.as_str(), c.venue),
-        ("USDT", Venue::UniswapV3 as i32)
+        (t.symbol, Venue::UniswapV3 as i32)
     );
     assert!(
         c.approval_tx_hashes.is_empty(),
@@ -283,22 +353,24 @@ async fn usdt0_converts_in_one_transaction(flavour: Flavour) {
         .unwrap();
     assert!(receipt.status());
     assert_eq!(receipt.from, wallet);
-    // The Approval events: the permit of exactly max_in, the router's pull (OpenZeppelin's
-    // transferFrom emits the allowance left, as USD₮0 does), the permit back to 0.
+    // The Approval events: the permit of exactly max_in, the router's pull where
+    // `transferFrom` emits the allowance left (OpenZeppelin's, as USD₮0; L2 Dai's does not),
+    // the permit back to 0.
     let (max_in, sold) = (parse(&c.max_amount_in), parse(&c.amount_in));
     let approvals: Vec<U256> = receipt
         .inner
         .logs()
         .iter()
-        .filter(|l| l.address() == usdt)
-        .filter_map(|l| l.log_decode::<IUsdt0::Approval>().ok())
+        .filter(|l| l.address() == addr)
+        .filter_map(|l| l.log_decode::<IPermitToken::Approval>().ok())
         .map(|l| l.inner.data.value)
         .collect();
-    assert_eq!(
-        approvals,
-        vec![max_in, max_in - sold, U256::ZERO],
-        "permit max_in, pull, permit 0"
-    );
+    let expected = if t.pull_emits_approval {
+        vec![max_in, max_in - sold, U256::ZERO]
+    } else {
+        vec![max_in, U256::ZERO]
+    };
+    assert_eq!(approvals, expected, "permit max_in, (pull,) permit 0");
     assert_eq!(token.nonces(wallet).call().await.unwrap(), U256::from(2u8));
     assert_eq!(
         token.allowance(wallet, router).call().await.unwrap(),
@@ -306,17 +378,27 @@ async fn usdt0_converts_in_one_transaction(flavour: Flavour) {
         "no allowance left behind"
     );
     assert!(sold > U256::ZERO && sold <= max_in);
-    assert_eq!(usdt_before - h.token_balance(usdt).await, sold);
+    assert_eq!(before - h.token_balance(addr).await, sold);
     assert!(h.eth_balance().await >= milli_eth(55));
     h.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_arbitrum_usdt_is_usdt0_and_converts_in_one_transaction_by_permit() {
-    usdt0_converts_in_one_transaction(Flavour::Arbitrum).await;
+    converts_in_one_transaction_by_permit(Flavour::Arbitrum, USDT0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_op_usdt_is_usdt0_and_converts_in_one_transaction_by_permit() {
-    usdt0_converts_in_one_transaction(Flavour::Op).await;
+    converts_in_one_transaction_by_permit(Flavour::Op, USDT0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_arbitrum_dai_is_l2_dai_and_converts_in_one_transaction_by_permit() {
+    converts_in_one_transaction_by_permit(Flavour::Arbitrum, L2_DAI).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_op_dai_is_l2_dai_and_converts_in_one_transaction_by_permit() {
+    converts_in_one_transaction_by_permit(Flavour::Op, L2_DAI).await;
 }

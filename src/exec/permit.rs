@@ -296,6 +296,19 @@ mod tests {
             token,
         );
         assert_eq!(got.map(|d| d.separator()), Some(fiat.separator()));
+        // L2 Dai (makerdao's arbitrum-dai-bridge / optimism-dai-bridge `l2/dai.sol`): a public
+        // `version` constant "2", no EIP-5267; its separator is cached at deployment for the
+        // deployment chain, the same hash.
+        let l2_dai = domain("Dai Stablecoin", "2", 10, token);
+        let got = rebuild_domain(
+            l2_dai.separator(),
+            None,
+            Some("Dai Stablecoin".into()),
+            Some("2".into()),
+            chain,
+            token,
+        );
+        assert_eq!(got.map(|d| d.separator()), Some(l2_dai.separator()));
         // OpenZeppelin ERC20Permit < 4.9 (USD₮0's TetherToken): no version(),
         // "1" from __ERC20Permit_init(name).
         let oz = domain("USD₮0", "1", 10, token);

@@ -313,22 +313,26 @@ pub(crate) async fn deploy_market(
             decimals,
         ))
     };
+    // TestERC20Permit's constructor: ERC-20 metadata and the EIP-712 version.
+    let erc20_permit = |name: &str, symbol: &str, decimals: u8, version: &str| {
+        <(
+            sol_data::String,
+            sol_data::String,
+            sol_data::Uint<8>,
+            sol_data::String,
+        )>::abi_encode_params(&(
+            name.to_string(),
+            symbol.to_string(),
+            decimals,
+            version.to_string(),
+        ))
+    };
     // USDC with FiatToken v2.2's EIP-2612 permit (EIP-712 version "2").
     let usdc = tx
         .deploy(
             "USDC",
             &art.test_erc20_permit.bytecode,
-            <(
-                sol_data::String,
-                sol_data::String,
-                sol_data::Uint<8>,
-                sol_data::String,
-            )>::abi_encode_params(&(
-                "USD Coin".to_string(),
-                "USDC".to_string(),
-                6u8,
-                "2".to_string(),
-            )),
+            erc20_permit("USD Coin", "USDC", 6, "2"),
         )
         .await?;
     // USDT: Ethereum's TetherToken (approve through 0, no permit) on the plain flavour; USD₮0
@@ -340,14 +344,29 @@ pub(crate) async fn deploy_market(
                 .await?
         }
     };
-    // DAI with Dai's own (not EIP-2612) permit, as on Ethereum (dss dai.sol).
-    let dai = tx
-        .deploy(
-            "DAI",
-            &art.test_dai_permit.bytecode,
-            erc20("Dai Stablecoin", "DAI", 18),
-        )
-        .await?;
+    // DAI: on the plain flavour with Dai's own (not EIP-2612) permit, as on Ethereum (dss
+    // dai.sol); where Arbitrum One and OP Mainnet have the bridged L2 Dai (makerdao's
+    // arbitrum-dai-bridge / optimism-dai-bridge `l2/dai.sol`), an EIP-2612 permit with EIP-712
+    // name "Dai Stablecoin", version "2" (a public `version()`, `PERMIT_TYPEHASH()`, no
+    // `eip712Domain()`): TestERC20Permit behaves alike.
+    let dai = match flavour {
+        Flavour::Plain => {
+            tx.deploy(
+                "DAI",
+                &art.test_dai_permit.bytecode,
+                erc20("Dai Stablecoin", "DAI", 18),
+            )
+            .await?
+        }
+        Flavour::Arbitrum | Flavour::Op => {
+            tx.deploy(
+                "DAI (L2 Dai)",
+                &art.test_erc20_permit.bytecode,
+                erc20_permit("Dai Stablecoin", "DAI", 18, "2"),
+            )
+            .await?
+        }
+    };
 
     let feed = |desc: &str, usd: u64| {
         let answer = I256::from_raw(units(usd, FEED_DECIMALS));

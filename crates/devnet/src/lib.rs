@@ -13,7 +13,8 @@
 //!
 //! - WETH9, USDC (6 dec, EIP-2612 permit as FiatToken v2.2), USDT (6 dec, mainnet quirks: no return values, approve must go through
 //!   0; on the arbitrum and op flavours USD₮0 instead: EIP-2612 permit, a standard approve),
-//!   DAI (18 dec, Dai's own permit as on Ethereum);
+//!   DAI (18 dec, Dai's own permit as on Ethereum; on the arbitrum and op flavours the bridged
+//!   L2 Dai instead: EIP-2612 permit, EIP-712 version "2");
 //! - Chainlink-style feeds (8 decimals): ETH/USD $3000, USDC/USD, USDT/USD, DAI/USD $1.00;
 //! - Uniswap V2 (factory + Router02) with WETH/USDC, WETH/USDT, WETH/DAI pairs, and Uniswap V3
 //!   (factory, NonfungiblePositionManager, SwapRouter02, QuoterV2) with the same pairs at fee
@@ -129,7 +130,10 @@ pub enum Flavour {
     ///   `eth_maxPriorityFeePerGas` with `0x0`;
     /// - `block.number` inside a contract is an L1-like number: Multicall3's `getBlockNumber()`
     ///   answers 21,000,000 + the block number / 4, far from JSON-RPC's block number;
-    /// - USDT is USD₮0 (EIP-2612 permit, a standard approve: `approval_reset = false`).
+    /// - USDT is USD₮0 (EIP-2612 permit, a standard approve: `approval_reset = false`);
+    /// - DAI is the bridged L2 Dai (makerdao's arbitrum-dai-bridge `l2/dai.sol`): an EIP-2612
+    ///   permit, EIP-712 name "Dai Stablecoin", version "2" (TestERC20Permit), not Ethereum's
+    ///   all-or-nothing Dai permit.
     Arbitrum,
     /// An OP-stack chain's (OP Mainnet, Base) as far as a local node allows:
     /// - the GasPriceOracle predeploy ([`GAS_PRICE_ORACLE`]) answers `getL1Fee` /
@@ -140,7 +144,10 @@ pub enum Flavour {
     ///   transaction) and the other L1 fee fields, added by the proxy at [`Devnet::rpc_url`].
     ///   The node does not charge that fee: balances do not move by it;
     /// - USDT is USD₮0, as on OP Mainnet (EIP-2612 permit, a standard approve:
-    ///   `approval_reset = false`). Base has no USD₮0 (its preset lists no USDT).
+    ///   `approval_reset = false`). Base has no USD₮0 (its preset lists no USDT);
+    /// - DAI is the bridged L2 Dai, as on OP Mainnet (makerdao's optimism-dai-bridge
+    ///   `l2/dai.sol`): an EIP-2612 permit, EIP-712 name "Dai Stablecoin", version "2"
+    ///   (TestERC20Permit), not Ethereum's all-or-nothing Dai permit.
     Op,
 }
 
@@ -280,7 +287,12 @@ pub struct DevnetAddresses {
     /// have it (TestUsdt0: OpenZeppelin ERC20Permit before 4.9, EIP-712 name "USD₮0" and
     /// version "1", no `version()`, a standard approve).
     pub usdt: Address,
-    /// Dai look-alike (TestDaiPermit, 18 decimals, Dai's all-or-nothing permit as on Ethereum).
+    /// Dai look-alike, 18 decimals, name "Dai Stablecoin". Plain flavour: Ethereum's Dai
+    /// (TestDaiPermit: Dai's all-or-nothing permit, `holder`/`expiry`/`allowed`). Arbitrum and op
+    /// flavours: the bridged L2 Dai as those chains have it (makerdao's arbitrum-dai-bridge /
+    /// optimism-dai-bridge `l2/dai.sol`; TestERC20Permit: EIP-2612 permit, EIP-712 version "2",
+    /// `version()` and `PERMIT_TYPEHASH()`, no `eip712Domain()`, `transferFrom` emits no
+    /// `Approval`).
     pub dai: Address,
     /// Multicall3, always [`MULTICALL3_ADDRESS`].
     pub multicall3: Address,

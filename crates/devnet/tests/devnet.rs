@@ -800,7 +800,8 @@ async fn devnet_command_writes_key_and_config_then_stops() {
 
 /// The arbitrum flavour plays Arbitrum where it differs from Ethereum: WETH is the real aeWETH
 /// (behind its proxy) and unwraps without a `Withdrawal` event, the priority fee is 0, and
-/// `block.number` inside a contract is not JSON-RPC's block number.
+/// `block.number` inside a contract is not JSON-RPC's block number; USDT is USD₮0 and DAI the
+/// bridged L2 Dai (EIP-2612, version "2").
 #[tokio::test(flavor = "multi_thread")]
 async fn arbitrum_flavour_has_aeweth_a_zero_tip_and_l1_block_numbers() {
     let devnet = start(DevnetOptions {
@@ -882,5 +883,45 @@ async fn arbitrum_flavour_has_aeweth_a_zero_tip_and_l1_block_numbers() {
     );
     let usdt_cfg = devnet.tokens().into_iter().find(|t| t.symbol == "USDT");
     assert!(!usdt_cfg.unwrap().approval_reset);
+
+    // DAI is the bridged L2 Dai here (makerdao's arbitrum-dai-bridge `l2/dai.sol`): "Dai
+    // Stablecoin", 18 decimals, the wallet's 310, EIP-2612's PERMIT_TYPEHASH (not Dai's), and
+    // an EIP-712 domain of version "2" that `version()` names.
+    let dai = IERC20::new(a.dai, &p);
+    assert_eq!(dai.name().call().await.unwrap(), "Dai Stablecoin");
+    assert_eq!(dai.symbol().call().await.unwrap(), "DAI");
+    assert_eq!(dai.decimals().call().await.unwrap(), 18);
+    assert_eq!(
+        dai.balanceOf(devnet.wallet_address).call().await.unwrap(),
+        units(310, 18)
+    );
+    let l2_dai = IL2Dai::new(a.dai, &p);
+    assert_eq!(l2_dai.version().call().await.unwrap(), "2");
+    assert_eq!(
+        l2_dai.PERMIT_TYPEHASH().call().await.unwrap(),
+        alloy::primitives::keccak256(
+            "Permit(address owner,address spender,uint256 value,uint256 nonce,uint256 deadline)"
+        )
+    );
+    let domain = alloy::sol_types::eip712_domain! {
+        name: "Dai Stablecoin",
+        version: "2",
+        chain_id: CHAIN_ID,
+        verifying_contract: a.dai,
+    };
+    assert_eq!(
+        l2_dai.DOMAIN_SEPARATOR().call().await.unwrap(),
+        domain.separator()
+    );
     devnet.shutdown().await.unwrap();
+}
+
+alloy::sol! {
+    /// The EIP-2612 surface of L2 Dai (makerdao's arbitrum-dai-bridge `l2/dai.sol`).
+    #[sol(rpc)]
+    interface IL2Dai {
+        function version() external view returns (string memory);
+        function PERMIT_TYPEHASH() external view returns (bytes32);
+        function DOMAIN_SEPARATOR() external view returns (bytes32);
+    }
 }

@@ -12,6 +12,13 @@ import "./TestERC20.sol";
 ///  - `permit` sets (does not add to) the allowance, rejects an expired deadline
 ///    (`type(uint256).max` never expires), a high-s or non-27/28-v signature (`ECRecover.sol`),
 ///    and a signer other than `owner`; each permit consumes the owner's nonce.
+/// On the arbitrum and op flavours it is DAI too ("Dai Stablecoin", 18 decimals, version "2"), as
+/// the bridged L2 Dai (makerdao's arbitrum-dai-bridge / optimism-dai-bridge `l2/dai.sol`): the
+/// same EIP-2612 surface (public `version` "2", `PERMIT_TYPEHASH`, `DOMAIN_SEPARATOR()`,
+/// `nonces`, no `eip712Domain()`) and a `transferFrom` that emits no `Approval`. L2 Dai differs
+/// in what a well-formed permit never meets: it checks neither `s` nor `v` (a high-s signature
+/// passes ecrecover there), its deadline check is `block.timestamp <= deadline`, and its revert
+/// strings are "Dai/…"; it also has `wards`, `burn` and `increaseAllowance`/`decreaseAllowance`.
 contract TestERC20Permit is TestERC20 {
     bytes32 public constant PERMIT_TYPEHASH =
         keccak256("Permit(address owner,address spender,uint256 value,uint256 nonce,uint256 deadline)");
