@@ -51,7 +51,7 @@ use machine::GiveUp;
 use permit::PermitCache;
 use tracing::{Instrument, field::Empty};
 use tx::{RawReceipt, TxSender};
-use venues::SwapMode;
+use venues::{SwapMode, V3Allowance};
 
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum ExecError {
@@ -386,12 +386,20 @@ async fn execute_leg(
             let v = &cfg.venues[venue];
             let router = v.kind.router();
             let allowance = reading.allowances.get(venue).copied().unwrap_or_default();
+            let swap = venues::Swap {
+                router,
+                token,
+                weth: cfg.weth,
+                wallet,
+                eth_out: leg.eth_out,
+                max_in: leg.max_in,
+                deadline,
+            };
             // V3 through SwapRouter02: a permit token grants the allowance
             // inside the swap's own transaction (one transaction, none left).
             if let Some(fee) = fee_tier
                 && allowance < leg.max_in
-                && let Some(call) =
-                    permit_swap(sender, permits, token, reading, router, fee, leg, deadline).await?
+                && let Some(call) = permit_swap(sender, permits, &swap, reading, fee).await?
             {
                 return swap_and_finish(sender, rec, &call, base_fee, &[]).await;
             }
@@ -425,22 +433,11 @@ async fn execute_leg(
                     .map_err(|e| ExecError::Journal(e.to_string()))?;
                 approved.push(receipt);
             }
-            let (weth, eth_out, max_in) = (cfg.weth, leg.eth_out, leg.max_in);
-            let swap = match (fee_tier, mode) {
-                (None, SwapMode::ExactOutput) => {
-                    venues::v2_swap(router, token, weth, wallet, eth_out, max_in, deadline)
-                }
-                (None, SwapMode::ExactInput) => {
-                    venues::v2_swap_exact_in(router, token, weth, wallet, eth_out, max_in, deadline)
-                }
-                (Some(fee), SwapMode::ExactOutput) => {
-                    venues::v3_swap(router, token, weth, wallet, fee, eth_out, max_in, deadline)
-                }
-                (Some(fee), SwapMode::ExactInput) => venues::v3_swap_exact_in(
-                    router, token, weth, wallet, fee, eth_out, max_in, deadline,
-                ),
+            let call = match fee_tier {
+                None => swap.v2(mode),
+                Some(fee) => swap.v3(fee, mode, V3Allowance::Approved),
             };
-            return swap_and_finish(sender, rec, &swap, base_fee, &approved).await;
+            return swap_and_finish(sender, rec, &call, base_fee, &approved).await;
         }
     };
     swap_and_finish(sender, rec, &call, base_fee, &[]).await
@@ -486,17 +483,15 @@ struct Permits<'a> {
 async fn permit_swap(
     sender: &TxSender<'_>,
     permits: Permits<'_>,
-    token: &crate::config::TokenConfig,
+    swap: &venues::Swap<'_>,
     reading: &crate::domain::TokenReading,
-    router: Address,
     fee: u32,
-    leg: &crate::plan::PlanLeg,
-    deadline: U256,
 ) -> Result<Option<tx::Call>, ExecError> {
     use permit::{PermitKind, Verdict};
     let cache = permits.cache;
     let chain = sender.chain;
     let wallet = sender.key.address();
+    let (token, router, deadline) = (swap.token, swap.router, swap.deadline);
     // Known to work, with the nonce the snapshot read: nothing to read. Else
     // one read (domain and nonce), and the whole transaction simulated.
     let (kind, domain, nonce, known) = match (cache.get(token.address), reading.permit_nonce) {
@@ -511,25 +506,17 @@ async fn permit_swap(
             }
         },
     };
-    let weth = chain.config().weth;
     let call = match kind {
         PermitKind::Eip2612 => {
             let sign =
                 |value, nonce| permit::sign(sender.key, &domain, router, value, nonce, deadline);
-            let grant = sign(leg.max_in, nonce).await?;
+            let grant = sign(swap.max_in, nonce).await?;
             let revoke = sign(U256::ZERO, nonce + U256::from(1u8)).await?;
-            venues::v3_swap_with_permit(
-                router,
-                token,
-                weth,
-                wallet,
-                fee,
-                leg.eth_out,
-                leg.max_in,
-                deadline,
-                &grant,
-                &revoke,
-            )
+            let allowance = V3Allowance::Permit {
+                grant: &grant,
+                revoke: &revoke,
+            };
+            swap.v3(fee, SwapMode::ExactOutput, allowance)
         }
         // Unlimited: only when the operator opted in (the policy is fixed
         // for the process, so the verdict is cached like any other).
@@ -540,17 +527,7 @@ async fn permit_swap(
         }
         PermitKind::Dai => {
             let p = permit::sign_dai(sender.key, &domain, router, nonce, deadline).await?;
-            venues::v3_swap_with_dai_permit(
-                router,
-                token,
-                weth,
-                wallet,
-                fee,
-                leg.eth_out,
-                leg.max_in,
-                deadline,
-                &p,
-            )
+            swap.v3(fee, SwapMode::ExactOutput, V3Allowance::DaiPermit(&p))
         }
     };
     if !known {

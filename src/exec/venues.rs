@@ -106,8 +106,8 @@ pub fn swap_mode(token: &TokenConfig, allowance: U256, max_in: U256, grant: U256
     }
 }
 
-/// Whether a swap's calldata (as [`v2_swap_exact_in`] or
-/// [`v3_swap_exact_in`] build it) sells an exact input: its ETH out is a
+/// Whether a swap's calldata (as [`Swap::v2`] or [`Swap::v3`] build it in
+/// [`SwapMode::ExactInput`]) sells an exact input: its ETH out is a
 /// minimum, not an exact figure.
 pub fn is_exact_input(data: &[u8]) -> bool {
     let selector = |d: &[u8]| d.get(..4).map(|s| [s[0], s[1], s[2], s[3]]);
@@ -124,245 +124,167 @@ pub fn is_exact_input(data: &[u8]) -> bool {
     }
 }
 
-/// Router02.swapExactTokensForETH: exactly `max_in` tokens, at least
-/// `eth_out` to the wallet ([`SwapMode::ExactInput`]).
-pub fn v2_swap_exact_in(
-    router: Address,
-    token: &TokenConfig,
-    weth: Address,
-    wallet: Address,
-    eth_out: U256,
-    max_in: U256,
-    deadline: U256,
-) -> Call {
-    Call {
-        what: format!("swap {} for ETH, exact input (uniswap v2)", token.symbol),
-        to: router,
-        data: IUniswapV2Router02::swapExactTokensForETHCall {
-            amountIn: max_in,
-            amountOutMin: eth_out,
-            path: vec![token.address, weth],
-            to: wallet,
-            deadline,
-        }
-        .abi_encode()
-        .into(),
-    }
+/// One leg's swap into ETH: the wallet sells `token` to `router` for
+/// `eth_out` of ETH (paid to `wallet`), selling at most `max_in` (exactly
+/// `max_in` in [`SwapMode::ExactInput`], for at least `eth_out`), valid
+/// until `deadline`.
+pub struct Swap<'a> {
+    pub router: Address,
+    pub token: &'a TokenConfig,
+    pub weth: Address,
+    pub wallet: Address,
+    pub eth_out: U256,
+    pub max_in: U256,
+    pub deadline: U256,
 }
 
-/// SwapRouter02.multicall(deadline, [exactInputSingle(max_in, at least
-/// eth_out, to the router), unwrapWETH9(eth_out, wallet)]): exactly
-/// `max_in` tokens, all the WETH they bought to the wallet in ETH
-/// ([`SwapMode::ExactInput`]).
-#[allow(clippy::too_many_arguments)]
-pub fn v3_swap_exact_in(
-    router: Address,
-    token: &TokenConfig,
-    weth: Address,
-    wallet: Address,
-    fee: u32,
-    eth_out: U256,
-    max_in: U256,
-    deadline: U256,
-) -> Call {
-    let swap = ISwapRouter02::exactInputSingleCall {
-        params: ISwapRouter02::ExactInputSingleParams {
-            tokenIn: token.address,
-            tokenOut: weth,
-            fee: U24::from(fee),
-            recipient: ROUTER_ITSELF,
-            amountIn: max_in,
-            amountOutMinimum: eth_out,
-            sqrtPriceLimitX96: U160::ZERO,
-        },
-    }
-    .abi_encode();
-    let unwrap = ISwapRouter02::unwrapWETH9Call {
-        amountMinimum: eth_out,
-        recipient: wallet,
-    }
-    .abi_encode();
-    Call {
-        what: format!(
-            "swap {} for ETH, exact input (uniswap v3, fee {fee})",
-            token.symbol
-        ),
-        to: router,
-        data: ISwapRouter02::multicallCall {
-            deadline,
-            data: vec![swap.into(), unwrap.into()],
-        }
-        .abi_encode()
-        .into(),
-    }
+/// What a V3 swap's multicall grants the router before the swap (and takes
+/// back after it).
+pub enum V3Allowance<'a> {
+    /// Approved by a transaction already (or enough left).
+    Approved,
+    /// EIP-2612: `selfPermit(max_in)` in front, `selfPermit(0)` (the next
+    /// permit nonce) behind: the router may pull exactly `max_in` for this
+    /// swap, and no allowance is left.
+    Permit {
+        grant: &'a SignedPermit,
+        revoke: &'a SignedPermit,
+    },
+    /// Dai's permit in front (`selfPermitAllowed(nonce, expiry =
+    /// deadline)`): unlimited and never taken back, so opt-in only
+    /// (`policy.unlimited_dai_permit`).
+    DaiPermit(&'a SignedPermit),
 }
 
-/// Router02.swapTokensForExactETH: exactly `eth_out` to the wallet, at most
-/// `max_in` tokens.
-pub fn v2_swap(
-    router: Address,
-    token: &TokenConfig,
-    weth: Address,
-    wallet: Address,
-    eth_out: U256,
-    max_in: U256,
-    deadline: U256,
-) -> Call {
-    Call {
-        what: format!("swap {} for ETH (uniswap v2)", token.symbol),
-        to: router,
-        data: IUniswapV2Router02::swapTokensForExactETHCall {
-            amountOut: eth_out,
-            amountInMax: max_in,
-            path: vec![token.address, weth],
-            to: wallet,
-            deadline,
+impl Swap<'_> {
+    /// Router02: `swapTokensForExactETH` (exactly `eth_out` to the wallet,
+    /// at most `max_in` tokens), or `swapExactTokensForETH` (exactly
+    /// `max_in` tokens, at least `eth_out`).
+    pub fn v2(&self, mode: SwapMode) -> Call {
+        let path = vec![self.token.address, self.weth];
+        let (data, how) = match mode {
+            SwapMode::ExactOutput => (
+                IUniswapV2Router02::swapTokensForExactETHCall {
+                    amountOut: self.eth_out,
+                    amountInMax: self.max_in,
+                    path,
+                    to: self.wallet,
+                    deadline: self.deadline,
+                }
+                .abi_encode(),
+                "",
+            ),
+            SwapMode::ExactInput => (
+                IUniswapV2Router02::swapExactTokensForETHCall {
+                    amountIn: self.max_in,
+                    amountOutMin: self.eth_out,
+                    path,
+                    to: self.wallet,
+                    deadline: self.deadline,
+                }
+                .abi_encode(),
+                ", exact input",
+            ),
+        };
+        Call {
+            what: format!("swap {} for ETH{how} (uniswap v2)", self.token.symbol),
+            to: self.router,
+            data: data.into(),
         }
-        .abi_encode()
-        .into(),
     }
-}
 
-/// SwapRouter02.multicall(deadline, [exactOutputSingle(to the router),
-/// unwrapWETH9(eth_out, wallet)]): one transaction, ETH to the wallet.
-#[allow(clippy::too_many_arguments)]
-pub fn v3_swap(
-    router: Address,
-    token: &TokenConfig,
-    weth: Address,
-    wallet: Address,
-    fee: u32,
-    eth_out: U256,
-    max_in: U256,
-    deadline: U256,
-) -> Call {
-    let [swap, unwrap] = v3_swap_calls(token, weth, wallet, fee, eth_out, max_in);
-    Call {
-        what: format!("swap {} for ETH (uniswap v3, fee {fee})", token.symbol),
-        to: router,
-        data: ISwapRouter02::multicallCall {
-            deadline,
-            data: vec![swap, unwrap],
+    /// SwapRouter02.multicall(deadline, [what `allowance` puts in front,
+    /// exactOutputSingle (or exactInputSingle) to the router,
+    /// unwrapWETH9(eth_out, wallet), what it puts behind]): one
+    /// transaction, ETH to the wallet.
+    pub fn v3(&self, fee: u32, mode: SwapMode, allowance: V3Allowance<'_>) -> Call {
+        let token = self.token.address;
+        let fee24 = U24::from(fee);
+        let swap: Bytes = match mode {
+            SwapMode::ExactOutput => ISwapRouter02::exactOutputSingleCall {
+                params: ISwapRouter02::ExactOutputSingleParams {
+                    tokenIn: token,
+                    tokenOut: self.weth,
+                    fee: fee24,
+                    recipient: ROUTER_ITSELF,
+                    amountOut: self.eth_out,
+                    amountInMaximum: self.max_in,
+                    sqrtPriceLimitX96: U160::ZERO,
+                },
+            }
+            .abi_encode()
+            .into(),
+            SwapMode::ExactInput => ISwapRouter02::exactInputSingleCall {
+                params: ISwapRouter02::ExactInputSingleParams {
+                    tokenIn: token,
+                    tokenOut: self.weth,
+                    fee: fee24,
+                    recipient: ROUTER_ITSELF,
+                    amountIn: self.max_in,
+                    amountOutMinimum: self.eth_out,
+                    sqrtPriceLimitX96: U160::ZERO,
+                },
+            }
+            .abi_encode()
+            .into(),
+        };
+        let unwrap: Bytes = ISwapRouter02::unwrapWETH9Call {
+            amountMinimum: self.eth_out,
+            recipient: self.wallet,
         }
         .abi_encode()
-        .into(),
-    }
-}
-
-/// The V3 swap with its allowance granted inside the same transaction:
-/// SwapRouter02.multicall(deadline, [selfPermit(max_in),
-/// exactOutputSingle(to the router), unwrapWETH9(eth_out, wallet),
-/// selfPermit(0)]). The router may pull exactly `max_in` for this swap, and
-/// the second permit (the next permit nonce) leaves no allowance behind.
-#[allow(clippy::too_many_arguments)]
-pub fn v3_swap_with_permit(
-    router: Address,
-    token: &TokenConfig,
-    weth: Address,
-    wallet: Address,
-    fee: u32,
-    eth_out: U256,
-    max_in: U256,
-    deadline: U256,
-    grant: &SignedPermit,
-    revoke: &SignedPermit,
-) -> Call {
-    let self_permit = |p: &SignedPermit| -> Bytes {
-        ISwapRouter02::selfPermitCall {
-            token: token.address,
-            value: p.value,
-            deadline,
-            v: p.v,
-            r: p.r,
-            s: p.s,
+        .into();
+        let deadline = self.deadline;
+        let self_permit = |p: &SignedPermit| -> Bytes {
+            ISwapRouter02::selfPermitCall {
+                token,
+                value: p.value,
+                deadline,
+                v: p.v,
+                r: p.r,
+                s: p.s,
+            }
+            .abi_encode()
+            .into()
+        };
+        let (data, prefix) = match allowance {
+            V3Allowance::Approved => (vec![swap, unwrap], ""),
+            V3Allowance::Permit { grant, revoke } => (
+                vec![self_permit(grant), swap, unwrap, self_permit(revoke)],
+                "permit and ",
+            ),
+            V3Allowance::DaiPermit(p) => {
+                let allowed: Bytes = ISwapRouter02::selfPermitAllowedCall {
+                    token,
+                    nonce: p.value,
+                    expiry: deadline,
+                    v: p.v,
+                    r: p.r,
+                    s: p.s,
+                }
+                .abi_encode()
+                .into();
+                (
+                    vec![allowed, swap, unwrap],
+                    "permit (unlimited, Dai-style) and ",
+                )
+            }
+        };
+        let how = match mode {
+            SwapMode::ExactOutput => "",
+            SwapMode::ExactInput => ", exact input",
+        };
+        Call {
+            what: format!(
+                "{prefix}swap {} for ETH{how} (uniswap v3, fee {fee})",
+                self.token.symbol
+            ),
+            to: self.router,
+            data: ISwapRouter02::multicallCall { deadline, data }
+                .abi_encode()
+                .into(),
         }
-        .abi_encode()
-        .into()
-    };
-    let [swap, unwrap] = v3_swap_calls(token, weth, wallet, fee, eth_out, max_in);
-    Call {
-        what: format!(
-            "permit and swap {} for ETH (uniswap v3, fee {fee})",
-            token.symbol
-        ),
-        to: router,
-        data: ISwapRouter02::multicallCall {
-            deadline,
-            data: vec![self_permit(grant), swap, unwrap, self_permit(revoke)],
-        }
-        .abi_encode()
-        .into(),
     }
-}
-
-/// The V3 swap with Dai's permit in front: SwapRouter02.multicall(deadline,
-/// [selfPermitAllowed(nonce, expiry = deadline), exactOutputSingle(to the
-/// router), unwrapWETH9(eth_out, wallet)]). Dai's permit grants an
-/// unlimited allowance and cannot take it back: opt-in only
-/// (`policy.unlimited_dai_permit`).
-#[allow(clippy::too_many_arguments)]
-pub fn v3_swap_with_dai_permit(
-    router: Address,
-    token: &TokenConfig,
-    weth: Address,
-    wallet: Address,
-    fee: u32,
-    eth_out: U256,
-    max_in: U256,
-    deadline: U256,
-    permit: &SignedPermit,
-) -> Call {
-    let self_permit = ISwapRouter02::selfPermitAllowedCall {
-        token: token.address,
-        nonce: permit.value,
-        expiry: deadline,
-        v: permit.v,
-        r: permit.r,
-        s: permit.s,
-    }
-    .abi_encode();
-    let [swap, unwrap] = v3_swap_calls(token, weth, wallet, fee, eth_out, max_in);
-    Call {
-        what: format!(
-            "permit (unlimited, Dai-style) and swap {} for ETH (uniswap v3, fee {fee})",
-            token.symbol
-        ),
-        to: router,
-        data: ISwapRouter02::multicallCall {
-            deadline,
-            data: vec![self_permit.into(), swap, unwrap],
-        }
-        .abi_encode()
-        .into(),
-    }
-}
-
-fn v3_swap_calls(
-    token: &TokenConfig,
-    weth: Address,
-    wallet: Address,
-    fee: u32,
-    eth_out: U256,
-    max_in: U256,
-) -> [Bytes; 2] {
-    let swap = ISwapRouter02::exactOutputSingleCall {
-        params: ISwapRouter02::ExactOutputSingleParams {
-            tokenIn: token.address,
-            tokenOut: weth,
-            fee: U24::from(fee),
-            recipient: ROUTER_ITSELF,
-            amountOut: eth_out,
-            amountInMaximum: max_in,
-            sqrtPriceLimitX96: U160::ZERO,
-        },
-    }
-    .abi_encode();
-    let unwrap = ISwapRouter02::unwrapWETH9Call {
-        amountMinimum: eth_out,
-        recipient: wallet,
-    }
-    .abi_encode();
-    [swap.into(), unwrap.into()]
 }
 
 #[cfg(test)]
@@ -459,15 +381,24 @@ mod tests {
         let (eth_out, max_in, deadline) =
             (U256::from(7u64), U256::from(1_000u64), U256::from(99u64));
         let t = token(true);
+        let leg = Swap {
+            router,
+            token: &t,
+            weth,
+            wallet,
+            eth_out,
+            max_in,
+            deadline,
+        };
 
-        let v2 = v2_swap_exact_in(router, &t, weth, wallet, eth_out, max_in, deadline);
+        let v2 = leg.v2(SwapMode::ExactInput);
         assert_eq!(v2.to, router);
         let c = IUniswapV2Router02::swapExactTokensForETHCall::abi_decode(&v2.data).unwrap();
         assert_eq!((c.amountIn, c.amountOutMin), (max_in, eth_out));
         assert_eq!(c.path, vec![t.address, weth]);
         assert_eq!((c.to, c.deadline), (wallet, deadline));
 
-        let v3 = v3_swap_exact_in(router, &t, weth, wallet, 500, eth_out, max_in, deadline);
+        let v3 = leg.v3(500, SwapMode::ExactInput, V3Allowance::Approved);
         assert_eq!(v3.to, router);
         let m = ISwapRouter02::multicallCall::abi_decode(&v3.data).unwrap();
         assert_eq!(m.deadline, deadline);
@@ -488,8 +419,8 @@ mod tests {
         // Told apart from the exact-output swaps by their calldata alone.
         assert!(is_exact_input(&v2.data));
         assert!(is_exact_input(&v3.data));
-        let v2_out = v2_swap(router, &t, weth, wallet, eth_out, max_in, deadline);
-        let v3_out = v3_swap(router, &t, weth, wallet, 500, eth_out, max_in, deadline);
+        let v2_out = leg.v2(SwapMode::ExactOutput);
+        let v3_out = leg.v3(500, SwapMode::ExactOutput, V3Allowance::Approved);
         assert!(!is_exact_input(&v2_out.data));
         assert!(!is_exact_input(&v3_out.data));
         assert!(!is_exact_input(&unwrap(weth, eth_out).data));

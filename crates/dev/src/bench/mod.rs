@@ -681,11 +681,24 @@ async fn status(mut c: WalletBalancerClient<Channel>) -> anyhow::Result<()> {
 }
 
 async fn ensure(
-    mut c: WalletBalancerClient<Channel>,
+    c: WalletBalancerClient<Channel>,
     required: U256,
     request_id: String,
     expect: pb::EnsureOutcome,
 ) -> anyhow::Result<()> {
+    ensure_answer(c, required, request_id, expect)
+        .await
+        .map(|_| ())
+}
+
+/// EnsureEth for `required` wei on the devnet chain; its answer, which must
+/// have the `expect`ed outcome.
+pub(crate) async fn ensure_answer(
+    mut c: WalletBalancerClient<Channel>,
+    required: U256,
+    request_id: String,
+    expect: pb::EnsureOutcome,
+) -> anyhow::Result<pb::EnsureEthResponse> {
     let r = c
         .ensure_eth(pb::EnsureEthRequest {
             chain: CHAIN_NAME.into(),
@@ -701,7 +714,7 @@ async fn ensure(
             r.outcome
         );
     }
-    Ok(())
+    Ok(r)
 }
 
 fn lat_of(v: &serde_json::Value) -> anyhow::Result<Samples> {

@@ -32,9 +32,9 @@ use std::{
 
 use alloy::{primitives::U256, providers::Provider};
 use anyhow::{Context, bail};
-use tonic::transport::Channel;
 
 use super::{
+    ensure_answer,
     procs::Sidecar,
     progress,
     stats::{Samples, fmt_ms},
@@ -260,7 +260,13 @@ async fn one_path(
         let required = balance + U256::from(SHORTAGE_WEI) - reserve;
         let (req0, chain_id0) = (proxy.requests(), proxy.count("eth_chainId"));
         let t = Instant::now();
-        let r = ensure(client.clone(), required, format!("{name}-{i}")).await?;
+        let r = ensure_answer(
+            client.clone(),
+            required,
+            format!("{name}-{i}"),
+            pb::EnsureOutcome::Converted,
+        )
+        .await?;
         let elapsed = t.elapsed();
         let sent = proxy.requests() - req0 - (proxy.count("eth_chainId") - chain_id0);
         let mined = node.get_transaction_count(wallet).await? - nonce;
@@ -282,29 +288,6 @@ async fn one_path(
         txs: txs as f64 / n,
         gas: gas as f64 / n,
     })
-}
-
-async fn ensure(
-    mut c: WalletBalancerClient<Channel>,
-    required: U256,
-    request_id: String,
-) -> anyhow::Result<pb::EnsureEthResponse> {
-    let r = c
-        .ensure_eth(pb::EnsureEthRequest {
-            chain: CHAIN_NAME.into(),
-            required_wei: required.to_string(),
-            request_id,
-            dry_run: false,
-        })
-        .await?
-        .into_inner();
-    if r.outcome != pb::EnsureOutcome::Converted as i32 {
-        bail!(
-            "EnsureEth answered {:?}, expected a conversion: {r:?}",
-            r.outcome
-        );
-    }
-    Ok(r)
 }
 
 fn render(runs: &[Run], latency_ms: u64) -> String {
