@@ -494,3 +494,26 @@ async fn a_permit_that_does_not_simulate_falls_back_to_approving_and_is_remember
     assert_eq!(permit_nonce(&h, usdc).await, U256::ZERO, "no permit used");
     h.stop().await;
 }
+
+/// `tokens[].permit = false`, the operator's opt-out: the token is approved
+/// by a transaction even though its permit works, and no permit is signed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_whose_permit_is_turned_off_is_approved_by_a_transaction() {
+    let mut h = Harness::start_with(|c| {
+        usdc_then_dai_on_v3(c);
+        for t in &mut c.chains.get_mut("devnet").unwrap().tokens {
+            t.permit = t.symbol != "USDC";
+        }
+    })
+    .await;
+    let usdc = token(&h, "USDC");
+    let nonce = h.nonce().await;
+    let r = h.ensure(milli_eth(50), "no-permit-1", false).await.unwrap();
+    let c = &r.conversions[0];
+    assert_eq!(c.token_symbol, "USDC", "{:?}", r.conversions);
+    assert_eq!(c.approval_tx_hashes.len(), 1, "approve, then swap");
+    assert_eq!(h.nonce().await, nonce + 2);
+    assert_eq!(permit_nonce(&h, usdc).await, U256::ZERO, "no permit used");
+    check_receipts(&h, c).await;
+    h.stop().await;
+}

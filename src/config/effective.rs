@@ -191,6 +191,7 @@ fn chain(c: &ChainConfig) -> Value {
                 ("min_reserve_usd", Some(s(t.min_reserve_usd))),
                 ("priority", Some(int(t.priority.into()))),
                 ("approval_reset", Some(Value::Boolean(t.approval_reset))),
+                ("permit", Some(Value::Boolean(t.permit))),
             ])
         })
         .collect();

@@ -346,6 +346,11 @@ pub struct TokenConfig {
     pub priority: u32,
     /// USDT-style: the allowance must be set to 0 before a new non-zero value.
     pub approval_reset: bool,
+    /// Whether a swap may take its allowance from the token's permit
+    /// (EIP-2612, or Dai's with `policy.unlimited_dai_permit`), found at run
+    /// time. `false` (`permit = false`): always approved by a transaction,
+    /// e.g. for a token whose permit an operator does not trust.
+    pub permit: bool,
     /// True for the chain's wrapped native token (converted by unwrapping).
     pub is_weth: bool,
 }

@@ -204,6 +204,7 @@ pub(super) struct RawToken {
     pub(super) priority: u32,
     #[serde(default, deserialize_with = "boolish")]
     pub(super) approval_reset: bool,
+    pub(super) permit: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

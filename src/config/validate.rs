@@ -541,6 +541,7 @@ fn validate_chain(name: &str, mut table: toml::Table) -> Result<ChainConfig, Con
                 .map_err(|e| ConfigError::new(tk("min_reserve_usd"), e))?,
             priority: t.priority,
             approval_reset: t.approval_reset,
+            permit: t.permit.unwrap_or(true),
             is_weth,
         });
     }

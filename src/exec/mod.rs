@@ -398,6 +398,7 @@ async fn execute_leg(
             // V3 through SwapRouter02: a permit token grants the allowance
             // inside the swap's own transaction (one transaction, none left).
             if let Some(fee) = fee_tier
+                && token.permit
                 && allowance < leg.max_in
                 && let Some(call) = permit_swap(sender, permits, &swap, reading, fee).await?
             {

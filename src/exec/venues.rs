@@ -303,6 +303,7 @@ mod tests {
             min_reserve_usd: Usd::from_dollars(50),
             priority: 3,
             approval_reset: reset,
+            permit: true,
             is_weth: false,
         }
     }

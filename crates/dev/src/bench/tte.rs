@@ -6,11 +6,11 @@
 //! round trip.
 //!
 //! Two paths side by side in the same run, each with its own sidecar
-//! subprocess and one token, on Uniswap V3 only:
-//! - **permit**: USDC (EIP-2612): one transaction, the allowance granted
-//!   and taken back inside the swap;
-//! - **approve**: DAI (Dai's unlimited permit not opted in), exact
-//!   approvals (`policy.approval_usd = 0`): approve, then swap, every time.
+//! subprocess, the same token (USDC) and pool (Uniswap V3):
+//! - **permit**: USDC's EIP-2612 permit: one transaction, the allowance
+//!   granted and taken back inside the swap;
+//! - **approve**: the token's `permit = false`, exact approvals
+//!   (`policy.approval_usd = 0`): approve, then swap, every time.
 //!
 //! Each conversion starts at its own phase of the block clock (a pause of
 //! a varying fraction of a block before it), needs 0.002 ETH more than the
@@ -115,13 +115,13 @@ pub async fn run(args: &TteArgs, bin: &Path, work: &Path) -> anyhow::Result<Stri
     let mut runs = Vec::new();
     for &block_ms in &args.tte_block_ms {
         let miner = Miner::start(node.clone(), Duration::from_millis(block_ms));
-        for (path, symbol) in [("permit", "USDC"), ("approve", "DAI")] {
+        for (path, permit) in [("permit", true), ("approve", false)] {
             progress(&format!(
-                "time-to-ETH: {path} path ({symbol}), blocks every {block_ms} ms, {} conversions",
+                "time-to-ETH: {path} path (USDC), blocks every {block_ms} ms, {} conversions",
                 args.tte_conversions
             ));
             let run = one_path(
-                &devnet, &proxy, bin, work, &key, path, symbol, block_ms, args,
+                &devnet, &proxy, bin, work, &key, path, permit, block_ms, args,
             )
             .await?;
             runs.push(run);
@@ -159,14 +159,14 @@ impl Miner {
     }
 }
 
-/// The devnet's config for one path: only `symbol`, V3 only, exact
-/// approvals, `block_time_ms`, everything else as generated.
+/// The devnet's config for one path: only USDC (its permit used or not),
+/// V3 only, exact approvals, `block_time_ms`, everything else as generated.
 fn path_config(
     devnet: &Devnet,
     proxy: &RpcProxy,
     key: &Path,
     listen: &str,
-    symbol: &str,
+    permit: bool,
     block_ms: u64,
     journal: PathBuf,
 ) -> anyhow::Result<String> {
@@ -199,11 +199,16 @@ fn path_config(
             .and_then(|t| t.as_array_mut())
             .with_context(|| format!("no {list}"))?;
         items.retain(|t| match keep {
-            "symbol" => t.get("symbol").and_then(|s| s.as_str()) == Some(symbol),
+            "symbol" => t.get("symbol").and_then(|s| s.as_str()) == Some("USDC"),
             _ => t.get("kind").and_then(|s| s.as_str()) == Some("uniswap_v3"),
         });
         if items.is_empty() {
-            bail!("no {list} left for {symbol}");
+            bail!("no {list} left");
+        }
+        if list == "tokens" {
+            for t in items.iter_mut().filter_map(|t| t.as_table_mut()) {
+                t.insert("permit".into(), permit.into());
+            }
         }
     }
     Ok(toml::to_string(&doc)?)
@@ -217,7 +222,7 @@ async fn one_path(
     work: &Path,
     key: &Path,
     path: &'static str,
-    symbol: &str,
+    permit: bool,
     block_ms: u64,
     args: &TteArgs,
 ) -> anyhow::Result<Run> {
@@ -234,7 +239,7 @@ async fn one_path(
             proxy,
             key,
             &listen,
-            symbol,
+            permit,
             block_ms,
             work.join(format!("journal-{name}.redb")),
         )?,
