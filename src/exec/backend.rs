@@ -427,6 +427,39 @@ impl Backend for Rpc {
 mod tests {
     use super::*;
 
+    /// Only an answer that says the method does not exist means the node did
+    /// not take a synchronous send; a refusal of the transaction does not.
+    #[test]
+    fn a_node_without_the_sync_method_is_told_apart() {
+        let e = |code: i64, message: &str| ErrorPayload {
+            code,
+            message: message.to_string().into(),
+            data: None,
+        };
+        for (code, msg) in [
+            (
+                -32601,
+                "the method eth_sendRawTransactionSync does not exist/is not available",
+            ),
+            (-32004, "Method eth_sendRawTransactionSync is not supported"),
+            (-32000, "method not found"),
+            (-32603, "Unsupported method: eth_sendRawTransactionSync"),
+        ] {
+            assert!(sync_unsupported(&e(code, msg)), "{code} {msg}");
+        }
+        for (code, msg) in [
+            (-32000, "nonce too low"),
+            (-32000, "already known"),
+            (
+                4,
+                "The transaction was added to the transaction pool but wasn't processed in 2s",
+            ),
+            (-32602, "invalid type: integer `1000`, expected bytes"),
+        ] {
+            assert!(!sync_unsupported(&e(code, msg)), "{code} {msg}");
+        }
+    }
+
     #[test]
     fn node_messages_are_classified() {
         use SendResult::*;
