@@ -474,14 +474,14 @@ impl Bench {
         F: FnMut(usize) -> Fut,
         Fut: Future<Output = anyhow::Result<()>>,
     {
-        let before = self.proxy.methods();
+        let before = stats::snapshot(&self.proxy);
         let mut lat = Vec::with_capacity(n);
         for i in 0..n {
             let t = Instant::now();
             op(i).await?;
             lat.push(t.elapsed());
         }
-        let after = self.proxy.methods();
+        let after = stats::snapshot(&self.proxy);
         Ok((Samples::from_durations(&lat), delta(&before, &after)))
     }
 
@@ -568,7 +568,7 @@ impl Bench {
         secs: f64,
     ) -> anyhow::Result<Rate> {
         let client = WalletBalancerClient::new(channel.clone());
-        let before = self.proxy.methods();
+        let before = stats::snapshot(&self.proxy);
         let started = Instant::now();
         let deadline = started + Duration::from_secs_f64(secs);
         let tasks: Vec<_> = (0..callers)
@@ -593,7 +593,7 @@ impl Bench {
             rate.errors += errors;
         }
         rate.secs = started.elapsed().as_secs_f64();
-        rate.rpc = foreground(&delta(&before, &self.proxy.methods()));
+        rate.rpc = foreground(&delta(&before, &stats::snapshot(&self.proxy)));
         Ok(rate)
     }
 
@@ -610,7 +610,7 @@ impl Bench {
         for i in 0..self.args.conversions {
             let balance = chain.get_balance(self.wallet).pending().await?;
             let required = balance + U256::from(CONVERSION_SHORTAGE_WEI) - self.gas_reserve;
-            let before = self.proxy.methods();
+            let before = stats::snapshot(&self.proxy);
             let t = Instant::now();
             ensure(
                 client.clone(),
@@ -620,7 +620,7 @@ impl Bench {
             )
             .await?;
             lat.push(t.elapsed());
-            for (m, n) in delta(&before, &self.proxy.methods()) {
+            for (m, n) in delta(&before, &stats::snapshot(&self.proxy)) {
                 *counts.entry(m).or_default() += n;
             }
         }
@@ -841,7 +841,7 @@ impl Level {
         );
         let _ = writeln!(
             o,
-            "| operation | client | n | p50 ms | p99 ms | p50 − 1 RTT | JSON-RPC/op | baseline p50 ÷ p50 | baseline RPC ÷ RPC |"
+            "| operation | client | n | p50 ms | p99 ms | p50 − 1 RTT | JSON-RPC requests/op | baseline p50 ÷ p50 | baseline RPC ÷ RPC |"
         );
         let _ = writeln!(o, "|---|---|--:|--:|--:|--:|--:|--:|--:|");
         let b = &self.baseline;
@@ -862,7 +862,7 @@ impl Level {
         }
         let _ = writeln!(
             o,
-            "\n| GetStatus throughput, req/s (JSON-RPC per call) | 1 caller | 16 callers | 64 callers |"
+            "\n| GetStatus throughput, req/s (JSON-RPC requests per call) | 1 caller | 16 callers | 64 callers |"
         );
         let _ = writeln!(o, "|---|--:|--:|--:|");
         for (label, rates) in &self.tput {
@@ -894,7 +894,7 @@ impl Level {
         let _ = writeln!(o, "| rust cached ÷ baseline | {} |", cells.join(" | "));
         let _ = writeln!(
             o,
-            "\nJSON-RPC requests per operation, by method (health's `eth_chainId` left out):\n"
+            "\nJSON-RPC calls per operation, by method (a batch's calls counted one by one; health's `eth_chainId` left out):\n"
         );
         for r in std::iter::once(b).chain(&self.rows) {
             let _ = writeln!(o, "- {} ({}): {}", r.op, r.client, r.methods());

@@ -191,11 +191,11 @@ impl PyRun {
     /// Lets it run; its JSON answer and the proxy's counts meanwhile.
     pub async fn go(mut self, proxy: &RpcProxy) -> anyhow::Result<(serde_json::Value, Counts)> {
         let mut stdin = self.child.stdin.take().context("no stdin")?;
-        let before = proxy.methods();
+        let before = super::stats::snapshot(proxy);
         stdin.write_all(b"go\n").await?;
         stdin.flush().await?;
         let line = self.lines.next_line().await?;
-        let after = proxy.methods();
+        let after = super::stats::snapshot(proxy);
         let status = self.child.wait().await?;
         let Some(line) = line else {
             bail!(

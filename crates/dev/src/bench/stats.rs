@@ -8,8 +8,20 @@ use std::{collections::BTreeMap, time::Duration};
 /// apart.
 pub const BACKGROUND: &[&str] = &["eth_chainId"];
 
-/// JSON-RPC calls by method.
+/// JSON-RPC calls by method, and HTTP requests under [`HTTP`].
 pub type Counts = BTreeMap<String, u64>;
+
+/// The key under which [`snapshot`] counts HTTP requests: a JSON-RPC batch
+/// (a snapshot's header and `eth_call`, a send's simulation, nonce, tip and
+/// header) is one request of several calls.
+pub const HTTP: &str = "(http requests)";
+
+/// The proxy's counts so far: calls by method, and HTTP requests.
+pub fn snapshot(proxy: &wb_devnet::proxy::RpcProxy) -> Counts {
+    let mut c = proxy.methods();
+    c.insert(HTTP.into(), proxy.requests());
+    c
+}
 
 /// `after - before`, per method.
 pub fn delta(before: &Counts, after: &Counts) -> Counts {
@@ -66,6 +78,8 @@ pub struct Row {
     pub lat: Samples,
     /// JSON-RPC calls during the timed run, by method (background left out).
     pub calls: Counts,
+    /// HTTP requests during the timed run (background left out).
+    pub requests: u64,
     /// Operations in the run (for the per-op division).
     pub ops: usize,
 }
@@ -73,9 +87,10 @@ pub struct Row {
 impl Row {
     pub fn new(op: &str, client: &str, lat: Samples, calls: &Counts) -> Row {
         let ops = lat.len();
+        let requests = foreground(calls);
         let calls = calls
             .iter()
-            .filter(|(m, _)| !BACKGROUND.contains(&m.as_str()))
+            .filter(|(m, _)| !BACKGROUND.contains(&m.as_str()) && m.as_str() != HTTP)
             .map(|(m, n)| (m.clone(), *n))
             .collect();
         Row {
@@ -83,16 +98,17 @@ impl Row {
             client: client.into(),
             lat,
             calls,
+            requests,
             ops,
         }
     }
 
-    /// JSON-RPC requests per operation.
+    /// JSON-RPC (HTTP) requests per operation: a batch is one.
     pub fn rpc_per_op(&self) -> f64 {
         if self.ops == 0 {
             return f64::NAN;
         }
-        self.calls.values().sum::<u64>() as f64 / self.ops as f64
+        self.requests as f64 / self.ops as f64
     }
 
     /// "eth_call 1.00, eth_blockNumber 0.01"
@@ -129,12 +145,23 @@ impl Rate {
     }
 }
 
-/// Calls of non-background methods.
+/// HTTP requests that were not the background's (each background call is
+/// a request of its own); without an [`HTTP`] count, the calls.
 pub fn foreground(c: &Counts) -> u64 {
-    c.iter()
-        .filter(|(m, _)| !BACKGROUND.contains(&m.as_str()))
+    let background: u64 = c
+        .iter()
+        .filter(|(m, _)| BACKGROUND.contains(&m.as_str()))
         .map(|(_, n)| *n)
-        .sum()
+        .sum();
+    match c.get(HTTP) {
+        Some(n) => n.saturating_sub(background),
+        None => c
+            .iter()
+            .filter(|(m, _)| m.as_str() != HTTP)
+            .map(|(_, n)| *n)
+            .sum::<u64>()
+            .saturating_sub(background),
+    }
 }
 
 pub fn fmt_ms(v: f64) -> String {
@@ -216,5 +243,23 @@ mod tests {
         assert_eq!(row.rpc_per_op(), 1.1);
         assert_eq!(foreground(&d), 11);
         assert_eq!(row.methods(), "eth_call 1, eth_blockNumber 0.100");
+    }
+
+    /// A batch of two calls is one request: requests per op count HTTP
+    /// requests, the breakdown counts calls.
+    #[test]
+    fn a_batch_is_one_request() {
+        let before = Counts::from([(HTTP.to_string(), 5)]);
+        let after = Counts::from([
+            (HTTP.to_string(), 17),
+            ("eth_call".to_string(), 10),
+            ("eth_getBlockByNumber".to_string(), 10),
+            ("eth_chainId".to_string(), 2),
+        ]);
+        let d = delta(&before, &after);
+        let row = Row::new("x", "rust", Samples::from_ms(vec![1.0; 10]), &d);
+        assert_eq!(row.rpc_per_op(), 1.0);
+        assert_eq!(foreground(&d), 10);
+        assert_eq!(row.methods(), "eth_call 1, eth_getBlockByNumber 1");
     }
 }
